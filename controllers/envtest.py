@@ -1,0 +1,592 @@
+"""A real local control plane (etcd + kube-apiserver + kube-controller-manager) on loopback.
+
+The same idea as controller-runtime's envtest: real binaries, client-certificate auth, RBAC,
+the CRDs from ``crds/`` installed and established before anyone uses it. The tests and the
+local demo both run on it.
+
+Binaries are found in this order: ``WEIR_<NAME>`` (e.g. ``WEIR_KUBE_APISERVER``), then
+``$KUBEBUILDER_ASSETS/<name>``, then the cache directory (``$WEIR_CACHE_DIR``, default
+``~/.cache/weir``), then (etcd only) ``$PATH``; kube-apiserver and kube-controller-manager
+missing from all of those are built once from ``tests/controlplane/go.mod`` into the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+__all__ = ["ControlPlane", "ControlPlaneError", "ensure_binaries", "main"]
+
+KUBERNETES_VERSION = "v1.34.4"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GO_MODULE_DIR = REPO_ROOT / "tests" / "controlplane"
+CRD_DIR = REPO_ROOT / "crds"
+ADMIN_USER = "weir-admin"
+UNPRIVILEGED_USER = "weir-user"
+START_TIMEOUT_SECONDS = 60.0
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started; the message says why."""
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "weir"
+    return Path(os.environ.get("WEIR_CACHE_DIR", default))
+
+
+def _bin_dir() -> Path:
+    return cache_dir() / f"kubernetes-{KUBERNETES_VERSION}"
+
+
+def find_binary(name: str) -> Path | None:
+    """Where ``name`` is, by the lookup order in the module docstring; None if nowhere."""
+    explicit = os.environ.get("WEIR_" + name.upper().replace("-", "_"))
+    if explicit:
+        return Path(explicit)
+    candidates = []
+    if assets := os.environ.get("KUBEBUILDER_ASSETS"):
+        candidates.append(Path(assets) / name)
+    candidates.append(_bin_dir() / name)
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    on_path = shutil.which(name)
+    return Path(on_path) if on_path and name == "etcd" else None
+
+
+def ensure_binaries() -> dict[str, Path]:
+    """Find etcd, kube-apiserver and kube-controller-manager, building the latter two if needed."""
+    missing = [n for n in ("kube-apiserver", "kube-controller-manager") if not find_binary(n)]
+    if missing:
+        _build(missing)
+    found = {n: find_binary(n) for n in ("etcd", "kube-apiserver", "kube-controller-manager")}
+    absent = [n for n, p in found.items() if p is None]
+    if absent:
+        raise ControlPlaneError(
+            f"{', '.join(absent)} not found; install Debian's etcd-server or set WEIR_ETCD"
+        )
+    return {n: p for n, p in found.items() if p is not None}
+
+
+def _build(names: list[str]) -> None:
+    if not (GO_MODULE_DIR / "go.mod").is_file():
+        raise ControlPlaneError(f"cannot build {names}: {GO_MODULE_DIR}/go.mod is missing")
+    if not shutil.which("go"):
+        raise ControlPlaneError(f"cannot build {names}: no Go toolchain on PATH")
+    out = _bin_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    minor = KUBERNETES_VERSION.split(".")[1]
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+            "-X k8s.io/component-base/version.gitMajor=1",
+            f"-X k8s.io/component-base/version.gitMinor={minor}",
+            "-X k8s.io/component-base/version.gitTreeState=clean",
+        ]
+    )
+    staging = Path(tempfile.mkdtemp(prefix="weir-build-", dir=out))
+    try:
+        print(f"building {', '.join(names)} {KUBERNETES_VERSION} (first time only)", flush=True)
+        packages = [f"k8s.io/kubernetes/cmd/{n}" for n in names]
+        cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging), *packages]
+        subprocess.run(cmd, cwd=GO_MODULE_DIR, check=True)
+        for name in names:
+            (staging / name).rename(out / name)
+    except subprocess.CalledProcessError as err:
+        raise ControlPlaneError(
+            f"go build of {names} failed with exit code {err.returncode}"
+        ) from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # A killed test run must not leave an API server behind.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+# Certificates
+
+
+@dataclass
+class _Certs:
+    """A CA, the API server's serving pair and client pairs, as PEM files under ``root``."""
+
+    root: Path
+
+    def create(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        ca_key = _new_key()
+        ca = _certificate(_name("weir-envtest-ca"), ca_key, ca_key, None, is_ca=True)
+        self._write("ca", ca, ca_key)
+        serving_key = _new_key()
+        sans: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes.default.svc"),
+            x509.IPAddress(_ip("127.0.0.1")),
+            x509.IPAddress(_ip("10.0.0.1")),
+        ]
+        serving = _certificate(_name("kube-apiserver"), serving_key, ca_key, ca, sans=sans)
+        self._write("apiserver", serving, serving_key)
+        for user, group in ((ADMIN_USER, "system:masters"), (UNPRIVILEGED_USER, "weir:users")):
+            key = _new_key()
+            self._write(user, _certificate(_name(user, group), key, ca_key, ca), key)
+        sa_key = _new_key()
+        (self.root / "sa.key").write_bytes(_key_pem(sa_key))
+        (self.root / "sa.pub").write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+    def path(self, name: str, ext: str) -> Path:
+        return self.root / f"{name}.{ext}"
+
+    def _write(self, name: str, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
+        self.path(name, "crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.path(name, "key").write_bytes(_key_pem(key))
+        self.path(name, "key").chmod(0o600)
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _name(common_name: str, organization: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attrs)
+
+
+def _ip(text: str) -> Any:
+    import ipaddress
+
+    return ipaddress.ip_address(text)
+
+
+def _certificate(
+    subject: x509.Name,
+    key: rsa.RSAPrivateKey,
+    signer_key: rsa.RSAPrivateKey,
+    signer: x509.Certificate | None,
+    *,
+    is_ca: bool = False,
+    sans: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(signer.subject if signer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signer_key, hashes.SHA256())
+
+
+# Processes
+
+
+@dataclass
+class _Process:
+    """One long-running binary of the control plane, restartable with the same arguments."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()
+
+    def stop(self, *, kill: bool = False, grace: float = 10.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def check_running(self) -> None:
+        if self.popen is not None and self.popen.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise ControlPlaneError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+
+@dataclass
+class ControlPlane:
+    """etcd, one or more kube-apiservers and kube-controller-manager, under ``workdir``.
+
+    Use as a context manager, or call ``start()``/``stop()``. ``admin_kubeconfig`` is a
+    system:masters user; ``user_kubeconfig`` is ``weir-user`` with no permissions at all.
+    """
+
+    workdir: Path
+    crd_dir: Path | None = CRD_DIR
+    controller_manager: bool = True
+    etcd_port: int = field(default_factory=free_port)
+    apiserver_port: int = field(default_factory=free_port)
+    _processes: dict[str, _Process] = field(default_factory=dict)
+    _binaries: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def certs(self) -> _Certs:
+        return _Certs(self.workdir / "pki")
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.etcd_port}"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def user_kubeconfig(self) -> Path:
+        return self.workdir / "user.kubeconfig"
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start everything and wait until the API server is ready and every CRD established."""
+        self._binaries = ensure_binaries()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.certs.path("ca", "crt").exists():
+            self.certs.create()
+        try:
+            self._start_etcd()
+            self._processes["kube-apiserver"] = self._apiserver_process(
+                "kube-apiserver", self.apiserver_port
+            )
+            self._processes["kube-apiserver"].start()
+            self.write_kubeconfig(self.admin_kubeconfig, ADMIN_USER)
+            self.write_kubeconfig(self.user_kubeconfig, UNPRIVILEGED_USER)
+            self.wait_ready()
+            if self.controller_manager:
+                self._start_controller_manager()
+            if self.crd_dir is not None:
+                self.install_crds(sorted(self.crd_dir.glob("*.yaml")))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every process, newest first. Safe to call twice."""
+        for process in reversed(list(self._processes.values())):
+            process.stop()
+
+    # etcd
+
+    def _start_etcd(self) -> None:
+        data_dir = self.workdir / "etcd"
+        process = _Process(
+            "etcd",
+            [
+                str(self._binaries["etcd"]),
+                "--data-dir",
+                str(data_dir),
+                "--listen-client-urls",
+                self.etcd_url,
+                "--advertise-client-urls",
+                self.etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{free_port()}",
+                "--log-level",
+                "warn",
+                "--logger",
+                "zap",
+            ],
+            self.workdir / "etcd.log",
+        )
+        self._processes["etcd"] = process
+        process.start()
+        self._wait(lambda: self._etcd_healthy(), process, "etcd")
+
+    def _etcd_healthy(self) -> bool:
+        try:
+            return httpx.get(self.etcd_url + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def etcd_revision(self) -> int:
+        """The current etcd revision (the API server's newest resourceVersion)."""
+        answer = httpx.post(self.etcd_url + "/v3/kv/range", json={"key": "AA=="}, timeout=5)
+        answer.raise_for_status()
+        return int(answer.json()["header"]["revision"])
+
+    def compact_etcd(self) -> int:
+        """Compact etcd to its current revision, so every older resourceVersion is gone."""
+        revision = self.etcd_revision()
+        answer = httpx.post(
+            self.etcd_url + "/v3/kv/compaction",
+            json={"revision": str(revision), "physical": True},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return revision
+
+    # kube-apiserver
+
+    def _apiserver_process(self, name: str, port: int) -> _Process:
+        certs = self.certs
+        argv = [
+            str(self._binaries["kube-apiserver"]),
+            f"--etcd-servers={self.etcd_url}",
+            f"--secure-port={port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={self.workdir / name}",
+            f"--tls-cert-file={certs.path('apiserver', 'crt')}",
+            f"--tls-private-key-file={certs.path('apiserver', 'key')}",
+            f"--client-ca-file={certs.path('ca', 'crt')}",
+            f"--service-account-key-file={certs.root / 'sa.pub'}",
+            f"--service-account-signing-key-file={certs.root / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--endpoint-reconciler-type=none",
+            "--v=1",
+        ]
+        if not self.controller_manager:
+            # Nothing would create the default ServiceAccount for pods to use.
+            argv.append("--disable-admission-plugins=ServiceAccount")
+        return _Process(name, argv, self.workdir / f"{name}.log")
+
+    def wait_ready(self, server: str | None = None) -> None:
+        """Wait until ``/readyz`` of the API server (the main one by default) answers ok."""
+        process = self._processes.get("kube-apiserver")
+        url = (server or self.server) + "/readyz"
+        self._wait(lambda: self._get_ok(url), process, "kube-apiserver")
+
+    def _client(self, timeout: float = 5.0) -> httpx.Client:
+        certs = self.certs
+        context = ssl.create_default_context(cafile=str(certs.path("ca", "crt")))
+        context.load_cert_chain(certs.path(ADMIN_USER, "crt"), certs.path(ADMIN_USER, "key"))
+        return httpx.Client(verify=context, timeout=timeout)
+
+    def _get_ok(self, url: str) -> bool:
+        try:
+            with self._client(2) as client:
+                return client.get(url).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop_apiserver(self, *, kill: bool = False) -> None:
+        """Stop the main kube-apiserver (SIGTERM, or SIGKILL with ``kill``); etcd keeps running."""
+        self._processes["kube-apiserver"].stop(kill=kill)
+
+    def start_apiserver(self) -> None:
+        """Start the main kube-apiserver again on the same port and wait until it is ready."""
+        self._processes["kube-apiserver"].start()
+        self.wait_ready()
+
+    @contextlib.contextmanager
+    def second_apiserver(self) -> Iterator[Path]:
+        """A second kube-apiserver on the same etcd (an HA control plane); yields its kubeconfig."""
+        port = free_port()
+        name = f"kube-apiserver-{port}"
+        process = self._apiserver_process(name, port)
+        kubeconfig = self.workdir / f"{name}.kubeconfig"
+        self.write_kubeconfig(kubeconfig, ADMIN_USER, server=f"https://127.0.0.1:{port}")
+        process.start()
+        try:
+            url = f"https://127.0.0.1:{port}/readyz"
+            self._wait(lambda: self._get_ok(url), process, name)
+            yield kubeconfig
+        finally:
+            process.stop()
+
+    # kube-controller-manager
+
+    def _start_controller_manager(self) -> None:
+        certs = self.certs
+        process = _Process(
+            "kube-controller-manager",
+            [
+                str(self._binaries["kube-controller-manager"]),
+                f"--kubeconfig={self.admin_kubeconfig}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={certs.root / 'sa.key'}",
+                f"--root-ca-file={certs.path('ca', 'crt')}",
+                "--use-service-account-credentials=false",
+                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--v=1",
+            ],
+            self.workdir / "kube-controller-manager.log",
+        )
+        self._processes["kube-controller-manager"] = process
+        process.start()
+
+    # kubeconfig and CRDs
+
+    def write_kubeconfig(self, path: Path, user: str, *, server: str | None = None) -> None:
+        certs = self.certs
+
+        def b64(p: Path) -> str:
+            import base64
+
+            return base64.b64encode(p.read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "weir-local",
+                    "cluster": {
+                        "server": server or self.server,
+                        "certificate-authority-data": b64(certs.path("ca", "crt")),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "client-certificate-data": b64(certs.path(user, "crt")),
+                        "client-key-data": b64(certs.path(user, "key")),
+                    },
+                }
+            ],
+            "contexts": [{"name": user, "context": {"cluster": "weir-local", "user": user}}],
+            "current-context": user,
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+
+    def install_crds(self, files: list[Path]) -> None:
+        """Server-side apply every CRD in ``files`` and wait until each is Established."""
+        names = []
+        base = self.server + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        with self._client(30) as client:
+            for path in files:
+                for doc in yaml.safe_load_all(path.read_text()):
+                    if not doc:
+                        continue
+                    name = doc["metadata"]["name"]
+                    answer = client.patch(
+                        f"{base}/{name}",
+                        params={"fieldManager": "weir-envtest", "force": "true"},
+                        content=json.dumps(doc),
+                        headers={"Content-Type": "application/apply-patch+yaml"},
+                    )
+                    if answer.status_code >= 300:
+                        raise ControlPlaneError(f"CRD {name} from {path}: {answer.text[:1000]}")
+                    names.append(name)
+
+            def established() -> bool:
+                for name in names:
+                    conditions = client.get(f"{base}/{name}").json()["status"].get("conditions")
+                    if not any(
+                        c["type"] == "Established" and c["status"] == "True"
+                        for c in conditions or []
+                    ):
+                        return False
+                return True
+
+            self._wait(established, None, "CRDs established")
+
+    def _wait(self, ready: Any, process: _Process | None, what: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if process is not None:
+                process.check_running()
+            if ready():
+                return
+            time.sleep(0.1)
+        raise ControlPlaneError(f"{what} not ready after {START_TIMEOUT_SECONDS:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``build``: make sure the binaries exist; ``up``: run a control plane until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m controllers.envtest")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="find or build etcd, kube-apiserver, kube-controller-manager")
+    up = sub.add_parser("up", help="run a local control plane until interrupted")
+    up.add_argument("--dir", type=Path, default=Path(".weir/cluster"))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            for name, path in ensure_binaries().items():
+                print(f"{name}: {path}")
+            return 0
+        with ControlPlane(args.dir.resolve()) as plane:
+            print(f"control plane ready; export KUBECONFIG={plane.admin_kubeconfig}", flush=True)
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return 0
+    except ControlPlaneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

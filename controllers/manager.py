@@ -1,0 +1,244 @@
+"""Runs a process's controllers: probes and metrics, leader election, informers, workers.
+
+Shutdown (SIGTERM/SIGINT, or lost leadership) stops handing out keys, lets reconciles in
+flight finish within ``graceful_shutdown_timeout``, cancels what is left and releases the
+Lease so a standby takes over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from controllers.events import EventForwarder, EventRecorder
+from controllers.informer import Informer
+from controllers.kube import KubeClient
+from controllers.leader import LeaderElector, LostLeadership
+from controllers.metrics import Metrics
+from controllers.queue import ExponentialBackoff, QueueShutDown, WorkQueue
+from controllers.reconcile import Controller, Outcome, Reconciler
+
+__all__ = ["Manager", "Options"]
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Options:
+    """Process settings; every field is a command-line flag (see controllers.cmd)."""
+
+    name: str
+    identity: str
+    kubeconfig: str | None = None
+    concurrent: int = 4
+    requeue_dependency: float = 30.0
+    metrics_addr: str = ":8080"
+    health_addr: str = ":9440"
+    events_addr: str = ""
+    enable_leader_election: bool = False
+    leader_election_namespace: str = "flux-system"
+    lease_duration: float = 35.0
+    renew_deadline: float = 30.0
+    retry_period: float = 5.0
+    min_retry_delay: float = 0.75
+    max_retry_delay: float = 900.0
+    kube_api_qps: float = 50.0
+    kube_api_burst: int = 300
+    interval_jitter_percentage: float = 5.0
+    watch_all_namespaces: bool = True
+    watch_namespace: str | None = None
+    watch_label_selector: str | None = None
+    graceful_shutdown_timeout: float = 30.0
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host or "0.0.0.0", int(port)  # noqa: S104 - Flux's ":8080" means all interfaces
+
+
+class Manager:
+    """Owns the shared client, the servers and the lifecycle of every controller."""
+
+    def __init__(self, options: Options, reconcilers: Sequence[Reconciler[Any]]) -> None:
+        self.options = options
+        self.reconcilers = reconcilers
+        self.metrics = Metrics()
+        self.informers: list[Informer] = []
+        self.stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def run(self) -> None:
+        """Run until a signal or lost leadership; then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        opts = self.options
+        client = await KubeClient.connect(
+            opts.kubeconfig, qps=opts.kube_api_qps, burst=opts.kube_api_burst
+        )
+        forwarder = EventForwarder(opts.events_addr) if opts.events_addr else None
+        recorder = EventRecorder(
+            client, controller=opts.name, instance=opts.identity, forwarder=forwarder
+        )
+        elector = None
+        try:
+            await self._start_servers()
+            if opts.enable_leader_election:
+                elector = LeaderElector(
+                    client,
+                    opts.leader_election_namespace,
+                    f"{opts.name}-leader-election",
+                    opts.identity,
+                    opts.lease_duration,
+                    opts.renew_deadline,
+                    opts.retry_period,
+                )
+                if not await self._until_stopped(elector.acquire()):
+                    return
+            await self._run_controllers(client, recorder, elector)
+        finally:
+            if elector is not None:
+                await elector.release()
+            if forwarder is not None:
+                await forwarder.close()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            await client.close()
+            log.info("stopped", controller=opts.name)
+
+    async def _until_stopped(self, work: Any) -> bool:
+        """Await ``work`` unless the stop signal comes first; True if ``work`` finished."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+
+    async def _run_controllers(
+        self, client: KubeClient, recorder: EventRecorder, elector: LeaderElector | None
+    ) -> None:
+        opts = self.options
+        namespace = None if opts.watch_all_namespaces else opts.watch_namespace
+        background: list[asyncio.Task[None]] = []
+        workers: list[asyncio.Task[None]] = []
+        queues: list[WorkQueue] = []
+        for reconciler in self.reconcilers:
+            controller = Controller(
+                reconciler,
+                client,
+                name=opts.name,
+                recorder=recorder,
+                metrics=self.metrics,
+                jitter_fraction=opts.interval_jitter_percentage / 100,
+            )
+            queue = WorkQueue(ExponentialBackoff(opts.min_retry_delay, opts.max_retry_delay))
+            queues.append(queue)
+
+            def enqueue(
+                key: str, old: Any, new: Any, queue: WorkQueue = queue, c: Any = controller
+            ) -> None:
+                if c.wants(old, new):
+                    queue.add(key)
+
+            informer = Informer(
+                client,
+                controller.info,
+                enqueue,
+                namespace=namespace,
+                label_selector=opts.watch_label_selector,
+            )
+            self.informers.append(informer)
+            background.append(asyncio.create_task(informer.run()))
+            for _ in range(opts.concurrent):
+                workers.append(asyncio.create_task(_work(queue, controller)))
+        if elector is not None:
+            background.append(asyncio.create_task(elector.hold()))
+        log.info("controllers started", controller=opts.name, workers=len(workers))
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {stopper, *background}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done - {stopper}:
+                if isinstance(task.exception(), LostLeadership):
+                    log.error("leadership lost, stopping", error=str(task.exception()))
+                else:
+                    task.result()
+        finally:
+            stopper.cancel()
+            for queue in queues:
+                queue.shut_down()
+            _, unfinished = (
+                await asyncio.wait(workers, timeout=opts.graceful_shutdown_timeout)
+                if workers
+                else (set(), set())
+            )
+            if unfinished:
+                log.warning("reconciles cut off at shutdown", count=len(unfinished))
+            for task in [*unfinished, *background]:
+                task.cancel()
+            await asyncio.gather(*unfinished, *background, return_exceptions=True)
+
+    async def _start_servers(self) -> None:
+        # One app on both addresses: probes and metrics share a single cleanup path.
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        for addr in {self.options.health_addr, self.options.metrics_addr}:
+            if addr and addr != "0":
+                host, port = _split_addr(addr)
+                await web.TCPSite(self._runner, host, port).start()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        # A standby without leadership has no informers yet and is still ready to take over.
+        if all(informer.synced.is_set() for informer in self.informers):
+            return web.Response(text="ok")
+        return web.Response(status=503, text="informers not synced")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.exposition(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+
+async def _work(queue: WorkQueue, controller: Controller[Any]) -> None:
+    """One worker: take a key, reconcile it, requeue it as the outcome says."""
+    while True:
+        try:
+            key = await queue.get()
+        except QueueShutDown:
+            return
+        try:
+            run = await controller.reconcile(key)
+        except Exception as err:
+            delay = queue.add_rate_limited(key)
+            log.warning("reconcile failed", key=key, error=str(err), retry_in=round(delay, 2))
+        else:
+            if run.outcome is Outcome.FAILED:
+                queue.add_rate_limited(key)
+            else:
+                queue.forget(key)
+                if run.requeue_after is not None:
+                    queue.add_after(key, run.requeue_after)
+        finally:
+            queue.done(key)

@@ -1,0 +1,305 @@
+"""The one reconciler shape every weir controller has.
+
+A controller supplies a ``Reconciler``: its model, its abnormal condition types, its ordered
+steps (``async def step(ctx, obj) -> Result``) and a ``finalize`` for deletion. ``Controller``
+does the rest the same way for every kind: fetch by key, deletion and finalizer, suspend,
+run the steps, then one summarizer maps the outcome to ``Ready``/``Reconciling``/``Stalled``,
+``observedGeneration``, ``lastHandledReconcileAt``, events, metrics and the requeue.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Generic, Protocol, TypeVar
+
+import structlog
+
+from controllers import conditions as cond
+from controllers.api import Condition, CustomResource, parse_duration
+from controllers.events import EventRecorder, EventType
+from controllers.kube import KubeClient
+from controllers.metrics import Metrics
+from controllers.patch import StatusPatcher, patch_finalizers
+from controllers.queue import jitter
+
+__all__ = [
+    "FINALIZER",
+    "REQUESTED_AT",
+    "Controller",
+    "Outcome",
+    "ReconcileError",
+    "Reconciler",
+    "Result",
+    "RunContext",
+    "Stalling",
+    "Step",
+    "Waiting",
+]
+
+FINALIZER = "finalizers.fluxcd.io"
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+
+T = TypeVar("T", bound=CustomResource)
+
+
+class ReconcileError(Exception):
+    """A failed reconcile, retried with per-key backoff. ``reason`` becomes the condition reason."""
+
+    def __init__(self, message: str, *, reason: str = cond.FAILED) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Stalling(ReconcileError):
+    """A failure that retrying cannot fix (bad spec): no retry until the object changes."""
+
+
+class Waiting(ReconcileError):
+    """Not a failure: something else must happen first; look again after ``requeue_after``."""
+
+    def __init__(self, message: str, *, reason: str, requeue_after: float) -> None:
+        super().__init__(message, reason=reason)
+        self.requeue_after = requeue_after
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a step reports. The run's result is the last step's, with the shortest requeue."""
+
+    requeue_after: float | None = None
+    message: str | None = None
+
+
+class Outcome(Enum):
+    SUCCEEDED = "succeeded"
+    WAITING = "waiting"
+    STALLED = "stalled"
+    FAILED = "failed"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+
+
+@dataclass
+class RunContext:
+    """Per-run state the steps share: the client, a bound logger and the working conditions."""
+
+    client: KubeClient
+    log: Any
+    conditions: list[Condition]
+    generation: int | None
+    reconcile_id: str
+    events: list[tuple[EventType, str, str]] = field(default_factory=list)
+    revision: str | None = None
+
+    def mark(self, type_: str, status: cond.Status, reason: str, message: str) -> None:
+        """Set one of the controller's own conditions."""
+        self.conditions = cond.set_condition(
+            self.conditions, type_, status, reason, message, self.generation
+        )
+
+    def clear(self, type_: str) -> None:
+        self.conditions = cond.remove(self.conditions, type_)
+
+    def notify(self, reason: str, message: str, *, revision: str | None = None) -> None:
+        """Emit a Normal event when the run ends (a new revision, a recovery...)."""
+        self.events.append(("Normal", reason, message))
+        if revision:
+            self.revision = revision
+
+
+Step = Callable[[RunContext, T], Awaitable[Result]]
+
+
+class Reconciler(Protocol[T]):
+    """What a controller writes; the runtime supplies everything else."""
+
+    model: type[T]
+    owned_conditions: tuple[str, ...]
+
+    @property
+    def steps(self) -> Sequence[Step[T]]: ...
+
+    async def finalize(self, ctx: RunContext, obj: T) -> None: ...
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one call of ``Controller.reconcile`` did, for the worker to requeue by."""
+
+    outcome: Outcome
+    requeue_after: float | None = None
+
+
+class Controller(Generic[T]):
+    """Runs a Reconciler's steps for a key and writes the summarized status."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler[T],
+        client: KubeClient,
+        *,
+        name: str,
+        recorder: EventRecorder,
+        metrics: Metrics,
+        jitter_fraction: float = 0.05,
+    ) -> None:
+        self.reconciler = reconciler
+        self.info = reconciler.model.info
+        self.client = client
+        self.name = name
+        self.recorder = recorder
+        self.metrics = metrics
+        self.jitter_fraction = jitter_fraction
+        self.owned = (cond.READY, cond.RECONCILING, cond.STALLED, *reconciler.owned_conditions)
+
+    @staticmethod
+    def wants(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+        """Flux's predicates: create, delete, a new generation or a new requestedAt."""
+        if old is None or new is None:
+            return True
+        old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+        if old_meta.get("generation") != new_meta.get("generation"):
+            return True
+        requested = (new_meta.get("annotations") or {}).get(REQUESTED_AT)
+        return requested != (old_meta.get("annotations") or {}).get(REQUESTED_AT)
+
+    async def reconcile(self, key: str) -> Run:
+        """Bring the object named by ``key`` (``namespace/name``) to its desired state."""
+        namespace, _, name = key.rpartition("/")
+        raw = await self.client.get_or_none(self.info, namespace or None, name)
+        if raw is None:
+            self.metrics.forget(self.info.kind, namespace, name)
+            return Run(Outcome.DELETED)
+        obj = self.reconciler.model.from_dict(raw)
+        log = structlog.get_logger().bind(
+            controller=self.name,
+            kind=self.info.kind,
+            namespace=namespace,
+            name=name,
+            reconcile_id=str(uuid.uuid4()),
+        )
+        ctx = RunContext(
+            client=self.client,
+            log=log,
+            conditions=list(obj.status.conditions or []),
+            generation=obj.metadata.generation,
+            reconcile_id=str(uuid.uuid4()),
+        )
+        started = time.monotonic()
+        try:
+            if obj.metadata.deletion_timestamp:
+                return await self._finalize(ctx, obj, raw)
+            if FINALIZER not in (obj.metadata.finalizers or []):
+                raw = await patch_finalizers(self.client, self.info, raw, add=FINALIZER)
+            self.metrics.record_suspend(obj, obj.suspended)
+            if obj.suspended:
+                log.info("reconciliation is suspended")
+                return Run(Outcome.SUSPENDED)
+            return await self._run_steps(ctx, obj, raw)
+        finally:
+            self.metrics.record_duration(obj, time.monotonic() - started)
+
+    async def _finalize(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> Run:
+        if FINALIZER in (obj.metadata.finalizers or []):
+            await self.reconciler.finalize(ctx, obj)
+            await patch_finalizers(self.client, self.info, raw, remove=FINALIZER)
+        self.metrics.forget(self.info.kind, obj.metadata.namespace or "", obj.metadata.name)
+        ctx.log.info("finalized")
+        return Run(Outcome.DELETED)
+
+    async def _run_steps(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> Run:
+        was = cond.find(ctx.conditions, cond.READY)
+        result = Result()
+        error: ReconcileError | None = None
+        try:
+            for step in self.reconciler.steps:
+                result = await step(ctx, obj)
+        except ReconcileError as err:
+            error = err
+        except Exception as err:
+            ctx.log.exception("reconcile step raised")
+            error = ReconcileError(f"{type(err).__name__}: {err}")
+        run = self._summarize(ctx, obj, result, error)
+        await self._write_status(ctx, obj, raw)
+        await self._emit(ctx, obj, was, error)
+        self.metrics.record_conditions(obj, ctx.conditions)
+        return run
+
+    def _summarize(
+        self, ctx: RunContext, obj: T, result: Result, error: ReconcileError | None
+    ) -> Run:
+        """The one place that derives Ready, Reconciling and Stalled from how the run ended."""
+        interval = self._interval(obj)
+        if error is None:
+            ctx.mark(
+                cond.READY, "True", cond.SUCCEEDED, result.message or "Reconciliation succeeded"
+            )
+            ctx.clear(cond.RECONCILING)
+            ctx.clear(cond.STALLED)
+            after = min(interval, result.requeue_after or interval)
+            return Run(Outcome.SUCCEEDED, jitter(after, self.jitter_fraction))
+        ctx.mark(cond.READY, "False", error.reason, error.message)
+        if isinstance(error, Stalling):
+            ctx.mark(cond.STALLED, "True", error.reason, error.message)
+            ctx.clear(cond.RECONCILING)
+            return Run(Outcome.STALLED)
+        ctx.mark(cond.RECONCILING, "True", cond.PROGRESSING_WITH_RETRY, error.message)
+        ctx.clear(cond.STALLED)
+        if isinstance(error, Waiting):
+            return Run(Outcome.WAITING, error.requeue_after)
+        return Run(Outcome.FAILED)
+
+    async def _write_status(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> None:
+        status = dict(raw.get("status") or {})
+        status["conditions"] = [c.to_dict() for c in ctx.conditions]
+        if not cond.is_true(ctx.conditions, cond.RECONCILING):
+            status["observedGeneration"] = obj.metadata.generation
+        requested = (obj.metadata.annotations or {}).get(REQUESTED_AT)
+        if requested:
+            status["lastHandledReconcileAt"] = requested
+        status.update(self._extra_status(obj))
+        patcher = StatusPatcher(
+            self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
+        )
+        await patcher.patch(status)
+
+    def _extra_status(self, obj: T) -> dict[str, Any]:
+        """Status fields the steps set on the model, other than the runtime's own."""
+        dumped = obj.status.to_dict()
+        for own in ("conditions", "observedGeneration", "lastHandledReconcileAt"):
+            dumped.pop(own, None)
+        return dumped
+
+    async def _emit(
+        self, ctx: RunContext, obj: T, was: Condition | None, error: ReconcileError | None
+    ) -> None:
+        ready = cond.find(ctx.conditions, cond.READY)
+        changed = (
+            was is None
+            or ready is None
+            or (was.status, was.reason, was.message)
+            != (
+                ready.status,
+                ready.reason,
+                ready.message,
+            )
+        )
+        if error is not None:
+            if changed:
+                await self.recorder.record(obj, "Warning", error.reason, error.message)
+            return
+        for type_, reason, message in ctx.events:
+            await self.recorder.record(obj, type_, reason, message, revision=ctx.revision)
+        if not ctx.events and changed and was is not None and was.status == "False":
+            # Recovery from a failure is worth telling even when nothing else is new.
+            assert ready is not None
+            await self.recorder.record(obj, "Normal", ready.reason, ready.message)
+
+    def _interval(self, obj: T) -> float:
+        interval = getattr(getattr(obj, "spec", None), "interval", None)
+        return parse_duration(interval) if isinstance(interval, str) else 600.0

@@ -1,0 +1,104 @@
+"""Write the CRD of every weir kind to crds/, or check that crds/ is up to date.
+
+    python hack/generate_crds.py           # regenerate crds/
+    python hack/generate_crds.py --check   # exit 1 and name the stale files
+
+Kinds are the CustomResource subclasses defined in the modules of API_MODULES; a new API
+group/version is one more line there. Files are named as in Flux: ``<group>_<plural>.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Run as a script, Python puts hack/ on sys.path, not the repository root the packages live in.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from controllers.api import CustomResource  # noqa: E402
+from controllers.crd import render_yaml  # noqa: E402
+
+API_MODULES = ("source.api_v1",)
+
+CRDS_DIR = REPO_ROOT / "crds"
+
+
+def kinds() -> list[list[type[CustomResource]]]:
+    """Every kind's models, one list of versions per kind, in API_MODULES order."""
+    by_kind: dict[tuple[str, str], list[type[CustomResource]]] = {}
+    for module_name in API_MODULES:
+        module = importlib.import_module(module_name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, CustomResource)
+                and value.__module__ == module_name
+                and "info" in vars(value)
+            ):
+                by_kind.setdefault((value.info.group, value.info.kind), []).append(value)
+    return list(by_kind.values())
+
+
+def crd_file_name(model: type[CustomResource]) -> str:
+    """Flux's CRD file name: ``<group>_<plural>.yaml``."""
+    return f"{model.info.group}_{model.info.plural}.yaml"
+
+
+def rendered_crds() -> dict[str, str]:
+    """File name to YAML for every kind."""
+    return {crd_file_name(versions[0]): render_yaml(versions) for versions in kinds()}
+
+
+def stale_files(crds_dir: Path = CRDS_DIR) -> list[str]:
+    """Names of the files in ``crds_dir`` that are missing, differ, or belong to no kind."""
+    expected = rendered_crds()
+    stale = [
+        name
+        for name, text in expected.items()
+        if not (crds_dir / name).is_file() or (crds_dir / name).read_text() != text
+    ]
+    stale += [path.name for path in crds_dir.glob("*.yaml") if path.name not in expected]
+    return sorted(stale)
+
+
+def write_crds(crds_dir: Path = CRDS_DIR) -> list[str]:
+    """Bring ``crds_dir`` up to date; returns the names of the files written or removed."""
+    crds_dir.mkdir(parents=True, exist_ok=True)
+    expected = rendered_crds()
+    changed = stale_files(crds_dir)
+    for name in changed:
+        path = crds_dir / name
+        if name in expected:
+            path.write_text(expected[name])
+        else:
+            path.unlink()
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--check", action="store_true", help="only report stale files; exit 1 if there are any"
+    )
+    parser.add_argument("--dir", type=Path, default=CRDS_DIR, help="CRD directory (crds/)")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_files(args.dir)
+        for name in stale:
+            print(f"stale: {args.dir / name}", file=sys.stderr)
+        if stale:
+            print("run: python hack/generate_crds.py", file=sys.stderr)
+        return 1 if stale else 0
+    for name in write_crds(args.dir):
+        print(f"updated: {args.dir / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
