@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import sys
 import uuid
@@ -105,6 +106,13 @@ def parse_options(name: str, args: argparse.Namespace) -> Options:
     )
 
 
+async def _serve(manager: Manager) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, manager.stop.set)
+    await manager.run()
+
+
 def main(
     name: str,
     reconcilers: Callable[[argparse.Namespace], Sequence[Reconciler[Any]]],
@@ -118,7 +126,7 @@ def main(
     configure_logging(args.log_level, args.log_encoding)
     options = parse_options(name, args)
     try:
-        asyncio.run(Manager(options, reconcilers(args)).run())
+        asyncio.run(_serve(Manager(options, reconcilers(args))))
     except Exception as err:
         structlog.get_logger().exception("controller failed", controller=name, error=str(err))
         print(f"{name}: {err}", file=sys.stderr)

@@ -124,7 +124,7 @@ def _version(model: type[CustomResource], *, storage: bool) -> dict[str, Any]:
             "description": "The REST resource this object represents, in CamelCase.",
             "type": "string",
         },
-        # The API server validates metadata itself and rejects any schema beyond this.
+        # The API server validates metadata itself; a CRD may restrict only name and generateName.
         "metadata": {"type": "object"},
     }
     for name, node in schema["properties"].items():

@@ -320,7 +320,9 @@ class KubeClient:
             if response.status != 200:
                 raise _error_for(response.status, await response.read())
             while True:
-                line = await asyncio.wait_for(response.content.readline(), inactivity_seconds)
+                # Not wait_for: on 3.11 it can swallow a cancel racing a finished read.
+                async with asyncio.timeout(inactivity_seconds):
+                    line = await response.content.readline()
                 if not line:
                     return
                 event = json.loads(line)

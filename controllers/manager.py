@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,13 +71,11 @@ class Manager:
         self.metrics = Metrics()
         self.informers: list[Informer] = []
         self.stop = asyncio.Event()
+        self.started = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
     async def run(self) -> None:
-        """Run until a signal or lost leadership; then shut down gracefully."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop.set)
+        """Run until ``stop`` is set or leadership is lost; then shut down gracefully."""
         opts = self.options
         client = await KubeClient.connect(
             opts.kubeconfig, qps=opts.kube_api_qps, burst=opts.kube_api_burst
@@ -167,6 +164,7 @@ class Manager:
         if elector is not None:
             background.append(asyncio.create_task(elector.hold()))
         log.info("controllers started", controller=opts.name, workers=len(workers))
+        self.started.set()
         stopper = asyncio.create_task(self.stop.wait())
         try:
             done, _ = await asyncio.wait(

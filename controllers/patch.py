@@ -8,7 +8,9 @@ controller's conditions are never dropped.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import random
 from collections.abc import Collection
 from typing import Any
 
@@ -17,7 +19,13 @@ from controllers.kube import Conflict, KubeClient
 
 __all__ = ["StatusPatcher", "merge_patch", "patch_finalizers"]
 
-CONFLICT_RETRIES = 5
+CONFLICT_RETRIES = 8
+
+
+async def _conflict_pause() -> None:
+    # Jittered, like client-go's RetryOnConflict: two writers in lockstep otherwise keep
+    # colliding on every retry.
+    await asyncio.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - not crypto
 
 
 def merge_patch(before: Any, after: Any) -> Any:
@@ -84,6 +92,7 @@ class StatusPatcher:
                     field_manager=self._field_manager,
                 )
             except Conflict:
+                await _conflict_pause()
                 latest = await self._client.get(self._info, meta.get("namespace"), meta["name"])
                 before = latest.get("status") or {}
                 version = latest["metadata"]["resourceVersion"]
@@ -133,5 +142,6 @@ async def patch_finalizers(
         try:
             return await client.patch(info, meta.get("namespace"), meta["name"], body)
         except Conflict:
+            await _conflict_pause()
             current = await client.get(info, meta.get("namespace"), meta["name"])
     raise Conflict(409, "Conflict", f"finalizers of {obj['metadata']['name']} kept changing")

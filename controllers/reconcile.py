@@ -191,9 +191,9 @@ class Controller(Generic[T]):
             reconcile_id=str(uuid.uuid4()),
         )
         started = time.monotonic()
+        if obj.metadata.deletion_timestamp:
+            return await self._finalize(ctx, obj, raw)
         try:
-            if obj.metadata.deletion_timestamp:
-                return await self._finalize(ctx, obj, raw)
             if FINALIZER not in (obj.metadata.finalizers or []):
                 raw = await patch_finalizers(self.client, self.info, raw, add=FINALIZER)
             self.metrics.record_suspend(obj, obj.suspended)
@@ -205,10 +205,11 @@ class Controller(Generic[T]):
             self.metrics.record_duration(obj, time.monotonic() - started)
 
     async def _finalize(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> Run:
+        # Series go first: once the object is gone from the API, it is gone from /metrics.
+        self.metrics.forget(self.info.kind, obj.metadata.namespace or "", obj.metadata.name)
         if FINALIZER in (obj.metadata.finalizers or []):
             await self.reconciler.finalize(ctx, obj)
             await patch_finalizers(self.client, self.info, raw, remove=FINALIZER)
-        self.metrics.forget(self.info.kind, obj.metadata.namespace or "", obj.metadata.name)
         ctx.log.info("finalized")
         return Run(Outcome.DELETED)
 

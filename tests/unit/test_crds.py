@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -14,20 +13,8 @@ from pydantic import Field, ValidationError
 
 from controllers.api import KubeModel, ResourceInfo
 from controllers.crd import render_crd, structural_schema
+from hack.generate_crds import CRDS_DIR, main, rendered_crds, stale_files, write_crds
 from source.api_v1 import GitRepository
-
-# hack/ holds scripts, not an installed package: import the generator from the repository root.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from hack.generate_crds import (  # noqa: E402
-    CRDS_DIR,
-    main,
-    rendered_crds,
-    stale_files,
-    write_crds,
-)
 
 # From the Flux GitRepository documentation: an object as the API server returns it.
 PODINFO = """

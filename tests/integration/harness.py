@@ -1,0 +1,86 @@
+"""Running a Manager inside the test's event loop, scoped to the test's namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from controllers.api import ResourceInfo
+from controllers.envtest import ControlPlane, free_port
+from controllers.kube import KubeClient
+from controllers.manager import Manager, Options
+from controllers.reconcile import Reconciler
+
+
+def options(control_plane: ControlPlane, namespace: str, **overrides: Any) -> Options:
+    base = Options(
+        name="probe-controller",
+        identity="in-process",
+        kubeconfig=str(control_plane.admin_kubeconfig),
+        health_addr=f"127.0.0.1:{free_port()}",
+        metrics_addr=f"127.0.0.1:{free_port()}",
+        watch_all_namespaces=False,
+        watch_namespace=namespace,
+        graceful_shutdown_timeout=10.0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@asynccontextmanager
+async def running(opts: Options, reconcilers: Sequence[Reconciler[Any]]) -> AsyncIterator[Manager]:
+    """A started manager whose informers have synced; stopped (gracefully) on exit."""
+    manager = Manager(opts, reconcilers)
+    task = asyncio.create_task(manager.run())
+    try:
+        async with asyncio.timeout(30):
+            done, _ = await asyncio.wait(
+                {task, asyncio.ensure_future(manager.started.wait())},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if task in done:
+                task.result()
+            await asyncio.gather(*(i.synced.wait() for i in manager.informers))
+        yield manager
+    finally:
+        manager.stop.set()
+        await task
+
+
+async def wait_for_deletion(
+    kube: KubeClient, info: ResourceInfo, namespace: str, name: str, timeout: float = 30.0
+) -> None:
+    """Return once the object no longer exists, watching for its DELETED event."""
+    async with asyncio.timeout(timeout):
+        while True:
+            page = await kube.list(info, namespace)
+            if all(item["metadata"]["name"] != name for item in page["items"]):
+                return
+            version = page["metadata"]["resourceVersion"]
+            async for event in kube.watch(info, version, namespace=namespace, timeout_seconds=60):
+                if event.type == "DELETED" and event.object["metadata"]["name"] == name:
+                    return
+
+
+async def wait_for_object(
+    kube: KubeClient,
+    info: ResourceInfo,
+    namespace: str,
+    name: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """The object once ``predicate`` holds for it, watching (not polling) for changes."""
+    async with asyncio.timeout(timeout):
+        while True:
+            page = await kube.list(info, namespace)
+            for item in page["items"]:
+                if item["metadata"]["name"] == name and predicate(item):
+                    return item
+            version = page["metadata"]["resourceVersion"]
+            async for event in kube.watch(info, version, namespace=namespace, timeout_seconds=60):
+                obj = event.object
+                if event.type != "BOOKMARK" and obj["metadata"]["name"] == name and predicate(obj):
+                    return obj
