@@ -49,6 +49,14 @@ async def running(opts: Options, reconcilers: Sequence[Reconciler[Any]]) -> Asyn
         await task
 
 
+def is_ready(obj: dict[str, Any]) -> bool:
+    """Ready=True for the object's current generation."""
+    status = obj.get("status") or {}
+    return status.get("observedGeneration") == obj["metadata"].get("generation") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
+    )
+
+
 async def wait_for_deletion(
     kube: KubeClient, info: ResourceInfo, namespace: str, name: str, timeout: float = 30.0
 ) -> None:

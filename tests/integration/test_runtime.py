@@ -17,18 +17,19 @@ from controllers.envtest import ControlPlane, free_port
 from controllers.kube import KubeClient
 from controllers.patch import StatusPatcher
 from controllers.reconcile import REQUESTED_AT
-from tests.integration.harness import options, running, wait_for_deletion, wait_for_object
+from tests.integration.harness import (
+    is_ready,
+    options,
+    running,
+    wait_for_deletion,
+    wait_for_object,
+)
 from tests.integration.kinds import EVENT, GITREPO, git_repository
 from tests.integration.probe import FAIL_TIMES, Probe
 
 
 async def _status(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     return (await kube.get(GITREPO, namespace, name)).get("status") or {}
-
-
-def _ready(obj: dict[str, Any]) -> bool:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 async def test_change_is_reconciled_within_a_second(
@@ -69,7 +70,7 @@ async def test_failures_back_off_exponentially_and_reset_after_success(
         # Four failures: retried after 0.1, 0.2, 0.4 and 0.8 s.
         for gap, expected in zip(gaps, (0.1, 0.2, 0.4, 0.8), strict=True):
             assert expected * 0.9 <= gap < expected + 0.5, gaps
-        await wait_for_object(kube, GITREPO, namespace, "flaky", _ready)
+        await wait_for_object(kube, GITREPO, namespace, "flaky", is_ready)
 
         # After the success the backoff starts again from the base delay.
         probe.reset_failures(key)
