@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import ctypes
 import datetime
+import importlib.util
 import json
 import os
 import shutil
@@ -44,6 +45,8 @@ KUBERNETES_VERSION = "v1.34.4"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GO_MODULE_DIR = REPO_ROOT / "tests" / "controlplane"
 CRD_DIR = REPO_ROOT / "crds"
+# Run as separate processes by name: the runtime never imports a controller.
+CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")
 ADMIN_USER = "weir-admin"
 UNPRIVILEGED_USER = "weir-user"
 START_TIMEOUT_SECONDS = 60.0
@@ -336,6 +339,32 @@ class ControlPlane:
             self.stop()
             raise
 
+    def start_controllers(self) -> list[str]:
+        """Start ``python -m <package>`` for each weir controller that has an entry point."""
+        started = []
+        for package in CONTROLLER_PACKAGES:
+            if importlib.util.find_spec(f"{package}.__main__") is None:
+                continue
+            name = package.replace("_", "-") + "-controller"
+            port = free_port()
+            process = _Process(
+                name,
+                [
+                    sys.executable,
+                    "-m",
+                    package,
+                    f"--kubeconfig={self.admin_kubeconfig}",
+                    f"--metrics-addr=127.0.0.1:{port}",
+                    f"--health-addr=127.0.0.1:{free_port()}",
+                    "--log-encoding=json",
+                ],
+                self.workdir / f"{name}.log",
+            )
+            self._processes[name] = process
+            process.start()
+            started.append(name)
+        return started
+
     def stop(self) -> None:
         """Stop every process, newest first. Safe to call twice."""
         for process in reversed(list(self._processes.values())):
@@ -579,9 +608,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in ensure_binaries().items():
                 print(f"{name}: {path}")
             return 0
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         with ControlPlane(args.dir.resolve()) as plane:
-            print(f"control plane ready; export KUBECONFIG={plane.admin_kubeconfig}", flush=True)
+            started = plane.start_controllers()
+            print(f"control plane ready: {plane.server}", flush=True)
+            print(f"controllers running: {', '.join(started) or 'none yet'}", flush=True)
+            print(f"export KUBECONFIG={plane.admin_kubeconfig}", flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            print("stopping", flush=True)
         return 0
     except ControlPlaneError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -84,7 +84,8 @@ async def wait_for_object(
     async with asyncio.timeout(timeout):
         while True:
             page = await kube.list(info, namespace)
-            for item in page["items"]:
+            items: list[dict[str, Any]] = page["items"]
+            for item in items:
                 if item["metadata"]["name"] == name and predicate(item):
                     return item
             version = page["metadata"]["resourceVersion"]

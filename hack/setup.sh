@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything weir's tests and local run need, on a fresh Debian machine or an old one.
+# Idempotent: a second run only checks. Python packages go to .venv; binaries built from Go
+# modules go to ~/.cache/weir (outside the repository), so a fresh clone reuses them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=()
+command -v etcd >/dev/null || packages+=(etcd-server)
+command -v git >/dev/null || packages+=(git)
+command -v go >/dev/null || packages+=(golang-go)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${packages[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "setup: pip install -e .[dev]"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch .venv/.installed
+fi
+
+# kube-apiserver and kube-controller-manager from k8s.io/kubernetes (tests/controlplane/go.mod);
+# about 5 minutes on 2 cores the first time, then cached.
+.venv/bin/python -m controllers.envtest build
