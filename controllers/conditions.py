@@ -38,6 +38,8 @@ PROGRESSING_WITH_RETRY = "ProgressingWithRetry"
 SUCCEEDED = "ReconciliationSucceeded"
 FAILED = "ReconciliationFailed"
 
+MAX_MESSAGE = 32768  # metav1.Condition's limit
+
 Status = Literal["True", "False", "Unknown"]
 
 
@@ -64,13 +66,14 @@ def set_condition(
     generation: int | None,
 ) -> list[Condition]:
     """``conditions`` with ``type_`` set; its transition time kept unless something changed."""
+    message = message[:MAX_MESSAGE]  # as stored, so an unchanged long message compares equal
     old = find(conditions, type_)
     moved = old is None or (old.status, old.reason, old.message) != (status, reason, message)
     new = Condition(
         type=type_,
         status=status,
         reason=reason,
-        message=message[:32768],
+        message=message,
         observed_generation=generation,
         last_transition_time=now() if moved or old is None else old.last_transition_time,
     )

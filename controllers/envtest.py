@@ -507,7 +507,8 @@ class ControlPlane:
                 f"--service-account-private-key-file={certs.root / 'sa.key'}",
                 f"--root-ca-file={certs.path('ca', 'crt')}",
                 "--use-service-account-credentials=false",
-                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
+                # node-lifecycle stays: it lifts the not-ready taint off kwok's nodes.
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
                 "--v=1",
             ],
             self.workdir / "kube-controller-manager.log",

@@ -23,8 +23,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: pip install -e .[dev]"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  if ! .venv/bin/pip install -e '.[dev]' > .venv/pip.log 2>&1; then
+    cat .venv/pip.log; exit 1
+  fi
   touch .venv/.installed
 fi
 

@@ -1,6 +1,6 @@
 module github.com/weir/controlplane
 
-// Pins the kube-apiserver and kube-controller-manager that the tests and the
+// Pins the kube-apiserver, kube-controller-manager and kube-scheduler that the tests and the
 // local demo run. k8s.io/kubernetes is not meant to be consumed as a module, so
 // its staging modules are pinned to the matching v0.N.M releases below.
 go 1.24.0
@@ -163,6 +163,7 @@ require (
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 )
 
 replace (

@@ -25,7 +25,7 @@ LEASE_NAME = "probe-controller-leader-election"
 
 @asynccontextmanager
 async def replica(
-    control_plane: ControlPlane, namespace: str, name: str, log_dir: Path
+    control_plane: ControlPlane, namespace: str, name: str, log_dir: Path, delay: float = 0.0
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """A probe-controller process named ``name``; yields it and its metrics address."""
     metrics = f"127.0.0.1:{free_port()}"
@@ -44,7 +44,7 @@ async def replica(
             f"--health-addr=127.0.0.1:{free_port()}",
             f"--metrics-addr={metrics}",
             "--log-encoding=json",
-            env={**os.environ, "POD_NAME": name},
+            env={**os.environ, "POD_NAME": name, "PROBE_DELAY": str(delay)},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -113,3 +113,24 @@ async def test_one_leader_reconciles_and_a_standby_takes_over(
             assert await replicas[standby][0].wait() == 0
         lease = await kube.get(LEASE, namespace, LEASE_NAME)
         assert not lease["spec"].get("holderIdentity")
+
+
+async def test_sigterm_lets_the_reconcile_in_flight_finish(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    async with replica(control_plane, namespace, "slow", tmp_path, delay=3.0) as (process, _):
+        await wait_for_object(
+            kube, LEASE, namespace, LEASE_NAME, lambda o: bool(o["spec"].get("holderIdentity"))
+        )
+        manifest = git_repository("app", namespace, labels={"weir.test/run": namespace})
+        await kube.create(GITREPO, manifest)
+        # The finalizer is added just before the (3 s) probe step starts.
+        await wait_for_object(
+            kube, GITREPO, namespace, "app", lambda o: bool(o["metadata"].get("finalizers"))
+        )
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+    obj = await kube.get(GITREPO, namespace, "app")
+    assert is_ready(obj), obj.get("status")
+    assert _handled_by(obj) == "slow"

@@ -11,10 +11,11 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 
 from controllers.envtest import ControlPlane, free_port
-from controllers.kube import KubeClient
+from controllers.kube import ApiError, KubeClient
 from controllers.patch import StatusPatcher
 from controllers.reconcile import REQUESTED_AT
 from tests.integration.harness import (
@@ -242,3 +243,14 @@ async def test_failure_records_an_event_and_forwards_it(
         (e["type"], e["reason"]) for e in recorded if e["involvedObject"]["name"] == "broken"
     }
     assert ("Warning", "ProbeFailed") in reasons
+
+
+async def test_unprivileged_kubeconfig_is_denied(control_plane: ControlPlane) -> None:
+    user = await KubeClient.connect(str(control_plane.user_kubeconfig))
+    try:
+        with pytest.raises(ApiError) as denied:
+            await user.list(GITREPO)
+    finally:
+        await user.close()
+    assert denied.value.status == 403
+    assert "weir-user" in denied.value.message
