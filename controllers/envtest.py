@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import ctypes
 import datetime
+import hashlib
 import importlib.util
 import json
 import os
@@ -45,6 +46,13 @@ KUBERNETES_VERSION = "v1.34.4"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GO_MODULE_DIR = REPO_ROOT / "tests" / "controlplane"
 CRD_DIR = REPO_ROOT / "crds"
+# Built from Go modules when not found: name -> (module directory, package).
+BUILT = {
+    "kube-apiserver": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-apiserver"),
+    "kube-controller-manager": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-controller-manager"),
+    "kube-scheduler": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-scheduler"),
+    "kwok": (GO_MODULE_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
+}
 # Run as separate processes by name: the runtime never imports a controller.
 CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")
 ADMIN_USER = "weir-admin"
@@ -62,7 +70,12 @@ def cache_dir() -> Path:
 
 
 def _bin_dir() -> Path:
-    return cache_dir() / f"kubernetes-{KUBERNETES_VERSION}"
+    # Keyed by the pins, so changing a go.mod rebuilds instead of reusing stale binaries.
+    pins = hashlib.sha256()
+    for module in sorted({module for module, _ in BUILT.values()}):
+        with contextlib.suppress(OSError):
+            pins.update((module / "go.mod").read_bytes())
+    return cache_dir() / f"kubernetes-{KUBERNETES_VERSION}-{pins.hexdigest()[:12]}"
 
 
 def find_binary(name: str) -> Path | None:
@@ -82,50 +95,56 @@ def find_binary(name: str) -> Path | None:
 
 
 def ensure_binaries() -> dict[str, Path]:
-    """Find etcd, kube-apiserver and kube-controller-manager, building the latter two if needed."""
-    missing = [n for n in ("kube-apiserver", "kube-controller-manager") if not find_binary(n)]
+    """Find every binary of the control plane, building from Go modules what is missing."""
+    missing = [name for name in BUILT if not find_binary(name)]
     if missing:
         _build(missing)
-    found = {n: find_binary(n) for n in ("etcd", "kube-apiserver", "kube-controller-manager")}
-    absent = [n for n, p in found.items() if p is None]
+    found = {name: find_binary(name) for name in ("etcd", *BUILT)}
+    absent = [name for name, path in found.items() if path is None]
     if absent:
         raise ControlPlaneError(
             f"{', '.join(absent)} not found; install Debian's etcd-server or set WEIR_ETCD"
         )
-    return {n: p for n, p in found.items() if p is not None}
+    return {name: path for name, path in found.items() if path is not None}
 
 
 def _build(names: list[str]) -> None:
-    if not (GO_MODULE_DIR / "go.mod").is_file():
-        raise ControlPlaneError(f"cannot build {names}: {GO_MODULE_DIR}/go.mod is missing")
     if not shutil.which("go"):
-        raise ControlPlaneError(f"cannot build {names}: no Go toolchain on PATH")
+        raise ControlPlaneError(f"cannot build {', '.join(names)}: no Go toolchain on PATH")
     out = _bin_dir()
     out.mkdir(parents=True, exist_ok=True)
-    minor = KUBERNETES_VERSION.split(".")[1]
-    ldflags = " ".join(
-        [
-            "-s -w",
-            f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
-            "-X k8s.io/component-base/version.gitMajor=1",
-            f"-X k8s.io/component-base/version.gitMinor={minor}",
-            "-X k8s.io/component-base/version.gitTreeState=clean",
-        ]
-    )
-    staging = Path(tempfile.mkdtemp(prefix="weir-build-", dir=out))
-    try:
-        print(f"building {', '.join(names)} {KUBERNETES_VERSION} (first time only)", flush=True)
-        packages = [f"k8s.io/kubernetes/cmd/{n}" for n in names]
-        cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging), *packages]
-        subprocess.run(cmd, cwd=GO_MODULE_DIR, check=True)
-        for name in names:
-            (staging / name).rename(out / name)
-    except subprocess.CalledProcessError as err:
-        raise ControlPlaneError(
-            f"go build of {names} failed with exit code {err.returncode}"
-        ) from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    by_module: dict[Path, list[str]] = {}
+    for name in names:
+        by_module.setdefault(BUILT[name][0], []).append(name)
+    for module, group in by_module.items():
+        if not (module / "go.mod").is_file():
+            raise ControlPlaneError(f"cannot build {', '.join(group)}: {module}/go.mod is missing")
+        staging = Path(tempfile.mkdtemp(prefix="weir-build-", dir=out))
+        try:
+            print(f"building {', '.join(group)} from {module} (first time only)", flush=True)
+            ldflags = _KUBERNETES_LDFLAGS if module == GO_MODULE_DIR else "-s -w"
+            packages = [BUILT[name][1] for name in group]
+            cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging), *packages]
+            subprocess.run(cmd, cwd=module, check=True)
+            for name in group:
+                (staging / name).rename(out / name)
+        except subprocess.CalledProcessError as err:
+            raise ControlPlaneError(
+                f"go build of {', '.join(group)} failed with exit code {err.returncode}"
+            ) from err
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+_KUBERNETES_LDFLAGS = " ".join(
+    [
+        "-s -w",
+        f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+        "-X k8s.io/component-base/version.gitMajor=1",
+        f"-X k8s.io/component-base/version.gitMinor={KUBERNETES_VERSION.split('.')[1]}",
+        "-X k8s.io/component-base/version.gitTreeState=clean",
+    ]
+)
 
 
 def free_port() -> int:
@@ -232,6 +251,20 @@ def _certificate(
     return builder.sign(signer_key, hashes.SHA256())
 
 
+def _kwok_node(name: str) -> dict[str, Any]:
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"},
+        },
+        "status": {"allocatable": resources, "capacity": resources},
+    }
+
+
 # Processes
 
 
@@ -275,7 +308,10 @@ class _Process:
 
 @dataclass
 class ControlPlane:
-    """etcd, one or more kube-apiservers and kube-controller-manager, under ``workdir``.
+    """etcd, kube-apiserver(s), kube-controller-manager and simulated nodes, under ``workdir``.
+
+    With ``nodes`` > 0, kube-scheduler and kwok run too and that many kwok nodes exist, so
+    pods get scheduled and reported Running/Ready, and Deployments become Available.
 
     Use as a context manager, or call ``start()``/``stop()``. ``admin_kubeconfig`` is a
     system:masters user; ``user_kubeconfig`` is ``weir-user`` with no permissions at all.
@@ -284,6 +320,7 @@ class ControlPlane:
     workdir: Path
     crd_dir: Path | None = CRD_DIR
     controller_manager: bool = True
+    nodes: int = 1
     etcd_port: int = field(default_factory=free_port)
     apiserver_port: int = field(default_factory=free_port)
     _processes: dict[str, _Process] = field(default_factory=dict)
@@ -333,6 +370,8 @@ class ControlPlane:
             self.wait_ready()
             if self.controller_manager:
                 self._start_controller_manager()
+                if self.nodes:
+                    self._start_nodes()
             if self.crd_dir is not None:
                 self.install_crds(sorted(self.crd_dir.glob("*.yaml")))
         except BaseException:
@@ -515,6 +554,40 @@ class ControlPlane:
         )
         self._processes["kube-controller-manager"] = process
         process.start()
+
+    # Simulated nodes: kube-scheduler places pods, kwok plays the kubelet, so Deployments
+    # become Available without running containers.
+
+    def _start_nodes(self) -> None:
+        binaries = self._binaries
+        kubeconfig = f"--kubeconfig={self.admin_kubeconfig}"
+        scheduler = _Process(
+            "kube-scheduler",
+            [str(binaries["kube-scheduler"]), kubeconfig, "--leader-elect=false", "--v=1"],
+            self.workdir / "kube-scheduler.log",
+        )
+        kwok = _Process(
+            "kwok",
+            [
+                str(binaries["kwok"]),
+                kubeconfig,
+                "--manage-all-nodes=true",
+                "--cidr=10.244.0.1/16",
+                "--node-ip=10.1.0.1",
+                "--server-address=",
+                "--config=/dev/null",  # no ~/.kwok/kwok.yaml: the built-in stages
+            ],
+            self.workdir / "kwok.log",
+        )
+        for process in (scheduler, kwok):
+            self._processes[process.name] = process
+            process.start()
+        with self._client() as client:
+            for index in range(self.nodes):
+                name = f"kwok-node-{index}"
+                answer = client.post(f"{self.server}/api/v1/nodes", json=_kwok_node(name))
+                if answer.status_code not in (201, 409):
+                    raise ControlPlaneError(f"node {name}: {answer.text[:500]}")
 
     # kubeconfig and CRDs
 
