@@ -55,8 +55,14 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        watch_seconds: int = WATCH_MIN_SECONDS,
+        inactivity_margin: float = INACTIVITY_MARGIN_SECONDS,
     ) -> None:
+        """``watch_seconds``: each watch asks the server to end it after between this and twice
+        this; ``inactivity_margin``: a stream silent for that long past its end is dead."""
         self._client = client
+        self._watch_seconds = watch_seconds
+        self._inactivity_margin = inactivity_margin
         self.info = info
         self._handler = handler
         self._namespace = namespace
@@ -80,14 +86,14 @@ class Informer:
             try:
                 if resource_version is None:
                     resource_version = await self._relist()
-                timeout = random.randint(WATCH_MIN_SECONDS, 2 * WATCH_MIN_SECONDS)  # noqa: S311
+                timeout = random.randint(self._watch_seconds, 2 * self._watch_seconds)  # noqa: S311
                 stream = self._client.watch(
                     self.info,
                     resource_version,
                     namespace=self._namespace,
                     label_selector=self._label_selector,
                     timeout_seconds=timeout,
-                    inactivity_seconds=timeout + INACTIVITY_MARGIN_SECONDS,
+                    inactivity_seconds=timeout + self._inactivity_margin,
                 )
                 async for event in stream:
                     if event.type != "BOOKMARK":

@@ -176,19 +176,20 @@ class Controller(Generic[T]):
             self.metrics.forget(self.info.kind, namespace, name)
             return Run(Outcome.DELETED)
         obj = self.reconciler.model.from_dict(raw)
+        reconcile_id = str(uuid.uuid4())
         log = structlog.get_logger().bind(
             controller=self.name,
             kind=self.info.kind,
             namespace=namespace,
             name=name,
-            reconcile_id=str(uuid.uuid4()),
+            reconcile_id=reconcile_id,
         )
         ctx = RunContext(
             client=self.client,
             log=log,
             conditions=list(obj.status.conditions or []),
             generation=obj.metadata.generation,
-            reconcile_id=str(uuid.uuid4()),
+            reconcile_id=reconcile_id,
         )
         started = time.monotonic()
         if obj.metadata.deletion_timestamp:
