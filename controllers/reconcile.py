@@ -264,18 +264,22 @@ class Controller(Generic[T]):
         requested = (obj.metadata.annotations or {}).get(REQUESTED_AT)
         if requested:
             status["lastHandledReconcileAt"] = requested
-        status.update(self._extra_status(obj))
+        for key, value in self._model_status(obj).items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
         patcher = StatusPatcher(
             self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
         )
         await patcher.patch(status)
 
-    def _extra_status(self, obj: T) -> dict[str, Any]:
-        """Status fields the steps set on the model, other than the runtime's own."""
-        dumped = obj.status.to_dict()
-        for own in ("conditions", "observedGeneration", "lastHandledReconcileAt"):
-            dumped.pop(own, None)
-        return dumped
+    def _model_status(self, obj: T) -> dict[str, Any]:
+        """The model's status fields other than the runtime's own; None means remove."""
+        present = obj.status.to_dict()
+        own = ("conditions", "observedGeneration", "lastHandledReconcileAt")
+        aliases = (f.alias or n for n, f in type(obj.status).model_fields.items())
+        return {alias: present.get(alias) for alias in aliases if alias not in own}
 
     async def _emit(
         self, ctx: RunContext, obj: T, was: Condition | None, error: ReconcileError | None

@@ -16,10 +16,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.api import Artifact
 from controllers.reconcile import ReconcileError, Result, RunContext, Step
 from source.api_v1 import GitRepository
 
 FAIL_TIMES = "weir.test/fail-times"
+ARTIFACT_REVISION = "weir.test/artifact-revision"
+
+
+def _artifact(revision: str) -> Artifact:
+    return Artifact(
+        path="gitrepository/ns/name/file.tar.gz",
+        url="http://source/gitrepository/ns/name/file.tar.gz",
+        revision=revision,
+        digest="sha256:" + "0" * 64,
+        last_update_time="2026-01-01T00:00:00Z",
+    )
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ class Probe:
             if self._failed[key] < wanted:
                 self._failed[key] += 1
                 raise ReconcileError(f"probe failure {self._failed[key]}", reason="ProbeFailed")
+            revision = (obj.metadata.annotations or {}).get(ARTIFACT_REVISION)
+            obj.status.artifact = _artifact(revision) if revision else None
             return Result(message=f"generation {obj.metadata.generation} by {self.identity}")
         finally:
             self._running[key] -= 1

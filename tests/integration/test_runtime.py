@@ -15,9 +15,11 @@ import pytest
 from aiohttp import web
 
 from controllers.envtest import ControlPlane, free_port
+from controllers.events import EventRecorder
 from controllers.kube import ApiError, KubeClient
+from controllers.metrics import Metrics
 from controllers.patch import StatusPatcher
-from controllers.reconcile import REQUESTED_AT
+from controllers.reconcile import REQUESTED_AT, Controller, Outcome
 from tests.integration.harness import (
     is_ready,
     options,
@@ -26,7 +28,7 @@ from tests.integration.harness import (
     wait_for_object,
 )
 from tests.integration.kinds import EVENT, GITREPO, git_repository
-from tests.integration.probe import FAIL_TIMES, Probe
+from tests.integration.probe import ARTIFACT_REVISION, FAIL_TIMES, Probe
 
 
 async def _status(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
@@ -254,3 +256,34 @@ async def test_unprivileged_kubeconfig_is_denied(control_plane: ControlPlane) ->
         await user.close()
     assert denied.value.status == 403
     assert "weir-user" in denied.value.message
+
+
+async def test_reconcile_writes_status_fields_and_only_when_something_changed(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    recorder = EventRecorder(kube, controller="probe-controller", instance="test")
+    controller = Controller(
+        Probe(), kube, name="probe-controller", recorder=recorder, metrics=Metrics()
+    )
+    manifest = git_repository("direct", namespace)
+    manifest["metadata"]["annotations"] = {ARTIFACT_REVISION: "main@sha1:abc"}
+    await kube.create(GITREPO, manifest)
+    key = f"{namespace}/direct"
+
+    run = await controller.reconcile(key)
+    assert run.outcome is Outcome.SUCCEEDED
+    first = await kube.get(GITREPO, namespace, "direct")
+    assert first["status"]["artifact"]["revision"] == "main@sha1:abc"
+    assert run.requeue_after is not None
+    assert 570 <= run.requeue_after <= 630  # the 10m interval, ± 5% jitter
+
+    await controller.reconcile(key)
+    again = await kube.get(GITREPO, namespace, "direct")
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+    await kube.patch(
+        GITREPO, namespace, "direct", {"metadata": {"annotations": {ARTIFACT_REVISION: None}}}
+    )
+    await controller.reconcile(key)
+    cleared = await kube.get(GITREPO, namespace, "direct")
+    assert "artifact" not in cleared["status"]
