@@ -114,8 +114,9 @@ class GitRepositorySpec(KubeModel):
     )
 
     url: str = Field(
-        pattern=r"^(http|https|ssh)://.*$",
-        description="URL of the Git repository: an HTTP/S or SSH address.",
+        # Flux allows http, https and ssh; git:// (git daemon) is weir's compatible addition.
+        pattern=r"^(http|https|ssh|git)://.*$",
+        description="URL of the Git repository: an HTTP/S, SSH or git:// address.",
     )
     secret_ref: LocalObjectReference | None = Field(
         default=None,

@@ -298,7 +298,7 @@ def test_gitrepository_schema_matches_flux() -> None:
     status = root["properties"]["status"]
     assert root["required"] == ["spec"]
     assert spec["required"] == ["interval", "url"]
-    assert spec["properties"]["url"]["pattern"] == "^(http|https|ssh)://.*$"
+    assert spec["properties"]["url"]["pattern"] == "^(http|https|ssh|git)://.*$"
     assert spec["properties"]["interval"]["pattern"] == r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
     assert spec["properties"]["timeout"]["default"] == "60s"
     assert spec["properties"]["provider"]["enum"] == ["generic", "aws", "azure", "github"]

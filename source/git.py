@@ -1,0 +1,198 @@
+"""Git for GitRepository: which commit a ref names, and checking it out, via source.gitworker.
+
+Ref precedence and revision strings follow Flux: commit > name > semver > tag > branch, the
+default being branch ``master``; revisions look like ``main@sha1:<hash>``,
+``v1.2.0@sha1:<hash>``, ``refs/pull/1/head@sha1:<hash>`` or ``sha1:<hash>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import semantic_version
+
+from source.api_v1 import GitRepositoryRef
+
+__all__ = ["Checkout", "GitError", "Target", "checkout", "list_heads", "resolve", "sanitize"]
+
+DEFAULT_BRANCH = "master"
+_VERSION = re.compile(
+    r"^v?(?P<major>0|[1-9]\d*)(?:\.(?P<minor>0|[1-9]\d*))?(?:\.(?P<patch>0|[1-9]\d*))?"
+    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$"
+)
+_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z+]+://)[^/@\s]+@")
+
+
+class GitError(Exception):
+    """A Git operation failed; ``reason`` is a Flux condition reason."""
+
+    def __init__(self, message: str, *, reason: str = "GitOperationFailed") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to fetch: the remote ref (None: every branch), the commit it points to or that the
+    user pinned, and the name the revision carries."""
+
+    refname: str | None
+    commit: str | None
+    revision_name: str | None
+    pinned: bool = False
+
+    def revision(self, commit: str) -> str:
+        return f"{self.revision_name}@sha1:{commit}" if self.revision_name else f"sha1:{commit}"
+
+
+@dataclass(frozen=True)
+class Checkout:
+    commit: str
+    revision: str
+    message: str
+    signature: str | None
+    signed_data: str | None
+
+
+def sanitize(text: str) -> str:
+    """``text`` with any credentials embedded in URLs removed."""
+    return _CREDENTIALS_IN_URL.sub(r"\g<scheme>", text)
+
+
+def _parse_version(tag: str) -> semantic_version.Version | None:
+    match = _VERSION.match(tag)
+    if not match:
+        return None
+    return semantic_version.Version(
+        major=int(match["major"]),
+        minor=int(match["minor"] or 0),
+        patch=int(match["patch"] or 0),
+        prerelease=tuple(match["pre"].split(".")) if match["pre"] else (),
+        build=tuple(match["build"].split(".")) if match["build"] else (),
+    )
+
+
+def _semver_range(text: str) -> semantic_version.NpmSpec:
+    # Flux uses Masterminds' constraints, where a comma means AND; npm ranges use a space.
+    try:
+        return semantic_version.NpmSpec(text.replace(",", " "))
+    except ValueError as err:
+        raise GitError(
+            f"invalid semver range '{text}': {err}", reason="InvalidSemverRange"
+        ) from err
+
+
+def resolve(ref: GitRepositoryRef | None, heads: dict[str, str] | None) -> Target:
+    """The Target for ``ref``; ``heads`` (from list_heads) is needed except for a bare commit."""
+    ref = ref or GitRepositoryRef()
+    if ref.commit:
+        if ref.branch:
+            return Target(f"refs/heads/{ref.branch}", ref.commit, ref.branch, pinned=True)
+        return Target(None, ref.commit, None, pinned=True)
+    assert heads is not None
+    if ref.name:
+        return _advertised(heads, ref.name, ref.name)
+    if ref.semver:
+        spec = _semver_range(ref.semver)
+        versions = {
+            name.removeprefix("refs/tags/"): _parse_version(name.removeprefix("refs/tags/"))
+            for name in heads
+            if name.startswith("refs/tags/") and not name.endswith("^{}")
+        }
+        matching = {tag: v for tag, v in versions.items() if v is not None and v in spec}
+        if not matching:
+            raise GitError(f"no tag matches semver range '{ref.semver}'")
+        tag = max(matching, key=lambda t: matching[t])
+        return _advertised(heads, f"refs/tags/{tag}", tag)
+    if ref.tag:
+        return _advertised(heads, f"refs/tags/{ref.tag}", ref.tag)
+    branch = ref.branch or DEFAULT_BRANCH
+    return _advertised(heads, f"refs/heads/{branch}", branch)
+
+
+def _advertised(heads: dict[str, str], refname: str, revision_name: str) -> Target:
+    if refname not in heads:
+        raise GitError(f"couldn't find remote ref '{refname}'")
+    # An annotated tag is advertised twice; the peeled entry is the commit.
+    return Target(refname, heads.get(f"{refname}^{{}}", heads[refname]), revision_name)
+
+
+async def list_heads(
+    url: str, auth: dict[str, str], *, proxy: str | None, timeout: float
+) -> dict[str, str]:
+    """Every ref the remote advertises (``git ls-remote``), without fetching anything."""
+    answer = await _run({"op": "list_heads", "url": url, "auth": auth, "proxy": proxy}, timeout)
+    heads: dict[str, str] = answer["heads"]
+    return heads
+
+
+async def checkout(
+    url: str,
+    target: Target,
+    dest: Path,
+    auth: dict[str, str],
+    *,
+    proxy: str | None,
+    timeout: float,
+    recurse_submodules: bool = False,
+) -> Checkout:
+    """Fetch as little as the target allows and check it out into ``dest``."""
+    request: dict[str, Any] = {
+        "op": "checkout",
+        "url": url,
+        "auth": auth,
+        "proxy": proxy,
+        "dest": str(dest),
+        "recurse_submodules": recurse_submodules,
+    }
+    if target.refname:
+        request["refspec"] = f"+{target.refname}:refs/weir/target"
+        request["local_ref"] = "refs/weir/target"
+    if target.pinned:
+        # A pinned commit may be anywhere in the history: fetch all of it, check out that one.
+        request["depth"] = 0
+        request["commit"] = target.commit
+    else:
+        request["depth"] = 1
+    answer = await _run(request, timeout)
+    commit = answer["commit"]
+    return Checkout(
+        commit=commit,
+        revision=target.revision(commit),
+        message=answer.get("message") or "",
+        signature=answer.get("signature"),
+        signed_data=answer.get("signed_data"),
+    )
+
+
+async def _run(request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    request["timeout"] = timeout
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "source.gitworker",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate(json.dumps(request).encode())
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise GitError(f"git operation timed out after {timeout:g}s") from None
+    if process.returncode != 0 or not out:
+        detail = sanitize(err.decode(errors="replace").strip().splitlines()[-1:][0] if err else "")
+        raise GitError(f"git worker failed (exit {process.returncode}): {detail}")
+    answer: dict[str, Any] = json.loads(out)
+    if "error" in answer:
+        raise GitError(sanitize(answer["error"]), reason=answer.get("reason", "GitOperationFailed"))
+    return answer

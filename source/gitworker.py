@@ -1,0 +1,148 @@
+"""One Git operation with pygit2, run in a child process: ``python -m source.gitworker``.
+
+libgit2's TLS trust store, home directory (where it finds ``.ssh/known_hosts``) and timeouts
+are process-wide, and a libgit2 call cannot be interrupted; one process per operation gives
+each operation its own settings and lets the parent enforce ``spec.timeout`` by killing it.
+
+The request arrives as JSON on stdin (so credentials never appear in argv), the answer goes
+to stdout as JSON: ``{"heads": {...}}`` or ``{"commit": ..., "message": ...}``, or
+``{"error": ..., "reason": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pygit2
+from pygit2.enums import CheckoutStrategy
+
+AUTH_FAILED = "AuthenticationFailed"
+GIT_FAILED = "GitOperationFailed"
+
+
+class Callbacks(pygit2.RemoteCallbacks):
+    """Credentials, headers and host verification for one operation."""
+
+    def __init__(self, auth: dict[str, Any]) -> None:
+        super().__init__()
+        self._auth = auth
+        self._tries = 0
+
+    def credentials(self, url: str, username_from_url: str | None, allowed_types: int) -> Any:
+        self._tries += 1
+        if self._tries > 3:  # libgit2 asks again after a rejection; stop the loop
+            raise pygit2.GitError("authentication failed: credentials were rejected")
+        auth = self._auth
+        if allowed_types & pygit2.enums.CredentialType.SSH_KEY and auth.get("identity"):
+            user = username_from_url or "git"
+            return pygit2.KeypairFromMemory(
+                user, auth.get("identity.pub") or "", auth["identity"], auth.get("password") or ""
+            )
+        if allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT and auth.get("username"):
+            return pygit2.UserPass(auth["username"], auth.get("password") or "")
+        raise pygit2.GitError("authentication required but no usable credentials were given")
+
+    def certificate_check(self, certificate: None, valid: bool, host: bytes) -> bool:
+        # Never override libgit2's verdict: TLS against the trust store, SSH against known_hosts.
+        return valid
+
+    def custom_headers(self) -> list[str] | None:
+        token = self._auth.get("bearerToken")
+        return [f"Authorization: Bearer {token}"] if token else None
+
+
+def _configure(request: dict[str, Any], home: Path) -> None:
+    auth = request.get("auth") or {}
+    pygit2.settings.homedir = str(home)
+    if auth.get("known_hosts"):
+        ssh = home / ".ssh"
+        ssh.mkdir(mode=0o700)
+        (ssh / "known_hosts").write_text(auth["known_hosts"])
+    if auth.get("ca.crt"):
+        ca = home / "ca.crt"
+        ca.write_text(auth["ca.crt"])
+        pygit2.settings.set_ssl_cert_locations(str(ca), None)
+    timeout_ms = int(float(request.get("timeout", 60)) * 1000)
+    pygit2.settings.server_connect_timeout = timeout_ms
+    pygit2.settings.server_timeout = timeout_ms
+
+
+def list_heads(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """Every ref the remote advertises, with its object id (peeled tags as ``name^{}``)."""
+    repo = pygit2.init_repository(str(scratch / "ls"), bare=True)
+    remote = repo.remotes.create_anonymous(request["url"])
+    heads = remote.list_heads(
+        callbacks=Callbacks(request.get("auth") or {}), proxy=request.get("proxy")
+    )
+    return {"heads": {head.name: str(head.oid) for head in heads}}
+
+
+def checkout(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """Fetch ``refspec`` (or, with ``commit`` and no ref, every branch) and check out ``commit``."""
+    dest = Path(request["dest"])
+    repo = pygit2.init_repository(str(dest))
+    remote = repo.remotes.create_anonymous(request["url"])
+    refspecs = [request["refspec"]] if request.get("refspec") else ["+refs/heads/*:refs/heads/*"]
+    depth = int(request.get("depth") or 0)
+    try:
+        remote.fetch(
+            refspecs,
+            callbacks=Callbacks(request.get("auth") or {}),
+            proxy=request.get("proxy"),
+            depth=depth,
+        )
+    except pygit2.GitError as err:
+        # Some transports (local, dumb HTTP) cannot fetch shallow: fetch everything instead.
+        if not depth or "shallow" not in str(err):
+            raise
+        remote.fetch(
+            refspecs, callbacks=Callbacks(request.get("auth") or {}), proxy=request.get("proxy")
+        )
+    target = request.get("commit") or str(repo.references[request["local_ref"]].target)
+    try:
+        obj = repo.revparse_single(target)
+    except (KeyError, ValueError) as err:
+        raise pygit2.GitError(f"commit '{target}' not found in the fetched history") from err
+    commit = obj.peel(pygit2.Commit)
+    repo.checkout_tree(commit.tree, strategy=CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
+    repo.set_head(commit.id)
+    if request.get("recurse_submodules"):
+        repo.submodules.update(init=True, callbacks=Callbacks(request.get("auth") or {}))
+    return {
+        "commit": str(commit.id),
+        "message": commit.message.strip().splitlines()[0] if commit.message.strip() else "",
+        "signature": commit.gpg_signature[0].decode() if commit.gpg_signature[0] else None,
+        "signed_data": commit.gpg_signature[1].decode() if commit.gpg_signature[0] else None,
+    }
+
+
+def _classify(message: str) -> str:
+    lowered = message.lower()
+    words = ("authentication", "credentials", "401", "403", "permission denied", "unauthorized")
+    return AUTH_FAILED if any(word in lowered for word in words) else GIT_FAILED
+
+
+def main() -> int:
+    request = json.load(sys.stdin)
+    operations = {"list_heads": list_heads, "checkout": checkout}
+    with tempfile.TemporaryDirectory(prefix="weir-git-") as scratch:
+        home = Path(scratch) / "home"
+        home.mkdir(mode=0o700)
+        try:
+            _configure(request, home)
+            answer = operations[request["op"]](request, Path(scratch))
+        except (pygit2.GitError, KeyError, ValueError, OSError) as err:
+            message = str(err) or type(err).__name__
+            answer = {"error": message, "reason": _classify(message)}
+    json.dump(answer, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    os.umask(0o077)
+    sys.exit(main())
