@@ -16,13 +16,14 @@ import structlog
 
 from controllers.api import parse_duration
 from controllers.logs import configure_logging
-from controllers.manager import Manager, Options
+from controllers.manager import Manager, Options, Service
 from controllers.reconcile import Reconciler
 
-__all__ = ["build_parser", "main", "parse_options"]
+__all__ = ["build_parser", "duration_arg", "main", "parse_options"]
 
 
-def _duration(text: str) -> float:
+def duration_arg(text: str) -> float:
+    """An argparse type for Flux-style durations (30s, 5m, 750ms)."""
     try:
         return parse_duration(text)
     except ValueError as err:
@@ -42,7 +43,7 @@ def build_parser(name: str, *, concurrent: int = 4) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=name, description=f"weir {name}")
     p.add_argument("--kubeconfig", default=None, help="path to a kubeconfig (default in-cluster)")
     p.add_argument("--concurrent", type=int, default=concurrent, help="workers per kind")
-    p.add_argument("--requeue-dependency", type=_duration, default=30.0, metavar="DURATION")
+    p.add_argument("--requeue-dependency", type=duration_arg, default=30.0, metavar="DURATION")
     p.add_argument("--metrics-addr", default=":8080")
     p.add_argument("--health-addr", default=":9440")
     p.add_argument("--events-addr", default="", help="notification controller events URL")
@@ -52,11 +53,11 @@ def build_parser(name: str, *, concurrent: int = 4) -> argparse.ArgumentParser:
     p.add_argument(
         "--leader-election-namespace", default=os.environ.get("RUNTIME_NAMESPACE", "flux-system")
     )
-    p.add_argument("--leader-election-lease-duration", type=_duration, default=35.0)
-    p.add_argument("--leader-election-renew-deadline", type=_duration, default=30.0)
-    p.add_argument("--leader-election-retry-period", type=_duration, default=5.0)
-    p.add_argument("--min-retry-delay", type=_duration, default=0.75, metavar="DURATION")
-    p.add_argument("--max-retry-delay", type=_duration, default=900.0, metavar="DURATION")
+    p.add_argument("--leader-election-lease-duration", type=duration_arg, default=35.0)
+    p.add_argument("--leader-election-renew-deadline", type=duration_arg, default=30.0)
+    p.add_argument("--leader-election-retry-period", type=duration_arg, default=5.0)
+    p.add_argument("--min-retry-delay", type=duration_arg, default=0.75, metavar="DURATION")
+    p.add_argument("--max-retry-delay", type=duration_arg, default=900.0, metavar="DURATION")
     p.add_argument("--kube-api-qps", type=float, default=50.0)
     p.add_argument("--kube-api-burst", type=int, default=300)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "error"])
@@ -69,7 +70,7 @@ def build_parser(name: str, *, concurrent: int = 4) -> argparse.ArgumentParser:
     p.add_argument("--interval-jitter-percentage", type=float, default=5.0)
     p.add_argument("--watch-all-namespaces", type=_flag_bool, nargs="?", const=True, default=True)
     p.add_argument("--watch-label-selector", default=None)
-    p.add_argument("--graceful-shutdown-timeout", type=_duration, default=30.0)
+    p.add_argument("--graceful-shutdown-timeout", type=duration_arg, default=30.0)
     return p
 
 
@@ -119,6 +120,7 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     parser: argparse.ArgumentParser | None = None,
+    services: Callable[[argparse.Namespace], Sequence[Service]] = lambda args: (),
 ) -> int:
     """Parse flags, set up logging and run the manager; the exit code of the process."""
     parser = parser or build_parser(name)
@@ -126,7 +128,7 @@ def main(
     configure_logging(args.log_level, args.log_encoding)
     options = parse_options(name, args)
     try:
-        asyncio.run(_serve(Manager(options, reconcilers(args))))
+        asyncio.run(_serve(Manager(options, reconcilers(args), services(args))))
     except Exception as err:
         structlog.get_logger().exception("controller failed", controller=name, error=str(err))
         print(f"{name}: {err}", file=sys.stderr)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,9 @@ from controllers.metrics import Metrics
 from controllers.queue import ExponentialBackoff, QueueShutDown, WorkQueue
 from controllers.reconcile import Controller, Outcome, Reconciler
 
-__all__ = ["Manager", "Options"]
+__all__ = ["Manager", "Options", "Service"]
+
+Service = Callable[[], AbstractAsyncContextManager[Any]]
 
 log = structlog.get_logger()
 
@@ -65,9 +68,16 @@ def _split_addr(addr: str) -> tuple[str, int]:
 class Manager:
     """Owns the shared client, the servers and the lifecycle of every controller."""
 
-    def __init__(self, options: Options, reconcilers: Sequence[Reconciler[Any]]) -> None:
+    def __init__(
+        self,
+        options: Options,
+        reconcilers: Sequence[Reconciler[Any]],
+        services: Sequence[Service] = (),
+    ) -> None:
+        """``services`` run only while this process leads (e.g. the artifact server)."""
         self.options = options
         self.reconcilers = reconcilers
+        self.services = services
         self.metrics = Metrics()
         self.informers: list[Informer] = []
         self.stop = asyncio.Event()
@@ -99,7 +109,10 @@ class Manager:
                 )
                 if not await self._until_stopped(elector.acquire()):
                     return
-            await self._run_controllers(client, recorder, elector)
+            async with contextlib.AsyncExitStack() as stack:
+                for service in self.services:
+                    await stack.enter_async_context(service())
+                await self._run_controllers(client, recorder, elector)
         finally:
             if elector is not None:
                 await elector.release()

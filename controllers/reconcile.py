@@ -9,11 +9,14 @@ run the steps, then one summarizer maps the outcome to ``Ready``/``Reconciling``
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
@@ -95,6 +98,20 @@ class RunContext:
     reconcile_id: str
     events: list[tuple[EventType, str, str]] = field(default_factory=list)
     revision: str | None = None
+    state: Any = None
+    """The controller's own per-run data, passed from step to step."""
+    _tempdirs: list[Path] = field(default_factory=list)
+
+    def tempdir(self, prefix: str = "weir-") -> Path:
+        """A fresh directory, removed by the runtime when the run ends, however it ends."""
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+        self._tempdirs.append(path)
+        return path
+
+    def cleanup(self) -> None:
+        for path in self._tempdirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self._tempdirs.clear()
 
     def mark(self, type_: str, status: cond.Status, reason: str, message: str) -> None:
         """Set one of the controller's own conditions."""
@@ -192,14 +209,22 @@ class Controller(Generic[T]):
             reconcile_id=reconcile_id,
         )
         started = time.monotonic()
-        if obj.metadata.deletion_timestamp:
-            return await self._finalize(ctx, obj, raw)
+        try:
+            if obj.metadata.deletion_timestamp:
+                return await self._finalize(ctx, obj, raw)
+            return await self._reconcile_live(ctx, obj, raw, started)
+        finally:
+            ctx.cleanup()
+
+    async def _reconcile_live(
+        self, ctx: RunContext, obj: T, raw: dict[str, Any], started: float
+    ) -> Run:
         try:
             if FINALIZER not in (obj.metadata.finalizers or []):
                 raw = await patch_finalizers(self.client, self.info, raw, add=FINALIZER)
             self.metrics.record_suspend(obj, obj.suspended)
             if obj.suspended:
-                log.info("reconciliation is suspended")
+                ctx.log.info("reconciliation is suspended")
                 return Run(Outcome.SUSPENDED)
             return await self._run_steps(ctx, obj, raw)
         finally:
