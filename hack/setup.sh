@@ -11,6 +11,8 @@ packages=()
 command -v etcd >/dev/null || packages+=(etcd-server)
 command -v git >/dev/null || packages+=(git)
 command -v go >/dev/null || packages+=(golang-go)
+# sshd serves the Git repositories of the GitRepository tests over ssh://.
+[ -x /usr/sbin/sshd ] || packages+=(openssh-server)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "setup: apt-get install ${packages[*]}"
   as_root apt-get update -qq

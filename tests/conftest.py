@@ -11,6 +11,7 @@ import pytest
 
 from controllers.envtest import ControlPlane
 from controllers.kube import KubeClient
+from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
 
 
 def _scratch_root() -> str | None:
@@ -38,3 +39,49 @@ async def kube(control_plane: ControlPlane) -> AsyncIterator[KubeClient]:
         yield client
     finally:
         await client.close()
+
+
+# Git servers: one root of bare repositories, served over git://, HTTP(S) and ssh://.
+
+
+@pytest.fixture(scope="session")
+def git_repos() -> Iterator[GitRepos]:
+    """Bare repositories under one root that every Git server below serves."""
+    root = Path(tempfile.mkdtemp(prefix="weir-git-repos-", dir=_scratch_root()))
+    try:
+        yield GitRepos(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def git_daemon(git_repos: GitRepos) -> Iterator[GitDaemon]:
+    """git:// without auth: ``url(name)``."""
+    server = GitDaemon(git_repos.root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def git_https(git_repos: GitRepos) -> Iterator[GitHTTPServer]:
+    """Smart HTTP(S): ``url(name)``, ``http_url(name)``, ``ca_file``, credentials, ``requests``."""
+    server = GitHTTPServer(git_repos.root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def git_ssh(git_repos: GitRepos) -> Iterator[GitSSHServer]:
+    """ssh:// as the current user: ``url(name)``, ``key(kind)``, ``known_hosts``, secret data."""
+    server = GitSSHServer(git_repos.root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
