@@ -1,0 +1,218 @@
+"""The GitRepository reconciler: remote ref → checkout → tar.gz artifact in storage.
+
+Steps, as in Flux's source-controller: storage (garbage collection, is the recorded artifact
+still there?), source (credentials, ls-remote, skip when nothing moved, checkout), artifact
+(archive with ignore rules, record it in status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controllers.api import LocalObjectReference, ResourceInfo, parse_duration
+from controllers.kube import KubeClient
+from controllers.reconcile import ReconcileError, Result, RunContext, Step
+from source import git
+from source.api_v1 import GitRepository
+from source.storage import ArtifactStorage, StorageError
+
+__all__ = ["GitRepositoryReconciler"]
+
+SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
+
+ARTIFACT_IN_STORAGE = "ArtifactInStorage"
+ARTIFACT_OUTDATED = "ArtifactOutdated"
+FETCH_FAILED = "FetchFailed"
+STORAGE_FAILED = "StorageOperationFailed"
+# Flux's reasons.
+SUCCEEDED = "Succeeded"
+NEW_REVISION = "NewRevision"
+NEW_ARTIFACT = "NewArtifact"
+STORAGE_OPERATION_FAILED = "StorageOperationFailed"
+ARCHIVE_FAILED = "ArchiveOperationFailed"
+AUTH_FAILED = "AuthenticationFailed"
+
+
+@dataclass
+class Fetched:
+    """What the source step hands to the artifact step."""
+
+    revision: str
+    message: str
+    workdir: Path | None  # None: unchanged, nothing checked out
+
+
+class GitRepositoryReconciler:
+    """Reconciles GitRepository objects into artifacts in ``storage``."""
+
+    model = GitRepository
+    owned_conditions: tuple[str, ...] = (
+        ARTIFACT_IN_STORAGE,
+        ARTIFACT_OUTDATED,
+        FETCH_FAILED,
+        STORAGE_FAILED,
+    )
+
+    def __init__(self, storage: ArtifactStorage) -> None:
+        self.storage = storage
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def steps(self) -> Sequence[Step[GitRepository]]:
+        return [self.reconcile_storage, self.reconcile_source, self.reconcile_artifact]
+
+    async def finalize(self, ctx: RunContext, obj: GitRepository) -> None:
+        await asyncio.to_thread(
+            self.storage.remove_all,
+            "GitRepository",
+            obj.metadata.namespace or "",
+            obj.metadata.name,
+        )
+
+    async def reconcile_storage(self, ctx: RunContext, obj: GitRepository) -> Result:
+        """Collect old artifacts; forget the recorded one if its file is gone."""
+        artifact = obj.status.artifact
+        try:
+            await asyncio.to_thread(
+                self.storage.garbage_collect,
+                "GitRepository",
+                obj.metadata.namespace or "",
+                obj.metadata.name,
+                artifact,
+            )
+        except StorageError as err:
+            ctx.log.warning("garbage collection failed", error=str(err))
+        if artifact is not None and not await asyncio.to_thread(self.storage.has, artifact):
+            obj.status.artifact = None
+            ctx.clear(ARTIFACT_IN_STORAGE)
+            ctx.mark(ARTIFACT_OUTDATED, "True", "NoArtifact", "artifact missing from storage")
+        return Result()
+
+    async def reconcile_source(self, ctx: RunContext, obj: GitRepository) -> Result:
+        """Resolve the ref; check it out unless the artifact already holds that revision."""
+        spec = obj.spec
+        timeout = parse_duration(spec.timeout or "60s")
+        try:
+            auth = await _secret_data(ctx.client, obj.metadata.namespace, spec.secret_ref)
+            proxy = _proxy_url(
+                await _secret_data(ctx.client, obj.metadata.namespace, spec.proxy_secret_ref)
+            )
+            _check_auth(spec.url, auth)
+            ref = spec.ref
+            heads = None
+            if ref is None or not ref.commit:
+                heads = await git.list_heads(spec.url, auth, proxy=proxy, timeout=timeout)
+            target = git.resolve(ref, heads)
+            if target.commit and self._up_to_date(obj, target.revision(target.commit)):
+                self.stats["skipped"] += 1
+                ctx.state = Fetched(target.revision(target.commit), "", None)
+                ctx.clear(FETCH_FAILED)
+                return Result()
+            workdir = ctx.tempdir("weir-git-")
+            self.stats["checkouts"] += 1
+            checkout = await git.checkout(
+                spec.url,
+                target,
+                workdir,
+                auth,
+                proxy=proxy,
+                timeout=timeout,
+                recurse_submodules=bool(spec.recurse_submodules),
+            )
+        except git.GitError as err:
+            message = f"failed to checkout and determine revision: {err.message}"
+            ctx.mark(FETCH_FAILED, "True", err.reason, message)
+            raise ReconcileError(message, reason=err.reason) from err
+        ctx.clear(FETCH_FAILED)
+        ctx.state = Fetched(checkout.revision, checkout.message, workdir)
+        return Result()
+
+    def _up_to_date(self, obj: GitRepository, revision: str) -> bool:
+        artifact = obj.status.artifact
+        return (
+            artifact is not None
+            and artifact.revision == revision
+            and obj.status.observed_ignore == obj.spec.ignore
+            and obj.status.observed_recurse_submodules == obj.spec.recurse_submodules
+        )
+
+    async def reconcile_artifact(self, ctx: RunContext, obj: GitRepository) -> Result:
+        """Archive the checkout into storage and record it in status."""
+        fetched: Fetched = ctx.state
+        if fetched.workdir is None:
+            ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
+            ctx.clear(ARTIFACT_OUTDATED)
+            return Result(message=_stored(fetched.revision))
+        namespace, name = obj.metadata.namespace or "", obj.metadata.name
+        commit = fetched.revision.rsplit(":", 1)[-1]
+        artifact = self.storage.new_artifact(
+            "GitRepository", namespace, name, fetched.revision, f"{commit}.tar.gz"
+        )
+        try:
+            artifact = await asyncio.to_thread(
+                self.storage.archive, artifact, fetched.workdir, ignore=obj.spec.ignore
+            )
+        except StorageError as err:
+            message = f"unable to archive artifact to storage: {err}"
+            ctx.mark(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
+            raise ReconcileError(message, reason=ARCHIVE_FAILED) from err
+        ctx.clear(STORAGE_FAILED)
+        previous = obj.status.artifact
+        obj.status.artifact = artifact
+        obj.status.observed_ignore = obj.spec.ignore
+        obj.status.observed_recurse_submodules = obj.spec.recurse_submodules
+        ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
+        ctx.clear(ARTIFACT_OUTDATED)
+        if previous is None or previous.digest != artifact.digest:
+            ctx.notify(
+                NEW_ARTIFACT,
+                f"stored artifact for commit '{fetched.message}'",
+                revision=fetched.revision,
+            )
+        return Result(message=_stored(fetched.revision))
+
+
+def _stored(revision: str) -> str:
+    return f"stored artifact for revision '{revision}'"
+
+
+async def _secret_data(
+    client: KubeClient, namespace: str | None, ref: LocalObjectReference | None
+) -> dict[str, str]:
+    if ref is None:
+        return {}
+    secret = await client.get_or_none(SECRET, namespace, ref.name)
+    if secret is None:
+        raise git.GitError(f"secret '{namespace}/{ref.name}' not found", reason=AUTH_FAILED)
+    data: dict[str, Any] = secret.get("data") or {}
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def _proxy_url(data: dict[str, str]) -> str | None:
+    """Flux's proxy Secret: ``address``, optional ``username``/``password``."""
+    if not data:
+        return None
+    address = data.get("address")
+    if not address:
+        raise git.GitError("proxy secret has no 'address'", reason=AUTH_FAILED)
+    if data.get("username"):
+        scheme, _, rest = address.partition("://")
+        return f"{scheme}://{data['username']}:{data.get('password', '')}@{rest}"
+    return address
+
+
+def _check_auth(url: str, auth: dict[str, str]) -> None:
+    if "tls.crt" in auth or "tls.key" in auth:
+        raise git.GitError(
+            "TLS client certificates (tls.crt/tls.key) are not supported yet", reason=AUTH_FAILED
+        )
+    if url.startswith("ssh://") and auth.get("identity") and not auth.get("known_hosts"):
+        raise git.GitError(
+            "SSH authentication requires 'known_hosts' in the secret", reason=AUTH_FAILED
+        )

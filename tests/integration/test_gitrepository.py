@@ -1,0 +1,303 @@
+"""GitRepository against real Git servers, the real API server and the real artifact server."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controllers.artifact import fetch_artifact
+from controllers.envtest import ControlPlane, free_port
+from controllers.kube import KubeClient
+from controllers.reconcile import REQUESTED_AT
+from source.gitrepository import SECRET, GitRepositoryReconciler
+from source.server import start_artifact_server
+from source.storage import ArtifactStorage
+from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
+from tests.integration.harness import is_ready, options, running, wait_for_object
+from tests.integration.kinds import GITREPO
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Source:
+    reconciler: GitRepositoryReconciler
+    storage: ArtifactStorage
+
+
+@pytest.fixture
+async def source(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> AsyncIterator[Source]:
+    """The source controller's GitRepository reconciler and its artifact server."""
+    port = free_port()
+    storage = ArtifactStorage(tmp_path / "storage", f"127.0.0.1:{port}")
+    server = await start_artifact_server(tmp_path / "storage", "127.0.0.1", port)
+    reconciler = GitRepositoryReconciler(storage)
+    opts = options(control_plane, namespace, name="source-controller")
+    try:
+        async with running(opts, [reconciler]):
+            yield Source(reconciler, storage)
+    finally:
+        await server.cleanup()
+
+
+def gitrepository(name: str, namespace: str, url: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": GITREPO.api_version,
+        "kind": "GitRepository",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"url": url, "interval": "10m", "ref": {"branch": "main"}, **spec},
+    }
+
+
+async def secret(kube: KubeClient, namespace: str, name: str, data: dict[str, str]) -> None:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    body = {"metadata": {"name": name, "namespace": namespace}, "data": encoded}
+    await kube.create(SECRET, body)
+
+
+async def ready(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    return await wait_for_object(kube, GITREPO, namespace, name, is_ready)
+
+
+async def failed(kube: KubeClient, namespace: str, name: str) -> dict[str, str]:
+    """The Ready condition once it is False."""
+    obj = await wait_for_object(kube, GITREPO, namespace, name, lambda o: _ready(o) == "False")
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+
+
+def _ready(obj: dict[str, Any]) -> str | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c["status"] for c in conditions if c["type"] == "Ready"), None)
+
+
+async def files_of(obj: dict[str, Any], dest: Path) -> dict[str, str]:
+    """The artifact's files, downloaded and digest-verified as a consumer would."""
+    artifact = obj["status"]["artifact"]
+    await fetch_artifact(artifact["url"], artifact["digest"], dest)
+    return _read_tree(dest)
+
+
+def _read_tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def repo(git_repos: GitRepos, namespace: str) -> str:
+    """A repository with two commits on main, tags v1.0.0 (light) and v1.1.0 (annotated)."""
+    name = f"app-{namespace}"
+    git_repos.create(name)
+    git_repos.commit(name, {"deploy/app.yaml": "replicas: 1\n", "README.md": "app\n"}, "first")
+    git_repos.tag(name, "v1.0.0", annotated=False)
+    git_repos.commit(name, {"deploy/app.yaml": "replicas: 2\n"}, "scale to two")
+    git_repos.tag(name, "v1.1.0", message="release 1.1.0")
+    git_repos.tag(name, "v2.0.0-rc.1", message="a prerelease")
+    git_repos.commit(name, {"feature.txt": "wip\n"}, "feature work", branch="feature")
+    return name
+
+
+@pytest.mark.parametrize(
+    ("ref", "revision_ref", "replicas"),
+    [
+        pytest.param({"branch": "main"}, ("main", "main"), "2", id="branch"),
+        pytest.param({"tag": "v1.0.0"}, ("v1.0.0", "v1.0.0"), "1", id="lightweight-tag"),
+        pytest.param({"tag": "v1.1.0"}, ("v1.1.0", "v1.1.0"), "2", id="annotated-tag"),
+        pytest.param({"semver": ">=1.0.0 <2.0.0"}, ("v1.1.0", "v1.1.0"), "2", id="semver"),
+        pytest.param({"semver": "~1.0"}, ("v1.0.0", "v1.0.0"), "1", id="semver-patch"),
+        pytest.param(
+            {"name": "refs/heads/feature"}, ("refs/heads/feature", "feature"), "2", id="name"
+        ),
+    ],
+)
+async def test_refs_over_git_daemon(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    repo: str,
+    tmp_path: Path,
+    ref: dict[str, str],
+    revision_ref: tuple[str, str],
+    replicas: str,
+) -> None:
+    name, rev = revision_ref
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(repo), ref=ref))
+    obj = await ready(kube, namespace, "app")
+    commit = git_repos.resolve(repo, f"{rev}^{{commit}}")
+    assert obj["status"]["artifact"]["revision"] == f"{name}@sha1:{commit}"
+    assert obj["status"]["artifact"]["path"] == f"gitrepository/{namespace}/app/{commit}.tar.gz"
+    files = await files_of(obj, tmp_path / "out")
+    assert files["deploy/app.yaml"] == f"replicas: {replicas}\n"
+    ready_condition = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready_condition["message"] == f"stored artifact for revision '{name}@sha1:{commit}'"
+
+
+async def test_pinned_commit(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    first = git_repos.resolve(repo, "v1.0.0^{commit}")
+    assert first is not None
+    await kube.create(
+        GITREPO, gitrepository("pinned", namespace, git_daemon.url(repo), ref={"commit": first})
+    )
+    await kube.create(
+        GITREPO,
+        gitrepository(
+            "on-branch", namespace, git_daemon.url(repo), ref={"branch": "main", "commit": first}
+        ),
+    )
+    pinned = await ready(kube, namespace, "pinned")
+    on_branch = await ready(kube, namespace, "on-branch")
+    assert pinned["status"]["artifact"]["revision"] == f"sha1:{first}"
+    assert on_branch["status"]["artifact"]["revision"] == f"main@sha1:{first}"
+    files = await files_of(pinned, tmp_path / "out")
+    assert files["deploy/app.yaml"] == "replicas: 1\n"
+
+
+async def test_https_with_basic_auth_and_bearer_token(
+    kube: KubeClient, namespace: str, source: Source, git_https: GitHTTPServer, repo: str
+) -> None:
+    await secret(
+        kube,
+        namespace,
+        "basic",
+        {
+            "username": git_https.username,
+            "password": git_https.password,
+            "ca.crt": git_https.ca_pem,
+        },
+    )
+    await secret(
+        kube, namespace, "token", {"bearerToken": git_https.token, "ca.crt": git_https.ca_pem}
+    )
+    await secret(
+        kube,
+        namespace,
+        "wrong",
+        {"username": git_https.username, "password": "nope", "ca.crt": git_https.ca_pem},
+    )
+    url = git_https.url(repo)
+    await kube.create(GITREPO, gitrepository("basic", namespace, url, secretRef={"name": "basic"}))
+    await kube.create(GITREPO, gitrepository("token", namespace, url, secretRef={"name": "token"}))
+    await kube.create(GITREPO, gitrepository("wrong", namespace, url, secretRef={"name": "wrong"}))
+    await kube.create(GITREPO, gitrepository("no-ca", namespace, url))
+    for name in ("basic", "token"):
+        obj = await ready(kube, namespace, name)
+        assert obj["status"]["artifact"]["revision"].startswith("main@sha1:")
+    wrong = await failed(kube, namespace, "wrong")
+    assert wrong["reason"] == "AuthenticationFailed", wrong
+    assert "nope" not in wrong["message"]
+    no_ca = await failed(kube, namespace, "no-ca")
+    assert no_ca["reason"] in ("GitOperationFailed", "AuthenticationFailed")
+    assert "certificate" in no_ca["message"]
+
+
+@pytest.mark.parametrize(
+    "key_type", [pytest.param("ed25519", id="ed25519"), pytest.param("rsa", id="rsa")]
+)
+async def test_ssh_with_known_hosts(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_ssh: GitSSHServer,
+    git_https: GitHTTPServer,
+    repo: str,
+    key_type: str,
+) -> None:
+    await secret(kube, namespace, "ssh", git_ssh.secret_data(key_type))  # type: ignore[arg-type]
+    await kube.create(
+        GITREPO, gitrepository("ssh", namespace, git_ssh.url(repo), secretRef={"name": "ssh"})
+    )
+    obj = await ready(kube, namespace, "ssh")
+    assert obj["status"]["artifact"]["revision"].startswith("main@sha1:")
+
+    # A host key that is not the server's is refused.
+    impostor = dict(git_ssh.secret_data(key_type))  # type: ignore[arg-type]
+    real_key = impostor["known_hosts"].split()[-1]
+    impostor["known_hosts"] = impostor["known_hosts"].replace(real_key, _other_ed25519_key())
+    await secret(kube, namespace, "impostor", impostor)
+    await kube.create(
+        GITREPO,
+        gitrepository("impostor", namespace, git_ssh.url(repo), secretRef={"name": "impostor"}),
+    )
+    refused = await failed(kube, namespace, "impostor")
+    assert "hostkey" in refused["message"] or "host key" in refused["message"], refused
+
+
+def _other_ed25519_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public = Ed25519PrivateKey.generate().public_key()
+    line = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return line.decode().split()[1]
+
+
+async def test_new_commit_unchanged_remote_and_unknown_branch(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    await kube.create(
+        GITREPO, gitrepository("app", namespace, git_daemon.url(repo), ref={"branch": "main"})
+    )
+    first = await ready(kube, namespace, "app")
+
+    # An unchanged remote is re-checked without a checkout.
+    checkouts = source.reconciler.stats["checkouts"]
+    annotations = {REQUESTED_AT: "first"}
+    await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": annotations}})
+    again = await wait_for_object(
+        kube,
+        GITREPO,
+        namespace,
+        "app",
+        lambda o: (o.get("status") or {}).get("lastHandledReconcileAt") == "first",
+    )
+    assert source.reconciler.stats["checkouts"] == checkouts
+    assert again["status"]["artifact"] == first["status"]["artifact"]
+
+    # A new commit shows up as a new artifact right after a reconcile request.
+    commit = git_repos.commit(repo, {"deploy/app.yaml": "replicas: 3\n"}, "scale to three")
+    annotations = {REQUESTED_AT: "second"}
+    await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": annotations}})
+    newer = await wait_for_object(
+        kube,
+        GITREPO,
+        namespace,
+        "app",
+        lambda o: (
+            (o.get("status") or {}).get("artifact", {}).get("revision") == f"main@sha1:{commit}"
+        ),
+    )
+    files = await files_of(newer, tmp_path / "out")
+    assert files["deploy/app.yaml"] == "replicas: 3\n"
+
+    # An unknown branch: Ready=False with a reason and a message a user can act on; the
+    # previous artifact is still served.
+    await kube.patch(GITREPO, namespace, "app", {"spec": {"ref": {"branch": "nope"}}})
+    condition = await failed(kube, namespace, "app")
+    assert condition["reason"] == "GitOperationFailed"
+    assert "refs/heads/nope" in condition["message"]
+    current = await kube.get(GITREPO, namespace, "app")
+    fetch_failed = {c["type"]: c for c in current["status"]["conditions"]}["FetchFailed"]
+    assert fetch_failed["status"] == "True"
+    still = await files_of(current, tmp_path / "still")
+    assert still["deploy/app.yaml"] == "replicas: 3\n"
