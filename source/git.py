@@ -59,6 +59,8 @@ class Checkout:
     message: str
     signature: str | None
     signed_data: str | None
+    tag_signature: str | None = None
+    tag_signed_data: str | None = None
 
 
 def sanitize(text: str) -> str:
@@ -169,6 +171,8 @@ async def checkout(
         message=answer.get("message") or "",
         signature=answer.get("signature"),
         signed_data=answer.get("signed_data"),
+        tag_signature=answer.get("tag_signature"),
+        tag_signed_data=answer.get("tag_signed_data"),
     )
 
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controllers.api import LocalObjectReference, ResourceInfo, parse_duration
+from controllers.api import Artifact, LocalObjectReference, ResourceInfo, parse_duration
 from controllers.kube import KubeClient
-from controllers.reconcile import ReconcileError, Result, RunContext, Step
+from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
 from source import git
 from source.api_v1 import GitRepository
 from source.storage import ArtifactStorage, StorageError
+from source.verify import VerificationError, verify_signature
 
 __all__ = ["GitRepositoryReconciler"]
 
@@ -30,6 +31,7 @@ ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 ARTIFACT_OUTDATED = "ArtifactOutdated"
 FETCH_FAILED = "FetchFailed"
 STORAGE_FAILED = "StorageOperationFailed"
+SOURCE_VERIFIED = "SourceVerified"
 # Flux's reasons.
 SUCCEEDED = "Succeeded"
 NEW_REVISION = "NewRevision"
@@ -57,6 +59,7 @@ class GitRepositoryReconciler:
         ARTIFACT_OUTDATED,
         FETCH_FAILED,
         STORAGE_FAILED,
+        SOURCE_VERIFIED,
     )
 
     def __init__(self, storage: ArtifactStorage) -> None:
@@ -78,21 +81,29 @@ class GitRepositoryReconciler:
     async def reconcile_storage(self, ctx: RunContext, obj: GitRepository) -> Result:
         """Collect old artifacts; forget the recorded one if its file is gone."""
         artifact = obj.status.artifact
-        try:
-            await asyncio.to_thread(
-                self.storage.garbage_collect,
-                "GitRepository",
-                obj.metadata.namespace or "",
-                obj.metadata.name,
-                artifact,
-            )
-        except StorageError as err:
-            ctx.log.warning("garbage collection failed", error=str(err))
+        await self._collect_garbage(ctx, obj, artifact)
         if artifact is not None and not await asyncio.to_thread(self.storage.has, artifact):
             obj.status.artifact = None
             ctx.clear(ARTIFACT_IN_STORAGE)
             ctx.mark(ARTIFACT_OUTDATED, "True", "NoArtifact", "artifact missing from storage")
         return Result()
+
+    async def _collect_garbage(
+        self, ctx: RunContext, obj: GitRepository, keep: Artifact | None
+    ) -> None:
+        try:
+            removed = await asyncio.to_thread(
+                self.storage.garbage_collect,
+                "GitRepository",
+                obj.metadata.namespace or "",
+                obj.metadata.name,
+                keep,
+            )
+        except StorageError as err:
+            ctx.log.warning("garbage collection failed", error=str(err))
+            return
+        if removed:
+            ctx.log.info("garbage collected artifacts", files=len(removed))
 
     async def reconcile_source(self, ctx: RunContext, obj: GitRepository) -> Result:
         """Resolve the ref; check it out unless the artifact already holds that revision."""
@@ -130,8 +141,46 @@ class GitRepositoryReconciler:
             ctx.mark(FETCH_FAILED, "True", err.reason, message)
             raise ReconcileError(message, reason=err.reason) from err
         ctx.clear(FETCH_FAILED)
+        await self._verify(ctx, obj, checkout)
         ctx.state = Fetched(checkout.revision, checkout.message, workdir)
         return Result()
+
+    async def _verify(self, ctx: RunContext, obj: GitRepository, checkout: git.Checkout) -> None:
+        """``spec.verify``: the commit's and/or the tag's PGP signature by a trusted key."""
+        spec = obj.spec.verify
+        if spec is None:
+            ctx.clear(SOURCE_VERIFIED)
+            obj.status.source_verification_mode = None
+            return
+        mode = "HEAD" if spec.mode in (None, "head") else spec.mode
+        keys = await _secret_data(ctx.client, obj.metadata.namespace, spec.secret_ref)
+        checks = []
+        if mode in ("Tag", "TagAndHEAD"):
+            if not (obj.spec.ref and (obj.spec.ref.tag or obj.spec.ref.semver)):
+                raise Stalling(
+                    f"verify mode '{mode}' needs a tag or semver ref", reason="InvalidVerifyMode"
+                )
+            tag = checkout.revision.split("@", 1)[0]
+            checks.append(("tag", tag, checkout.tag_signature, checkout.tag_signed_data))
+        if mode in ("HEAD", "TagAndHEAD"):
+            checks.append(("commit", checkout.commit, checkout.signature, checkout.signed_data))
+        verified = []
+        for what, name, signature, data in checks:
+            try:
+                fingerprint = await verify_signature(signature, data, keys)
+            except VerificationError as err:
+                reason = "InvalidTagSignature" if what == "tag" else "InvalidCommitSignature"
+                message = f"signature verification of {what} '{name}' failed: {err}"
+                ctx.mark(SOURCE_VERIFIED, "False", reason, message)
+                raise ReconcileError(message, reason=reason) from err
+            verified.append(f"{what} '{name}' with key '{fingerprint}'")
+        message = (
+            f"verified signature of {verified[0]}"
+            if len(verified) == 1
+            else "verified signature of\n" + "\n".join(f"\t- {v}" for v in verified)
+        )
+        ctx.mark(SOURCE_VERIFIED, "True", SUCCEEDED, message)
+        obj.status.source_verification_mode = mode
 
     def _up_to_date(self, obj: GitRepository, revision: str) -> bool:
         artifact = obj.status.artifact
@@ -140,6 +189,8 @@ class GitRepositoryReconciler:
             and artifact.revision == revision
             and obj.status.observed_ignore == obj.spec.ignore
             and obj.status.observed_recurse_submodules == obj.spec.recurse_submodules
+            and obj.status.source_verification_mode
+            == (None if obj.spec.verify is None else obj.spec.verify.mode.replace("head", "HEAD"))
         )
 
     async def reconcile_artifact(self, ctx: RunContext, obj: GitRepository) -> Result:
@@ -163,6 +214,7 @@ class GitRepositoryReconciler:
             ctx.mark(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
             raise ReconcileError(message, reason=ARCHIVE_FAILED) from err
         ctx.clear(STORAGE_FAILED)
+        await self._collect_garbage(ctx, obj, artifact)
         previous = obj.status.artifact
         obj.status.artifact = artifact
         obj.status.observed_ignore = obj.spec.ignore

@@ -103,7 +103,10 @@ def checkout(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
         remote.fetch(
             refspecs, callbacks=Callbacks(request.get("auth") or {}), proxy=request.get("proxy")
         )
-    target = request.get("commit") or str(repo.references[request["local_ref"]].target)
+    fetched = None
+    if request.get("local_ref"):
+        fetched = pygit2.Oid(hex=str(repo.references[request["local_ref"]].target))
+    target = request.get("commit") or str(fetched)
     try:
         obj = repo.revparse_single(target)
     except (KeyError, ValueError) as err:
@@ -113,12 +116,31 @@ def checkout(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
     repo.set_head(commit.id)
     if request.get("recurse_submodules"):
         repo.submodules.update(init=True, callbacks=Callbacks(request.get("auth") or {}))
+    tag_signature, tag_signed_data = _tag_signature(repo, fetched)
     return {
+        "tag_signature": tag_signature,
+        "tag_signed_data": tag_signed_data,
         "commit": str(commit.id),
         "message": commit.message.strip().splitlines()[0] if commit.message.strip() else "",
         "signature": commit.gpg_signature[0].decode() if commit.gpg_signature[0] else None,
         "signed_data": commit.gpg_signature[1].decode() if commit.gpg_signature[0] else None,
     }
+
+
+PGP_SIGNATURE = b"-----BEGIN PGP SIGNATURE-----"
+
+
+def _tag_signature(
+    repo: pygit2.Repository, oid: pygit2.Oid | None
+) -> tuple[str | None, str | None]:
+    """An annotated tag's PGP signature and the data it signs, from the raw tag object."""
+    if oid is None or not isinstance(repo[oid], pygit2.Tag):
+        return None, None
+    raw = repo.odb.read(oid)[1]
+    at = raw.find(PGP_SIGNATURE)
+    if at < 0:
+        return None, raw.decode(errors="replace")
+    return raw[at:].decode(errors="replace"), raw[:at].decode(errors="replace")
 
 
 def _classify(message: str) -> str:

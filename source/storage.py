@@ -371,7 +371,21 @@ def _write_tarball(out: _DigestWriter, source: Path, rules: IgnoreRules) -> None
                     tar.addfile(_header(relative, tarfile.DIRTYPE, DIR_MODE))
             elif entry.is_file(follow_symlinks=False) and not rules.excludes(relative, False):
                 _add_file(tar, Path(entry.path), relative)
+            elif entry.is_symlink() and not rules.excludes(relative, False):
+                _refuse_escaping_link(source, Path(entry.path), relative)
             # Anything else (symlinks, devices, FIFOs, sockets) never goes in, as in Flux.
+
+
+def _refuse_escaping_link(source: Path, link: Path, relative: str) -> None:
+    """Links are left out as in Flux, but one pointing out of the tree is refused outright:
+    it is never what a source meant to ship, and silently dropping it hides the attempt."""
+    target = os.readlink(link)
+    resolved = (link.parent / target).resolve()
+    if not resolved.is_relative_to(source.resolve()):
+        raise StorageError(
+            f"symlink '{relative}' points outside the source ('{target}'): "
+            "remove it or list it in .sourceignore"
+        )
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:

@@ -112,16 +112,17 @@ class GitRepos:
     def commit(
         self,
         name: str,
-        files: Mapping[str, str | bytes | None],
+        files: Mapping[str, str | bytes | Symlink | None],
         message: str,
         branch: str = "main",
         *,
         base: str | None = None,
+        sign_with: GpgKey | None = None,
     ) -> str:
         """Commit ``files`` (path to content; ``None`` deletes) on ``branch``; return the SHA.
 
         Other files are kept. A branch that does not exist yet starts at ``base`` (default: HEAD,
-        or no parent in an empty repository).
+        or no parent in an empty repository). ``sign_with`` makes a PGP-signed commit.
         """
         repo = self.path(name)
         current = self.resolve(name, f"refs/heads/{branch}")
@@ -140,13 +141,19 @@ class GitRepos:
                 sources = []
                 for number, (_, content) in enumerate(written):
                     source = blobs / str(number)
-                    source.write_bytes(content.encode() if isinstance(content, str) else content)
+                    if isinstance(content, Symlink):
+                        source.write_text(content.target)  # a link's blob is its target
+                    else:
+                        source.write_bytes(
+                            content.encode() if isinstance(content, str) else content
+                        )
                     sources.append(str(source))
                 shas = self._git(
                     repo, "hash-object", "-w", "--stdin-paths", stdin="\n".join(sources)
                 ).split()
                 entries += [
-                    f"100644 {sha}\t{path}" for (path, _), sha in zip(written, shas, strict=True)
+                    f"{'120000' if isinstance(content, Symlink) else '100644'} {sha}\t{path}"
+                    for (path, content), sha in zip(written, shas, strict=True)
                 ]
             entries += [
                 f"0 {'0' * 40}\t{path}" for path, content in files.items() if content is None
@@ -154,7 +161,11 @@ class GitRepos:
             self._git(repo, "update-index", "--index-info", stdin="\n".join(entries), env=env)
             tree = self._git(repo, "write-tree", env=env)
             parents = ["-p", parent] if parent else []
-            sha = self._git(repo, "commit-tree", tree, *parents, "-m", message)
+            signing = [f"-S{sign_with.fingerprint}"] if sign_with else []
+            gpg_env = {"GNUPGHOME": str(sign_with.home)} if sign_with else {}
+            sha = self._git(
+                repo, "commit-tree", tree, *parents, *signing, "-m", message, env=gpg_env
+            )
         self._git(repo, "update-ref", f"refs/heads/{branch}", sha, current or "0" * 40)
         return sha
 
@@ -702,3 +713,38 @@ class GitSSHServer:
             self._process.stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class GpgKey:
+    """A PGP signing key in a GnuPG home of its own (no passphrase)."""
+
+    home: Path
+    fingerprint: str
+    public: str  # ASCII-armored, as a Flux verification Secret holds it
+
+    @classmethod
+    def generate(cls, home: Path, uid: str) -> GpgKey:
+        home.mkdir(mode=0o700, parents=True)
+
+        def gpg(*args: str) -> str:
+            return subprocess.run(
+                ["gpg", "--batch", "--homedir", str(home), *args],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+
+        gpg("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        listing = gpg("--list-keys", "--with-colons", uid)
+        fingerprint = next(
+            line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr")
+        )
+        return cls(home, fingerprint, gpg("--armor", "--export", fingerprint))
+
+
+@dataclass(frozen=True)
+class Symlink:
+    """A symbolic link to commit with ``GitRepos.commit``."""
+
+    target: str

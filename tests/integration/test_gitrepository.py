@@ -17,8 +17,14 @@ from controllers.reconcile import REQUESTED_AT
 from source.gitrepository import SECRET, GitRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
-from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
-from tests.integration.harness import is_ready, options, running, wait_for_object
+from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer, GpgKey, Symlink
+from tests.integration.harness import (
+    is_ready,
+    options,
+    running,
+    wait_for_deletion,
+    wait_for_object,
+)
 from tests.integration.kinds import GITREPO
 
 pytestmark = pytest.mark.integration
@@ -301,3 +307,139 @@ async def test_new_commit_unchanged_remote_and_unknown_branch(
     assert fetch_failed["status"] == "True"
     still = await files_of(current, tmp_path / "still")
     assert still["deploy/app.yaml"] == "replicas: 3\n"
+
+
+async def test_verify_signed_and_unsigned_commits(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    tmp_path: Path,
+) -> None:
+    trusted = GpgKey.generate(tmp_path / "trusted", "Release Bot <release@weir.invalid>")
+    stranger = GpgKey.generate(tmp_path / "stranger", "Stranger <stranger@weir.invalid>")
+    name = f"signed-{namespace}"
+    git_repos.create(name)
+    signed = git_repos.commit(name, {"app.yaml": "v: 1\n"}, "signed", sign_with=trusted)
+    await secret(kube, namespace, "keys", {"release.asc": trusted.public})
+    verify = {"mode": "HEAD", "secretRef": {"name": "keys"}}
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(name), verify=verify))
+    obj = await ready(kube, namespace, "app")
+    conditions = {c["type"]: c for c in obj["status"]["conditions"]}
+    assert conditions["SourceVerified"]["status"] == "True"
+    assert f"commit '{signed}'" in conditions["SourceVerified"]["message"]
+    assert trusted.fingerprint in conditions["SourceVerified"]["message"]
+    assert obj["status"]["sourceVerificationMode"] == "HEAD"
+
+    for files, key, why in (
+        ({"app.yaml": "v: 2\n"}, None, "no PGP signature"),
+        ({"app.yaml": "v: 3\n"}, stranger, "not made by any key"),
+    ):
+        commit = git_repos.commit(name, files, "next", sign_with=key)
+        stamp = {REQUESTED_AT: commit}
+        await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": stamp}})
+        condition = await wait_for_object(
+            kube,
+            GITREPO,
+            namespace,
+            "app",
+            lambda o, c=commit: any(
+                x["type"] == "SourceVerified" and c in x["message"]
+                for x in (o.get("status") or {}).get("conditions") or []
+            ),
+        )
+        by_type = {c["type"]: c for c in condition["status"]["conditions"]}
+        assert by_type["SourceVerified"]["status"] == "False"
+        assert by_type["SourceVerified"]["reason"] == "InvalidCommitSignature"
+        assert why in by_type["SourceVerified"]["message"]
+        assert by_type["Ready"]["status"] == "False"
+        # The last verified artifact is still what consumers get.
+        assert condition["status"]["artifact"]["revision"] == f"main@sha1:{signed}"
+
+
+async def test_ignore_rules_and_a_link_out_of_the_repository(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    tmp_path: Path,
+) -> None:
+    name = f"ignore-{namespace}"
+    git_repos.create(name)
+    git_repos.commit(
+        name,
+        {
+            "deploy/app.yaml": "app\n",
+            "deploy/secret.yaml": "secret\n",
+            "docs/guide.md": "guide\n",
+            ".sourceignore": "docs/\n",
+            "README.md": "readme\n",
+        },
+        "tree",
+    )
+    url = git_daemon.url(name)
+    await kube.create(GITREPO, gitrepository("app", namespace, url, ignore="deploy/secret.yaml"))
+    obj = await ready(kube, namespace, "app")
+    shipped = set(await files_of(obj, tmp_path / "one"))
+    assert shipped == {"deploy/app.yaml", "README.md", ".sourceignore"}  # kept, as in Flux
+    assert obj["status"]["observedIgnore"] == "deploy/secret.yaml"
+
+    # A changed spec.ignore on the same revision builds a new artifact.
+    await kube.patch(GITREPO, namespace, "app", {"spec": {"ignore": "README.md"}})
+    obj = await wait_for_object(
+        kube,
+        GITREPO,
+        namespace,
+        "app",
+        lambda o: is_ready(o) and o["status"].get("observedIgnore") == "README.md",
+    )
+    shipped = set(await files_of(obj, tmp_path / "two"))
+    assert shipped == {"deploy/app.yaml", "deploy/secret.yaml", ".sourceignore"}
+
+    # A symlink out of the repository: refused with a way out, the last artifact kept.
+    link = git_repos.commit(name, {"passwd": Symlink("/etc/passwd")}, "hostile link")
+    await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: link}}})
+    condition = await failed(kube, namespace, "app")
+    assert condition["reason"] == "ArchiveOperationFailed"
+    assert "symlink 'passwd' points outside the source" in condition["message"]
+    current = await kube.get(GITREPO, namespace, "app")
+    assert current["status"]["artifact"] == obj["status"]["artifact"]
+    assert not any(p.name == "passwd" for p in source.storage.root.rglob("passwd"))
+
+
+async def test_garbage_collection_and_deletion(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+) -> None:
+    name = f"gc-{namespace}"
+    git_repos.create(name)
+    git_repos.commit(name, {"a.yaml": "0\n"}, "commit 0")
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(name)))
+    await ready(kube, namespace, "app")
+    directory = source.storage.root / "gitrepository" / namespace / "app"
+    for i in range(1, 5):
+        commit = git_repos.commit(name, {"a.yaml": f"{i}\n"}, f"commit {i}")
+        stamp = {REQUESTED_AT: commit}
+        await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": stamp}})
+        await wait_for_object(
+            kube,
+            GITREPO,
+            namespace,
+            "app",
+            lambda o, c=commit: (
+                (o.get("status") or {}).get("artifact", {}).get("revision", "").endswith(c)
+            ),
+        )
+    # --artifact-retention-records (2): the newest two are kept, the current one among them.
+    tarballs = sorted(p.name for p in directory.glob("*.tar.gz"))
+    assert len(tarballs) == 2, tarballs
+    assert f"{commit}.tar.gz" in tarballs
+
+    await kube.delete(GITREPO, namespace, "app")
+    await wait_for_deletion(kube, GITREPO, namespace, "app")
+    assert not directory.exists()

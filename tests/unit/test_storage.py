@@ -211,19 +211,39 @@ def test_entries_are_in_walk_order(storage: ArtifactStorage, tmp_path: Path) -> 
     ]
 
 
-def test_links_and_special_files_are_skipped_never_followed(
+def test_links_inside_the_tree_and_special_files_are_skipped(
     storage: ArtifactStorage, tmp_path: Path
 ) -> None:
-    outside = make_tree(tmp_path / "outside", {"secret.txt": "secret"})
     source = make_tree(tmp_path / "src", {"app.yaml": "a", "sub/b.yaml": "b"})
-    (source / "passwd").symlink_to("/etc/passwd")
-    (source / "escape").symlink_to(outside)
     (source / "sub" / "inside").symlink_to(source / "app.yaml")
+    (source / "sub" / "relative").symlink_to("../app.yaml")
     os.mkfifo(source / "pipe")
 
     entries = members(storage, archive(storage, source))
 
     assert list(entries) == ["app.yaml", "sub", "sub/b.yaml"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("/etc/passwd", id="absolute"),
+        pytest.param("../outside/secret.txt", id="relative"),
+        pytest.param("sub/../../outside", id="through-a-subdirectory"),
+    ],
+)
+def test_a_link_leaving_the_tree_is_refused_unless_ignored(
+    storage: ArtifactStorage, tmp_path: Path, target: str
+) -> None:
+    make_tree(tmp_path / "outside", {"secret.txt": "secret"})
+    source = make_tree(tmp_path / "src", {"app.yaml": "a", "sub/b.yaml": "b"})
+    (source / "escape").symlink_to(target)
+
+    with pytest.raises(StorageError, match="symlink 'escape' points outside the source"):
+        archive(storage, source)
+
+    (source / ".sourceignore").write_text("escape\n")
+    assert "escape" not in members(storage, archive(storage, source))
 
 
 IGNORE_TREE = {
@@ -366,11 +386,10 @@ def test_a_nested_sourceignore_applies_relative_to_its_directory(
 
 
 def test_a_symlinked_sourceignore_is_not_read(storage: ArtifactStorage, tmp_path: Path) -> None:
-    outside = make_tree(tmp_path / "outside", {"rules": "*.yaml\n"})
-    source = make_tree(tmp_path / "src", {"app.yaml": ""})
-    (source / ".sourceignore").symlink_to(outside / "rules")
+    source = make_tree(tmp_path / "src", {"app.yaml": "", "rules": "*.yaml\n"})
+    (source / ".sourceignore").symlink_to(source / "rules")
 
-    assert set(members(storage, archive(storage, source))) == {"app.yaml"}
+    assert set(members(storage, archive(storage, source))) == {"app.yaml", "rules"}
 
 
 def test_archiving_a_missing_directory_fails(storage: ArtifactStorage, tmp_path: Path) -> None:
