@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,22 @@ async def failed(kube: KubeClient, namespace: str, name: str) -> dict[str, str]:
     """The Ready condition once it is False."""
     obj = await wait_for_object(kube, GITREPO, namespace, name, lambda o: _ready(o) == "False")
     return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+
+
+def artifact_at(commit: str) -> Callable[[dict[str, Any]], bool]:
+    def check(obj: dict[str, Any]) -> bool:
+        revision = (obj.get("status") or {}).get("artifact", {}).get("revision", "")
+        return str(revision).endswith(commit)
+
+    return check
+
+
+def verification_mentions(commit: str) -> Callable[[dict[str, Any]], bool]:
+    def check(obj: dict[str, Any]) -> bool:
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "SourceVerified" and commit in c["message"] for c in conditions)
+
+    return check
 
 
 def _ready(obj: dict[str, Any]) -> str | None:
@@ -344,10 +360,7 @@ async def test_verify_signed_and_unsigned_commits(
             GITREPO,
             namespace,
             "app",
-            lambda o, c=commit: any(
-                x["type"] == "SourceVerified" and c in x["message"]
-                for x in (o.get("status") or {}).get("conditions") or []
-            ),
+            verification_mentions(commit),
         )
         by_type = {c["type"]: c for c in condition["status"]["conditions"]}
         assert by_type["SourceVerified"]["status"] == "False"
@@ -431,9 +444,7 @@ async def test_garbage_collection_and_deletion(
             GITREPO,
             namespace,
             "app",
-            lambda o, c=commit: (
-                (o.get("status") or {}).get("artifact", {}).get("revision", "").endswith(c)
-            ),
+            artifact_at(commit),
         )
     # --artifact-retention-records (2): the newest two are kept, the current one among them.
     tarballs = sorted(p.name for p in directory.glob("*.tar.gz"))
