@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controllers.api import Artifact, LocalObjectReference, ResourceInfo, parse_duration
+from controllers.artifact import ArtifactError, extract_tarball
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
 from source import git
-from source.api_v1 import GitRepository
+from source.api_v1 import GitRepository, GitRepositoryInclude
 from source.storage import ArtifactStorage, StorageError
 from source.verify import VerificationError, verify_signature
 
@@ -31,6 +34,7 @@ ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 ARTIFACT_OUTDATED = "ArtifactOutdated"
 FETCH_FAILED = "FetchFailed"
 STORAGE_FAILED = "StorageOperationFailed"
+INCLUDE_UNAVAILABLE = "IncludeUnavailable"
 SOURCE_VERIFIED = "SourceVerified"
 # Flux's reasons.
 SUCCEEDED = "Succeeded"
@@ -42,12 +46,13 @@ AUTH_FAILED = "AuthenticationFailed"
 
 
 @dataclass
-class Fetched:
-    """What the source step hands to the artifact step."""
+class GitRun:
+    """What the steps of one run hand on to each other."""
 
-    revision: str
-    message: str
-    workdir: Path | None  # None: unchanged, nothing checked out
+    includes: list[Artifact] = field(default_factory=list)
+    revision: str = ""
+    message: str = ""
+    workdir: Path | None = None  # None: unchanged, nothing checked out
 
 
 class GitRepositoryReconciler:
@@ -60,6 +65,7 @@ class GitRepositoryReconciler:
         FETCH_FAILED,
         STORAGE_FAILED,
         SOURCE_VERIFIED,
+        INCLUDE_UNAVAILABLE,
     )
 
     def __init__(self, storage: ArtifactStorage) -> None:
@@ -68,7 +74,12 @@ class GitRepositoryReconciler:
 
     @property
     def steps(self) -> Sequence[Step[GitRepository]]:
-        return [self.reconcile_storage, self.reconcile_source, self.reconcile_artifact]
+        return [
+            self.reconcile_storage,
+            self.reconcile_include,
+            self.reconcile_source,
+            self.reconcile_artifact,
+        ]
 
     async def finalize(self, ctx: RunContext, obj: GitRepository) -> None:
         await asyncio.to_thread(
@@ -80,6 +91,7 @@ class GitRepositoryReconciler:
 
     async def reconcile_storage(self, ctx: RunContext, obj: GitRepository) -> Result:
         """Collect old artifacts; forget the recorded one if its file is gone."""
+        ctx.state = GitRun()
         artifact = obj.status.artifact
         await self._collect_garbage(ctx, obj, artifact)
         if artifact is not None and not await asyncio.to_thread(self.storage.has, artifact):
@@ -105,6 +117,27 @@ class GitRepositoryReconciler:
         if removed:
             ctx.log.info("garbage collected artifacts", files=len(removed))
 
+    async def reconcile_include(self, ctx: RunContext, obj: GitRepository) -> Result:
+        """The artifacts of the GitRepositories in ``spec.include``, which must all have one."""
+        run: GitRun = ctx.state
+        for include in obj.spec.include or []:
+            name = include.repository.name
+            raw = await ctx.client.get_or_none(GitRepository.info, obj.metadata.namespace, name)
+            artifact = GitRepository.from_dict(raw).status.artifact if raw else None
+            if artifact is None:
+                why = "not found" if raw is None else "has no artifact yet"
+                message = f"included GitRepository '{name}' {why}"
+                ctx.mark(
+                    INCLUDE_UNAVAILABLE,
+                    "True",
+                    "NotFound" if raw is None else "NoArtifact",
+                    message,
+                )
+                raise ReconcileError(message, reason=INCLUDE_UNAVAILABLE)
+            run.includes.append(artifact)
+        ctx.clear(INCLUDE_UNAVAILABLE)
+        return Result()
+
     async def reconcile_source(self, ctx: RunContext, obj: GitRepository) -> Result:
         """Resolve the ref; check it out unless the artifact already holds that revision."""
         spec = obj.spec
@@ -120,9 +153,10 @@ class GitRepositoryReconciler:
             if ref is None or not ref.commit:
                 heads = await git.list_heads(spec.url, auth, proxy=proxy, timeout=timeout)
             target = git.resolve(ref, heads)
-            if target.commit and self._up_to_date(obj, target.revision(target.commit)):
+            run: GitRun = ctx.state
+            if target.commit and self._up_to_date(obj, target.revision(target.commit), run):
                 self.stats["skipped"] += 1
-                ctx.state = Fetched(target.revision(target.commit), "", None)
+                run.revision = target.revision(target.commit)
                 ctx.clear(FETCH_FAILED)
                 return Result()
             workdir = ctx.tempdir("weir-git-")
@@ -142,7 +176,7 @@ class GitRepositoryReconciler:
             raise ReconcileError(message, reason=err.reason) from err
         ctx.clear(FETCH_FAILED)
         await self._verify(ctx, obj, checkout)
-        ctx.state = Fetched(checkout.revision, checkout.message, workdir)
+        run.revision, run.message, run.workdir = checkout.revision, checkout.message, workdir
         return Result()
 
     async def _verify(self, ctx: RunContext, obj: GitRepository, checkout: git.Checkout) -> None:
@@ -182,10 +216,13 @@ class GitRepositoryReconciler:
         ctx.mark(SOURCE_VERIFIED, "True", SUCCEEDED, message)
         obj.status.source_verification_mode = mode
 
-    def _up_to_date(self, obj: GitRepository, revision: str) -> bool:
+    def _up_to_date(self, obj: GitRepository, revision: str, run: GitRun) -> bool:
         artifact = obj.status.artifact
+        included = [a.revision for a in obj.status.included_artifacts or []]
         return (
             artifact is not None
+            and obj.status.observed_include == obj.spec.include
+            and included == [a.revision for a in run.includes]
             and artifact.revision == revision
             and obj.status.observed_ignore == obj.spec.ignore
             and obj.status.observed_recurse_submodules == obj.spec.recurse_submodules
@@ -195,7 +232,7 @@ class GitRepositoryReconciler:
 
     async def reconcile_artifact(self, ctx: RunContext, obj: GitRepository) -> Result:
         """Archive the checkout into storage and record it in status."""
-        fetched: Fetched = ctx.state
+        fetched: GitRun = ctx.state
         if fetched.workdir is None:
             ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
             ctx.clear(ARTIFACT_OUTDATED)
@@ -206,6 +243,8 @@ class GitRepositoryReconciler:
             "GitRepository", namespace, name, fetched.revision, f"{commit}.tar.gz"
         )
         try:
+            for include, included in zip(obj.spec.include or [], fetched.includes, strict=True):
+                await asyncio.to_thread(self._copy_include, include, included, fetched.workdir)
             artifact = await asyncio.to_thread(
                 self.storage.archive, artifact, fetched.workdir, ignore=obj.spec.ignore
             )
@@ -219,6 +258,8 @@ class GitRepositoryReconciler:
         obj.status.artifact = artifact
         obj.status.observed_ignore = obj.spec.ignore
         obj.status.observed_recurse_submodules = obj.spec.recurse_submodules
+        obj.status.observed_include = obj.spec.include
+        obj.status.included_artifacts = fetched.includes or None
         ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
         ctx.clear(ARTIFACT_OUTDATED)
         if previous is None or previous.digest != artifact.digest:
@@ -228,6 +269,31 @@ class GitRepositoryReconciler:
                 revision=fetched.revision,
             )
         return Result(message=_stored(fetched.revision))
+
+    def _copy_include(
+        self, include: GitRepositoryInclude, artifact: Artifact, workdir: Path
+    ) -> None:
+        """Unpack ``artifact``'s ``fromPath`` into ``workdir/toPath`` (default: its name)."""
+        with tempfile.TemporaryDirectory(prefix="weir-include-") as scratch:
+            unpacked = Path(scratch) / "unpacked"
+            try:
+                extract_tarball(self.storage.local_path(artifact), unpacked)
+            except ArtifactError as err:
+                raise StorageError(f"include '{include.repository.name}': {err}") from err
+            source = _inside(unpacked, include.from_path or ".", "fromPath")
+            target = _inside(workdir, include.to_path or include.repository.name, "toPath")
+            if not source.is_dir():
+                raise StorageError(
+                    f"include '{include.repository.name}': no directory {include.from_path!r}"
+                )
+            shutil.copytree(source, target, dirs_exist_ok=True, symlinks=True)
+
+
+def _inside(root: Path, relative: str, what: str) -> Path:
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise StorageError(f"{what} {relative!r} leaves the artifact")
+    return path
 
 
 def _stored(revision: str) -> str:

@@ -112,7 +112,7 @@ class GitRepos:
     def commit(
         self,
         name: str,
-        files: Mapping[str, str | bytes | Symlink | None],
+        files: Mapping[str, str | bytes | Symlink | Gitlink | None],
         message: str,
         branch: str = "main",
         *,
@@ -134,7 +134,11 @@ class GitRepos:
             if parent:
                 self._git(repo, "read-tree", parent, env=env)
             entries: list[str] = []
-            written = [(path, content) for path, content in files.items() if content is not None]
+            written = [
+                (path, content)
+                for path, content in files.items()
+                if content is not None and not isinstance(content, Gitlink)
+            ]
             if written:
                 blobs = Path(scratch) / "blobs"
                 blobs.mkdir()
@@ -157,6 +161,11 @@ class GitRepos:
                 ]
             entries += [
                 f"0 {'0' * 40}\t{path}" for path, content in files.items() if content is None
+            ]
+            entries += [
+                f"160000 {content.commit}\t{path}"
+                for path, content in files.items()
+                if isinstance(content, Gitlink)
             ]
             self._git(repo, "update-index", "--index-info", stdin="\n".join(entries), env=env)
             tree = self._git(repo, "write-tree", env=env)
@@ -748,3 +757,10 @@ class Symlink:
     """A symbolic link to commit with ``GitRepos.commit``."""
 
     target: str
+
+
+@dataclass(frozen=True)
+class Gitlink:
+    """A submodule entry for ``GitRepos.commit``; pair it with a ``.gitmodules`` file."""
+
+    commit: str

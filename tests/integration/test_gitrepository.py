@@ -17,7 +17,15 @@ from controllers.reconcile import REQUESTED_AT
 from source.gitrepository import SECRET, GitRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
-from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer, GpgKey, Symlink
+from tests.gitserver import (
+    GitDaemon,
+    GitHTTPServer,
+    Gitlink,
+    GitRepos,
+    GitSSHServer,
+    GpgKey,
+    Symlink,
+)
 from tests.integration.harness import (
     is_ready,
     options,
@@ -454,3 +462,65 @@ async def test_garbage_collection_and_deletion(
     await kube.delete(GITREPO, namespace, "app")
     await wait_for_deletion(kube, GITREPO, namespace, "app")
     assert not directory.exists()
+
+
+async def test_include_of_another_gitrepository(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    tmp_path: Path,
+) -> None:
+    shared, app = f"shared-{namespace}", f"app-{namespace}"
+    git_repos.create(shared)
+    git_repos.commit(shared, {"manifests/crd.yaml": "crd\n", "README.md": "x\n"}, "shared")
+    git_repos.create(app)
+    git_repos.commit(app, {"app.yaml": "app\n"}, "app")
+    include = [
+        {"repository": {"name": "shared"}, "fromPath": "manifests", "toPath": "vendor/shared"}
+    ]
+    await kube.create(
+        GITREPO, gitrepository("app", namespace, git_daemon.url(app), include=include)
+    )
+    waiting = await failed(kube, namespace, "app")
+    assert waiting["reason"] == "IncludeUnavailable"
+    assert "included GitRepository 'shared' not found" in waiting["message"]
+
+    await kube.create(GITREPO, gitrepository("shared", namespace, git_daemon.url(shared)))
+    shared_obj = await ready(kube, namespace, "shared")
+    obj = await ready(kube, namespace, "app")
+    files = await files_of(obj, tmp_path / "out")
+    assert files == {"app.yaml": "app\n", "vendor/shared/crd.yaml": "crd\n"}
+    assert obj["status"]["observedInclude"] == include
+    included = obj["status"]["includedArtifacts"]
+    assert [a["revision"] for a in included] == [shared_obj["status"]["artifact"]["revision"]]
+
+
+async def test_recurse_submodules(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    tmp_path: Path,
+) -> None:
+    library, app = f"lib-{namespace}", f"super-{namespace}"
+    git_repos.create(library)
+    library_commit = git_repos.commit(library, {"lib.yaml": "lib\n"}, "library")
+    git_repos.create(app)
+    modules = f'[submodule "lib"]\n\tpath = lib\n\turl = {git_daemon.url(library)}\n'
+    git_repos.commit(
+        app,
+        {"app.yaml": "app\n", ".gitmodules": modules, "lib": Gitlink(library_commit)},
+        "with a submodule",
+    )
+    url = git_daemon.url(app)
+    await kube.create(GITREPO, gitrepository("flat", namespace, url))
+    await kube.create(GITREPO, gitrepository("deep", namespace, url, recurseSubmodules=True))
+    flat = await files_of(await ready(kube, namespace, "flat"), tmp_path / "flat")
+    deep_obj = await ready(kube, namespace, "deep")
+    deep = await files_of(deep_obj, tmp_path / "deep")
+    assert "lib/lib.yaml" not in flat
+    assert deep["lib/lib.yaml"] == "lib\n"
+    assert deep_obj["status"]["observedRecurseSubmodules"] is True
