@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -524,3 +528,47 @@ async def test_recurse_submodules(
     assert "lib/lib.yaml" not in flat
     assert deep["lib/lib.yaml"] == "lib\n"
     assert deep_obj["status"]["observedRecurseSubmodules"] is True
+
+
+async def test_the_source_controller_process(
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    git_daemon: GitDaemon,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """``python -m source`` as deployed: flags, artifact server, graceful stop."""
+    port = free_port()
+    with (tmp_path / "source.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "source",
+            f"--kubeconfig={control_plane.admin_kubeconfig}",
+            "--watch-all-namespaces=false",
+            f"--storage-path={tmp_path / 'data'}",
+            f"--storage-addr=127.0.0.1:{port}",
+            f"--storage-adv-addr=127.0.0.1:{port}",
+            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-addr=127.0.0.1:{free_port()}",
+            env={**os.environ, "RUNTIME_NAMESPACE": namespace},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(repo)))
+        obj = await ready(kube, namespace, "app")
+        assert obj["status"]["artifact"]["url"].startswith(
+            f"http://127.0.0.1:{port}/gitrepository/"
+        )
+        files = await files_of(obj, tmp_path / "out")
+        assert files["deploy/app.yaml"] == "replicas: 2\n"
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
