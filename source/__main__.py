@@ -13,7 +13,7 @@ from controllers.cmd import build_parser, duration_arg, main
 from controllers.manager import Service
 from source.gitrepository import GitRepositoryReconciler
 from source.server import start_artifact_server
-from source.storage import ArtifactStorage
+from source.storage import DEFAULT_MAX_CONTENT_SIZE, ArtifactStorage
 
 NAME = "source-controller"
 
@@ -25,6 +25,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-adv-addr", default=None, help="host:port in artifact URLs")
     p.add_argument("--artifact-retention-ttl", type=duration_arg, default=60.0)
     p.add_argument("--artifact-retention-records", type=int, default=2)
+    p.add_argument(
+        "--artifact-max-size",
+        type=int,
+        default=DEFAULT_MAX_CONTENT_SIZE,
+        help="bytes one artifact may hold before compression",
+    )
     return p
 
 
@@ -35,6 +41,7 @@ def storage(args: argparse.Namespace) -> ArtifactStorage:
         advertised,
         retention_ttl=args.artifact_retention_ttl,
         retention_records=args.artifact_retention_records,
+        max_content_size=args.artifact_max_size,
     )
 
 

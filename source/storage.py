@@ -45,6 +45,8 @@ __all__ = ["ArtifactStorage", "StorageError"]
 
 # Flux's defaults (source-controller internal/storage/storage.go).
 DIR_MODE = 0o750
+# Consumers refuse more than 100 MiB unpacked by default; a source ten times that is a mistake.
+DEFAULT_MAX_CONTENT_SIZE = 2**30
 EXECUTABLE_FILE_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -74,7 +76,9 @@ class ArtifactStorage:
         advertised_address: str,
         retention_ttl: float = 60.0,
         retention_records: int = 2,
+        max_content_size: int = DEFAULT_MAX_CONTENT_SIZE,
     ) -> None:
+        """``max_content_size`` caps what one archive may hold, before compression."""
         if not advertised_address:
             raise ValueError("the advertised storage address must not be empty")
         if retention_ttl < 0:
@@ -86,6 +90,7 @@ class ArtifactStorage:
         self.advertised_address = advertised_address
         self.retention_ttl = retention_ttl
         self.retention_records = retention_records
+        self.max_content_size = max_content_size
 
     # -- naming -------------------------------------------------------------------------------
 
@@ -141,7 +146,9 @@ class ArtifactStorage:
         except OSError as err:
             raise StorageError(f"cannot read ignore files in {source_dir}: {err}") from err
         digest, size = self._write(
-            artifact, target, lambda out: _write_tarball(out, source_dir, rules)
+            artifact,
+            target,
+            lambda out: _write_tarball(out, source_dir, rules, self.max_content_size),
         )
         return _stored(artifact, digest, size)
 
@@ -359,21 +366,32 @@ class _DigestWriter:
         self.raw.flush()
 
 
-def _write_tarball(out: _DigestWriter, source: Path, rules: IgnoreRules) -> None:
+def _write_tarball(out: _DigestWriter, source: Path, rules: IgnoreRules, max_content: int) -> None:
     # filename="" and mtime=0 keep the gzip header free of anything but the content.
     with (
         gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar,
     ):
+        content = 0
         for relative, entry in _walk(source):
             if entry.is_dir(follow_symlinks=False):
                 if not rules.excludes(relative, is_dir=True):
                     tar.addfile(_header(relative, tarfile.DIRTYPE, DIR_MODE))
             elif entry.is_file(follow_symlinks=False) and not rules.excludes(relative, False):
+                content += entry.stat(follow_symlinks=False).st_size
+                if content > max_content:
+                    raise StorageError(
+                        f"content exceeds the artifact size limit of {_size(max_content)} at "
+                        f"'{relative}': exclude large files with .sourceignore or spec.ignore"
+                    )
                 _add_file(tar, Path(entry.path), relative)
             elif entry.is_symlink() and not rules.excludes(relative, False):
                 _refuse_escaping_link(source, Path(entry.path), relative)
             # Anything else (symlinks, devices, FIFOs, sockets) never goes in, as in Flux.
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:g} GiB" if count >= 2**30 else f"{count / 2**20:g} MiB"
 
 
 def _refuse_escaping_link(source: Path, link: Path, relative: str) -> None:

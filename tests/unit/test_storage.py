@@ -675,3 +675,21 @@ def test_storage_root_is_created(tmp_path: Path) -> None:
     assert storage.root == root.resolve()
     assert root.is_dir()
     shutil.rmtree(root)
+
+
+def test_content_over_the_size_limit_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    storage = ArtifactStorage(tmp_path / "storage", "127.0.0.1:9090", max_content_size=2**20)
+    source = make_tree(tmp_path / "src", {"small.yaml": "x"})
+    with (source / "big.bin").open("wb") as big:
+        big.truncate(2 * 2**20)  # sparse: a large file without the disk cost
+
+    with pytest.raises(
+        StorageError, match=r"exceeds the artifact size limit of 1 MiB at 'big\.bin'"
+    ):
+        archive(storage, source)
+
+    assert not [
+        p for p in (tmp_path / "storage").rglob("*") if p.is_file() and "lock" not in p.name
+    ]
+    (source / ".sourceignore").write_text("*.bin\n")
+    assert "big.bin" not in members(storage, archive(storage, source))
