@@ -178,6 +178,24 @@ class GitRepos:
         self._git(repo, "update-ref", f"refs/heads/{branch}", sha, current or "0" * 40)
         return sha
 
+    def blob(self, name: str, content: str) -> str:
+        """Store ``content`` as a blob; its SHA."""
+        return self._git(self.path(name), "hash-object", "-w", "--stdin", stdin=content)
+
+    def mktree(self, name: str, lines: list[str]) -> str:
+        """A tree built verbatim from ``git mktree`` lines, names unchecked, as a hostile server
+        could serve it; its SHA."""
+        return self._git(self.path(name), "mktree", stdin="\n".join(lines) + "\n")
+
+    def commit_tree(self, name: str, tree: str, message: str, branch: str = "main") -> str:
+        """Commit ``tree`` on top of ``branch``; the commit SHA."""
+        repo = self.path(name)
+        parent = self.resolve(name, f"refs/heads/{branch}")
+        parents = ["-p", parent] if parent else []
+        sha = self._git(repo, "commit-tree", tree, *parents, "-m", message)
+        self._git(repo, "update-ref", f"refs/heads/{branch}", sha)
+        return sha
+
     def tag(
         self, name: str, tag: str, ref: str = "HEAD", *, annotated: bool = True, message: str = ""
     ) -> str:

@@ -572,3 +572,35 @@ async def test_the_source_controller_process(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.parametrize(
+    "entry", [pytest.param("..", id="dot-dot"), pytest.param(".git", id="dot-git")]
+)
+async def test_a_tree_entry_leaving_the_checkout_is_refused(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    tmp_path: Path,
+    entry: str,
+) -> None:
+    name = f"hostile-{namespace}"
+    git_repos.create(name)
+    git_repos.commit(name, {"app.yaml": "good\n"}, "good")
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(name)))
+    good = await ready(kube, namespace, "app")
+
+    blob = git_repos.blob(name, "pwned\n")
+    inner = git_repos.mktree(name, [f"100644 blob {blob}\tpwned"])
+    lines = [f"040000 tree {inner}\t{entry}", f"100644 blob {blob}\tapp.yaml"]
+    hostile = git_repos.commit_tree(name, git_repos.mktree(name, lines), "hostile tree")
+    stamp = {REQUESTED_AT: hostile}
+    await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": stamp}})
+    condition = await failed(kube, namespace, "app")
+    assert condition["reason"] == "GitOperationFailed"
+    assert "invalid path" in condition["message"] or "refusing" in condition["message"]
+    current = await kube.get(GITREPO, namespace, "app")
+    assert current["status"]["artifact"] == good["status"]["artifact"]
+    assert not list(tmp_path.parent.rglob("pwned"))
