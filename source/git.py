@@ -8,9 +8,11 @@ default being branch ``master``; revisions look like ``main@sha1:<hash>``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import semantic_version
 
 from source.api_v1 import GitRepositoryRef
+from source.httpsbridge import https_bridge, needs_bridge
 
 __all__ = ["Checkout", "GitError", "Target", "checkout", "list_heads", "resolve", "sanitize"]
 
@@ -130,9 +133,31 @@ async def list_heads(
     url: str, auth: dict[str, str], *, proxy: str | None, timeout: float
 ) -> dict[str, str]:
     """Every ref the remote advertises (``git ls-remote``), without fetching anything."""
-    answer = await _run({"op": "list_heads", "url": url, "auth": auth, "proxy": proxy}, timeout)
+    async with _transport(url, auth, proxy, timeout) as (url, auth, proxy):
+        request = {"op": "list_heads", "url": url, "auth": auth, "proxy": proxy}
+        answer = await _run(request, timeout)
     heads: dict[str, str] = answer["heads"]
     return heads
+
+
+@contextlib.asynccontextmanager
+async def _transport(
+    url: str, auth: dict[str, str], proxy: str | None, timeout: float
+) -> AsyncIterator[tuple[str, dict[str, str], str | None]]:
+    """The URL, credentials and proxy the worker uses: the remote's own, or a bridge's."""
+    if not needs_bridge(url, auth):
+        yield url, auth, proxy
+        return
+    try:
+        async with https_bridge(url, auth, proxy=proxy, timeout=timeout) as bridge:
+            try:
+                yield bridge.url, {}, None
+            except GitError as err:
+                if bridge.errors:
+                    raise GitError(sanitize(bridge.errors[-1])) from err
+                raise
+    except ValueError as err:
+        raise GitError(str(err), reason="AuthenticationFailed") from err
 
 
 async def checkout(
@@ -146,6 +171,19 @@ async def checkout(
     recurse_submodules: bool = False,
 ) -> Checkout:
     """Fetch as little as the target allows and check it out into ``dest``."""
+    async with _transport(url, auth, proxy, timeout) as (url, auth, proxy):
+        return await _checkout(url, target, dest, auth, proxy, timeout, recurse_submodules)
+
+
+async def _checkout(
+    url: str,
+    target: Target,
+    dest: Path,
+    auth: dict[str, str],
+    proxy: str | None,
+    timeout: float,
+    recurse_submodules: bool,
+) -> Checkout:
     request: dict[str, Any] = {
         "op": "checkout",
         "url": url,

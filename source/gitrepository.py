@@ -326,9 +326,9 @@ def _proxy_url(data: dict[str, str]) -> str | None:
 
 
 def _check_auth(url: str, auth: dict[str, str]) -> None:
-    if "tls.crt" in auth or "tls.key" in auth:
+    if ("tls.crt" in auth) != ("tls.key" in auth):
         raise git.GitError(
-            "TLS client certificates (tls.crt/tls.key) are not supported yet", reason=AUTH_FAILED
+            "a client certificate needs both tls.crt and tls.key", reason=AUTH_FAILED
         )
     if url.startswith("ssh://") and auth.get("identity") and not auth.get("known_hosts"):
         raise git.GitError(

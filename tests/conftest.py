@@ -85,3 +85,14 @@ def git_ssh(git_repos: GitRepos) -> Iterator[GitSSHServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def git_mtls(git_repos: GitRepos) -> Iterator[GitHTTPServer]:
+    """Smart HTTPS that also demands a client certificate (mutual TLS): ``client_pair``."""
+    server = GitHTTPServer(git_repos.root, require_client_cert=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -374,7 +374,13 @@ def _certificate(
         builder = (
             builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                x509.ExtendedKeyUsage(
+                    [
+                        x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+                        x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,  # the client pair too
+                    ]
+                ),
+                critical=False,
             )
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
@@ -385,23 +391,26 @@ def _certificate(
 
 
 def _write_tls_files(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server pair for 127.0.0.1 and localhost: (ca.crt, server.crt, server.key)."""
+    """A CA, a server pair for 127.0.0.1 and localhost, and a client pair (client.crt,
+    client.key, for mutual TLS) in ``directory``: returns (ca.crt, server.crt, server.key)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _certificate("weir-test-git-ca", ca_key, None)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("127.0.0.1", server_key, (ca, ca_key))
-    ca_file, cert_file, key_file = (directory / n for n in ("ca.crt", "server.crt", "server.key"))
+    ca_file = directory / "ca.crt"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    for role, subject in (("server", "127.0.0.1"), ("client", "weir-test-client")):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(subject, key, (ca, ca_key))
+        (directory / f"{role}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file = directory / f"{role}.key"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
-    )
-    key_file.chmod(0o600)
-    return ca_file, cert_file, key_file
+        key_file.chmod(0o600)
+    return ca_file, directory / "server.crt", directory / "server.key"
 
 
 @dataclass(frozen=True)
@@ -430,8 +439,11 @@ class GitHTTPServer:
         username: str = "git-user",
         password: str | None = None,
         token: str | None = None,
+        require_client_cert: bool = False,
     ) -> None:
+        """``require_client_cert``: HTTPS clients must show a certificate the CA issued."""
         self.root = root
+        self.require_client_cert = require_client_cert
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.token = token or secrets.token_urlsafe(24)
@@ -457,6 +469,12 @@ class GitHTTPServer:
         """The CA certificate, as for a Flux Secret's ``ca.crt``."""
         return self.ca_file.read_text()
 
+    @property
+    def client_pair(self) -> tuple[str, str]:
+        """A client certificate and key the CA issued, as a Secret's ``tls.crt``/``tls.key``."""
+        directory = self.ca_file.parent
+        return (directory / "client.crt").read_text(), (directory / "client.key").read_text()
+
     def start(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="weir-git-http-"))
         try:
@@ -464,6 +482,9 @@ class GitHTTPServer:
             self.ca_file, cert_file, key_file = _write_tls_files(self._workdir)
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(cert_file, key_file)
+            if self.require_client_cert:
+                tls.verify_mode = ssl.CERT_REQUIRED
+                tls.load_verify_locations(self.ca_file)
             self._backend_log = (self._workdir / "http-backend.log").open("ab")
             loop = asyncio.new_event_loop()
             self._loop = loop

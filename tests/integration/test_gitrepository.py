@@ -604,3 +604,27 @@ async def test_a_tree_entry_leaving_the_checkout_is_refused(
     current = await kube.get(GITREPO, namespace, "app")
     assert current["status"]["artifact"] == good["status"]["artifact"]
     assert not list(tmp_path.parent.rglob("pwned"))
+
+
+async def test_https_with_a_client_certificate(
+    kube: KubeClient, namespace: str, source: Source, git_mtls: GitHTTPServer, repo: str
+) -> None:
+    cert, key = git_mtls.client_pair
+    credentials = {"username": git_mtls.username, "password": git_mtls.password}
+    await secret(
+        kube,
+        namespace,
+        "mtls",
+        {**credentials, "ca.crt": git_mtls.ca_pem, "tls.crt": cert, "tls.key": key},
+    )
+    await secret(kube, namespace, "no-cert", {**credentials, "ca.crt": git_mtls.ca_pem})
+    url = git_mtls.url(repo)
+    await kube.create(GITREPO, gitrepository("mtls", namespace, url, secretRef={"name": "mtls"}))
+    await kube.create(
+        GITREPO, gitrepository("no-cert", namespace, url, secretRef={"name": "no-cert"})
+    )
+    obj = await ready(kube, namespace, "mtls")
+    assert obj["status"]["artifact"]["revision"].startswith("main@sha1:")
+    refused = await failed(kube, namespace, "no-cert")
+    assert refused["reason"] in ("GitOperationFailed", "AuthenticationFailed")
+    assert git_mtls.password not in refused["message"]
