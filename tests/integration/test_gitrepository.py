@@ -628,3 +628,16 @@ async def test_https_with_a_client_certificate(
     refused = await failed(kube, namespace, "no-cert")
     assert refused["reason"] in ("GitOperationFailed", "AuthenticationFailed")
     assert git_mtls.password not in refused["message"]
+
+
+async def test_a_new_commit_arrives_within_the_interval(
+    kube: KubeClient, namespace: str, source: Source, git_daemon: GitDaemon, git_repos: GitRepos
+) -> None:
+    name = f"interval-{namespace}"
+    git_repos.create(name)
+    git_repos.commit(name, {"a.yaml": "1\n"}, "one")
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(name), interval="2s"))
+    await ready(kube, namespace, "app")
+    commit = git_repos.commit(name, {"a.yaml": "2\n"}, "two")
+    # No reconcile request: the next periodic run (2s ± 5%) must pick the commit up.
+    await wait_for_object(kube, GITREPO, namespace, "app", artifact_at(commit), timeout=10)
