@@ -8,6 +8,7 @@ way controller-gen does for Flux.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -183,7 +184,8 @@ def _convert(
         if keyword in node:
             raise ValueError(f"{path}: '{keyword}' has no structural equivalent; use one type")
 
-    out: dict[str, Any] = {key: node[key] for key in _KEPT_KEYWORDS if key in node}
+    # Copies: a definition used twice must not share lists, or the YAML gets anchors.
+    out: dict[str, Any] = {key: copy.deepcopy(node[key]) for key in _KEPT_KEYWORDS if key in node}
     out.update({key: value for key, value in node.items() if key.startswith("x-kubernetes-")})
     if "const" in node:
         out["enum"] = [node["const"]]

@@ -52,6 +52,7 @@ BUILT = {
     "kube-controller-manager": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-controller-manager"),
     "kube-scheduler": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-scheduler"),
     "kwok": (GO_MODULE_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
+    "minio": (REPO_ROOT / "tests" / "s3", "github.com/minio/minio"),
 }
 # Run as separate processes by name: the runtime never imports a controller.
 CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")

@@ -13,6 +13,9 @@ command -v git >/dev/null || packages+=(git)
 command -v go >/dev/null || packages+=(golang-go)
 # sshd serves the Git repositories of the GitRepository tests over ssh://.
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
+# docker-registry serves the OCIRepository tests' artifacts; htpasswd makes its bcrypt users.
+command -v docker-registry >/dev/null || packages+=(docker-registry)
+command -v htpasswd >/dev/null || packages+=(apache2-utils)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "setup: apt-get install ${packages[*]}"
   as_root apt-get update -qq
@@ -32,5 +35,6 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
 fi
 
 # kube-apiserver and kube-controller-manager from k8s.io/kubernetes (tests/controlplane/go.mod);
-# about 5 minutes on 2 cores the first time, then cached.
+# about 5 minutes on 2 cores the first time, then cached. Also kwok, and MinIO for the Bucket
+# tests (tests/s3/go.mod, about 2.5 more minutes).
 .venv/bin/python -m controllers.envtest build

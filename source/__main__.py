@@ -8,10 +8,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from controllers.cmd import build_parser, duration_arg, main
 from controllers.manager import Service
+from controllers.reconcile import Reconciler
+from source.bucket import BucketReconciler
 from source.gitrepository import GitRepositoryReconciler
+from source.ocirepository import OCIRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import DEFAULT_MAX_CONTENT_SIZE, ArtifactStorage
 
@@ -45,6 +49,15 @@ def storage(args: argparse.Namespace) -> ArtifactStorage:
     )
 
 
+def reconcilers(artifacts: ArtifactStorage) -> list[Reconciler[Any]]:
+    """Every kind this controller reconciles, sharing one storage."""
+    return [
+        GitRepositoryReconciler(artifacts),
+        OCIRepositoryReconciler(artifacts),
+        BucketReconciler(artifacts),
+    ]
+
+
 def _advertised(addr: str) -> str:
     host, _, port = addr.rpartition(":")
     return f"{host or socket.gethostname()}:{port}"
@@ -67,7 +80,7 @@ if __name__ == "__main__":
     sys.exit(
         main(
             NAME,
-            lambda args: [GitRepositoryReconciler(storage(args))],
+            lambda args: reconcilers(storage(args)),
             parser=parser(),
             services=services,
         )

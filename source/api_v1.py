@@ -1,4 +1,4 @@
-"""The ``source.toolkit.fluxcd.io/v1`` API: GitRepository.
+"""The ``source.toolkit.fluxcd.io/v1`` API: GitRepository, OCIRepository and Bucket.
 
 Field names, defaults, patterns and enums follow Flux's source-controller v1 API. A Python default
 is also the CRD default (the API server applies it), so optional fields without a Flux default
@@ -22,9 +22,16 @@ from controllers.api import (
     ResourceInfo,
     ResourceStatus,
 )
+from controllers.crd import AGE_COLUMN
 
 __all__ = [
     "GROUP",
+    "Bucket",
+    "BucketProvider",
+    "BucketSTSProvider",
+    "BucketSTSSpec",
+    "BucketSpec",
+    "BucketStatus",
     "GitProvider",
     "GitRepository",
     "GitRepositoryInclude",
@@ -33,6 +40,16 @@ __all__ = [
     "GitRepositoryStatus",
     "GitRepositoryVerification",
     "GitVerificationMode",
+    "OCILayerOperation",
+    "OCILayerSelector",
+    "OCIProvider",
+    "OCIRepository",
+    "OCIRepositoryRef",
+    "OCIRepositorySpec",
+    "OCIRepositoryStatus",
+    "OCIRepositoryVerification",
+    "OCIVerificationProvider",
+    "OIDCIdentityMatch",
 ]
 
 GROUP = "source.toolkit.fluxcd.io"
@@ -222,3 +239,345 @@ class GitRepository(CustomResource):
 
     spec: GitRepositorySpec
     status: GitRepositoryStatus = Field(default_factory=GitRepositoryStatus)
+
+
+# OCIRepository
+
+OCIProvider = Literal["generic", "aws", "azure", "gcp"]
+OCILayerOperation = Literal["extract", "copy"]
+OCIVerificationProvider = Literal["cosign", "notation"]
+
+
+class OCIRepositoryRef(KubeModel):
+    """The OCI reference to pull. Precedence: digest, semver, tag; the 'latest' tag by default."""
+
+    digest: str | None = Field(
+        default=None,
+        description="Image digest to pull, 'sha256:<hash>'; wins over semver and tag.",
+    )
+    semver: str | None = Field(
+        default=None,
+        description="SemVer range of tags to pull, selecting the latest within the range; "
+        "wins over tag.",
+    )
+    semver_filter: str | None = Field(
+        default=None,
+        description="Regular expression the tags must match to be considered for the SemVer range.",
+    )
+    tag: str | None = Field(default=None, description="Image tag to pull; 'latest' when unset.")
+
+
+class OCILayerSelector(KubeModel):
+    """Which layer of the OCI artifact becomes the artifact, and how."""
+
+    media_type: str | None = Field(
+        default=None,
+        description="OCI media type of the layer to use; the first layer of this type is "
+        "selected. The first layer when unset.",
+    )
+    operation: OCILayerOperation | None = Field(
+        default=None,
+        description="'extract' (the default) unpacks the layer's tarball into the artifact; "
+        "'copy' stores the compressed layer as it is.",
+    )
+
+
+class OIDCIdentityMatch(KubeModel):
+    """Identity matching criteria for Cosign keyless signatures."""
+
+    issuer: str = Field(description="Regular expression the OIDC issuer must match.")
+    subject: str = Field(description="Regular expression the identity subject must match.")
+
+
+class OCIRepositoryVerification(KubeModel):
+    """How to verify the authenticity of the OCI artifact."""
+
+    provider: OCIVerificationProvider = Field(
+        default="cosign", description="Technology used to sign the OCI artifact."
+    )
+    secret_ref: LocalObjectReference | None = Field(
+        default=None, description="Secret with the trusted public keys."
+    )
+    match_oidc_identity: list[OIDCIdentityMatch] | None = Field(
+        default=None,
+        alias="matchOIDCIdentity",
+        description="Identities accepted for Cosign keyless signatures; any one must match.",
+    )
+    trusted_root_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with a Sigstore 'trusted_root.json' for self-hosted Sigstore.",
+    )
+
+
+class OCIRepositorySpec(KubeModel):
+    """The desired state of an OCIRepository: which artifact to pull and how often."""
+
+    url: str = Field(
+        pattern=r"^oci://.*$",
+        description="Address of the OCI repository, 'oci://<host>[:<port>]/<path>', without a "
+        "tag or digest.",
+    )
+    ref: OCIRepositoryRef | None = Field(
+        default=None, description="OCI reference to pull and watch; the 'latest' tag when unset."
+    )
+    layer_selector: OCILayerSelector | None = Field(
+        default=None, description="Which layer to use; the first layer when unset."
+    )
+    provider: OCIProvider = Field(
+        default="generic",
+        description="Authentication provider: 'generic' (credentials from secretRef or the "
+        "ServiceAccount's image pull secrets), 'aws', 'azure' or 'gcp'.",
+    )
+    secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with the registry credentials: a kubernetes.io/dockerconfigjson "
+        "Secret, or 'username' and 'password'.",
+    )
+    verify: OCIRepositoryVerification | None = Field(
+        default=None, description="Verification of the OCI artifact's signature."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        description="ServiceAccount whose image pull secrets authenticate the pull.",
+    )
+    cert_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with TLS settings for the registry: 'ca.crt', and 'tls.crt' with "
+        "'tls.key' for a client certificate.",
+    )
+    proxy_secret_ref: LocalObjectReference | None = Field(
+        default=None, description="Secret with the proxy settings used to reach the registry."
+    )
+    interval: str = Field(
+        pattern=DURATION_PATTERN,
+        description="How often the repository is checked for updates (with jitter).",
+    )
+    timeout: str = Field(
+        default="60s",
+        # Flux caps OCI operation timeouts below an hour, as for Git.
+        pattern=GIT_TIMEOUT_PATTERN,
+        description="Timeout of OCI operations such as pulling.",
+    )
+    ignore: str | None = Field(
+        default=None,
+        description="Exclusion patterns in .sourceignore (gitignore) format, replacing the "
+        "defaults.",
+    )
+    insecure: bool | None = Field(
+        default=None, description="Connect to the registry over plain HTTP."
+    )
+    suspend: bool | None = Field(
+        default=None, description="Stop reconciling this OCIRepository while true."
+    )
+
+
+class OCIRepositoryStatus(ResourceStatus):
+    """The observed state of an OCIRepository."""
+
+    url: str | None = Field(
+        default=None, description="Download address of the artifact of the last sync."
+    )
+    artifact: Artifact | None = Field(
+        default=None, description="The artifact of the last successful reconciliation."
+    )
+    observed_ignore: str | None = Field(
+        default=None, description="The exclusion patterns the current artifact was built with."
+    )
+    observed_layer_selector: OCILayerSelector | None = Field(
+        default=None, description="The layer selector the current artifact was built with."
+    )
+
+
+class OCIRepository(CustomResource):
+    """An OCI artifact that source-controller pulls and serves as a tarball artifact."""
+
+    info: ClassVar[ResourceInfo] = ResourceInfo(
+        group=GROUP,
+        version=VERSION,
+        kind="OCIRepository",
+        plural="ocirepositories",
+        short_names=("ocirepo",),
+        categories=SOURCE_CATEGORIES,
+        # Flux lists Age last for this kind.
+        printer_columns=(PrinterColumn("URL", ".spec.url"), *READY_COLUMNS, AGE_COLUMN),
+    )
+
+    spec: OCIRepositorySpec
+    status: OCIRepositoryStatus = Field(default_factory=OCIRepositoryStatus)
+
+
+# Bucket
+
+BucketProvider = Literal["generic", "aws", "gcp", "azure"]
+BucketSTSProvider = Literal["aws", "ldap"]
+
+# Flux's rules on spec (bucket_types.go), as CEL for the API server and in the model below.
+_BUCKET_RULES = (
+    (
+        "self.provider == 'aws' || self.provider == 'generic' || !has(self.sts)",
+        "STS configuration is only supported for the 'aws' and 'generic' Bucket providers",
+    ),
+    (
+        "self.provider != 'aws' || !has(self.sts) || self.sts.provider == 'aws'",
+        "'aws' is the only supported STS provider for the 'aws' Bucket provider",
+    ),
+    (
+        "self.provider != 'generic' || !has(self.sts) || self.sts.provider == 'ldap'",
+        "'ldap' is the only supported STS provider for the 'generic' Bucket provider",
+    ),
+    (
+        "!has(self.sts) || self.sts.provider != 'aws' || !has(self.sts.secretRef)",
+        "spec.sts.secretRef is not required for the 'aws' STS provider",
+    ),
+    (
+        "!has(self.sts) || self.sts.provider != 'aws' || !has(self.sts.certSecretRef)",
+        "spec.sts.certSecretRef is not required for the 'aws' STS provider",
+    ),
+    (
+        "self.provider != 'generic' || !has(self.serviceAccountName)",
+        "ServiceAccountName is not supported for the 'generic' Bucket provider",
+    ),
+    (
+        "!has(self.secretRef) || !has(self.serviceAccountName)",
+        "cannot set both .spec.secretRef and .spec.serviceAccountName",
+    ),
+)
+
+
+class BucketSTSSpec(KubeModel):
+    """A Security Token Service to fetch temporary credentials from."""
+
+    provider: BucketSTSProvider = Field(description="Provider of the Security Token Service.")
+    endpoint: str = Field(
+        pattern=r"^(http|https)://.*$",
+        description="HTTP/S address of the Security Token Service.",
+    )
+    secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with 'username' and 'password' for the STS endpoint; only for the "
+        "'ldap' provider.",
+    )
+    cert_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with TLS settings for the STS endpoint: 'ca.crt', and 'tls.crt' with "
+        "'tls.key' for a client certificate; only for the 'ldap' provider.",
+    )
+
+
+class BucketSpec(KubeModel):
+    """The desired state of a Bucket: which object storage bucket to fetch and how often."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": rule, "message": message} for rule, message in _BUCKET_RULES
+            ]
+        }
+    )
+
+    provider: BucketProvider = Field(
+        default="generic",
+        description="Provider of the object storage bucket: 'generic' (any S3 compatible "
+        "storage, the default), 'aws', 'gcp' or 'azure'.",
+    )
+    bucket_name: str = Field(description="Name of the object storage bucket.")
+    endpoint: str = Field(
+        description="Object storage address the bucket is located at, 'host[:port]'."
+    )
+    sts: BucketSTSSpec | None = Field(
+        default=None,
+        description="Security Token Service for temporary credentials; only for the 'aws' and "
+        "'generic' providers.",
+    )
+    insecure: bool | None = Field(
+        default=None, description="Connect to the endpoint over plain HTTP, without TLS."
+    )
+    region: str | None = Field(
+        default=None, description="Region of the endpoint the bucket is located in."
+    )
+    prefix: str | None = Field(
+        default=None, description="Only objects whose keys start with this prefix are fetched."
+    )
+    secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with the credentials, 'accesskey' and 'secretkey' for the 'generic' "
+        "provider.",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        description="ServiceAccount used to authenticate; only for the 'gcp' and 'aws' providers.",
+    )
+    cert_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with TLS settings for the endpoint: 'ca.crt', and 'tls.crt' with "
+        "'tls.key' for a client certificate; only for the 'generic' provider.",
+    )
+    proxy_secret_ref: LocalObjectReference | None = Field(
+        default=None, description="Secret with the proxy settings used to reach the endpoint."
+    )
+    interval: str = Field(
+        pattern=DURATION_PATTERN,
+        description="How often the bucket is checked for updates (with jitter).",
+    )
+    timeout: str = Field(
+        default="60s",
+        # Flux caps fetch timeouts below an hour, as for Git.
+        pattern=GIT_TIMEOUT_PATTERN,
+        description="Timeout of fetch operations.",
+    )
+    ignore: str | None = Field(
+        default=None,
+        description="Exclusion patterns in .sourceignore (gitignore) format, applied to the "
+        "object keys after the bucket's own .sourceignore.",
+    )
+    suspend: bool | None = Field(
+        default=None, description="Stop reconciling this Bucket while true."
+    )
+
+    @model_validator(mode="after")
+    def _flux_rules(self) -> Self:
+        # The CRD's x-kubernetes-validations rules, so the model rejects what the API server does.
+        sts = self.sts
+        broken = [
+            sts is not None and self.provider not in ("aws", "generic"),
+            self.provider == "aws" and sts is not None and sts.provider != "aws",
+            self.provider == "generic" and sts is not None and sts.provider != "ldap",
+            sts is not None and sts.provider == "aws" and sts.secret_ref is not None,
+            sts is not None and sts.provider == "aws" and sts.cert_secret_ref is not None,
+            self.provider == "generic" and self.service_account_name is not None,
+            self.secret_ref is not None and self.service_account_name is not None,
+        ]
+        for (_, message), is_broken in zip(_BUCKET_RULES, broken, strict=True):
+            if is_broken:
+                raise ValueError(message)
+        return self
+
+
+class BucketStatus(ResourceStatus):
+    """The observed state of a Bucket."""
+
+    url: str | None = Field(
+        default=None, description="Download address of the artifact of the last sync."
+    )
+    artifact: Artifact | None = Field(
+        default=None, description="The artifact of the last successful reconciliation."
+    )
+    observed_ignore: str | None = Field(
+        default=None, description="The exclusion patterns the current artifact was built with."
+    )
+
+
+class Bucket(CustomResource):
+    """An object storage bucket that source-controller fetches and serves as a tarball artifact."""
+
+    info: ClassVar[ResourceInfo] = ResourceInfo(
+        group=GROUP,
+        version=VERSION,
+        kind="Bucket",
+        plural="buckets",
+        categories=SOURCE_CATEGORIES,
+        printer_columns=(PrinterColumn("Endpoint", ".spec.endpoint"), *READY_COLUMNS),
+    )
+
+    spec: BucketSpec
+    status: BucketStatus = Field(default_factory=BucketStatus)

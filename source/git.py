@@ -17,18 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import semantic_version
-
+from source import semver
 from source.api_v1 import GitRepositoryRef
 from source.httpsbridge import https_bridge, needs_bridge
 
 __all__ = ["Checkout", "GitError", "Target", "checkout", "list_heads", "resolve", "sanitize"]
 
 DEFAULT_BRANCH = "master"
-_VERSION = re.compile(
-    r"^v?(?P<major>0|[1-9]\d*)(?:\.(?P<minor>0|[1-9]\d*))?(?:\.(?P<patch>0|[1-9]\d*))?"
-    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$"
-)
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z+]+://)[^/@\s]+@")
 
 
@@ -71,29 +66,6 @@ def sanitize(text: str) -> str:
     return _CREDENTIALS_IN_URL.sub(r"\g<scheme>", text)
 
 
-def _parse_version(tag: str) -> semantic_version.Version | None:
-    match = _VERSION.match(tag)
-    if not match:
-        return None
-    return semantic_version.Version(
-        major=int(match["major"]),
-        minor=int(match["minor"] or 0),
-        patch=int(match["patch"] or 0),
-        prerelease=tuple(match["pre"].split(".")) if match["pre"] else (),
-        build=tuple(match["build"].split(".")) if match["build"] else (),
-    )
-
-
-def _semver_range(text: str) -> semantic_version.NpmSpec:
-    # Flux uses Masterminds' constraints, where a comma means AND; npm ranges use a space.
-    try:
-        return semantic_version.NpmSpec(text.replace(",", " "))
-    except ValueError as err:
-        raise GitError(
-            f"invalid semver range '{text}': {err}", reason="InvalidSemverRange"
-        ) from err
-
-
 def resolve(ref: GitRepositoryRef | None, heads: dict[str, str] | None) -> Target:
     """The Target for ``ref``; ``heads`` (from list_heads) is needed except for a bare commit."""
     ref = ref or GitRepositoryRef()
@@ -105,16 +77,18 @@ def resolve(ref: GitRepositoryRef | None, heads: dict[str, str] | None) -> Targe
     if ref.name:
         return _advertised(heads, ref.name, ref.name)
     if ref.semver:
-        spec = _semver_range(ref.semver)
-        versions = {
-            name.removeprefix("refs/tags/"): _parse_version(name.removeprefix("refs/tags/"))
+        try:
+            constraints = semver.parse_constraints(ref.semver)
+        except semver.InvalidConstraint as err:
+            raise GitError(f"invalid semver range '{ref.semver}': {err}") from err
+        tags = [
+            name.removeprefix("refs/tags/")
             for name in heads
             if name.startswith("refs/tags/") and not name.endswith("^{}")
-        }
-        matching = {tag: v for tag, v in versions.items() if v is not None and v in spec}
-        if not matching:
+        ]
+        tag = semver.highest(tags, constraints)
+        if tag is None:
             raise GitError(f"no tag matches semver range '{ref.semver}'")
-        tag = max(matching, key=lambda t: matching[t])
         return _advertised(heads, f"refs/tags/{tag}", tag)
     if ref.tag:
         return _advertised(heads, f"refs/tags/{ref.tag}", ref.tag)

@@ -128,19 +128,26 @@ class ArtifactStorage:
         source_dir: Path,
         ignore: str | None = None,
         exclude_defaults: bool = True,
+        filter_files: bool = True,
     ) -> Artifact:
         """Write ``source_dir`` as a tarball to ``artifact``'s path and return the stored
         artifact (digest, size and lastUpdateTime set).
 
         ``ignore`` is ``spec.ignore`` (gitignore syntax, relative to ``source_dir``);
         ``.sourceignore`` files in the tree apply too, and ``exclude_defaults`` turns the
-        built-in excludes on (see :mod:`source.ignore` for how they combine).
+        built-in excludes on (see :mod:`source.ignore` for how they combine). With
+        ``filter_files=False`` none of that applies and every regular file goes in, as for
+        Flux's Bucket artifacts, whose object keys were filtered before download.
         """
         if not source_dir.is_dir():
             raise StorageError(f"cannot archive {source_dir}: not a directory")
         target = self.local_path(artifact)
         try:
-            rules = load_ignore_rules(source_dir, ignore, exclude_defaults)
+            rules = (
+                load_ignore_rules(source_dir, ignore, exclude_defaults)
+                if filter_files
+                else IgnoreRules()
+            )
         except InvalidIgnoreFile as err:
             raise StorageError(f"cannot archive {artifact.path}: {err}") from None
         except OSError as err:

@@ -12,6 +12,8 @@ import pytest
 from controllers.envtest import ControlPlane
 from controllers.kube import KubeClient
 from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
+from tests.registry import OCIRegistries
+from tests.s3server import S3Server
 
 
 def _scratch_root() -> str | None:
@@ -88,6 +90,18 @@ def git_ssh(git_repos: GitRepos) -> Iterator[GitSSHServer]:
 
 
 @pytest.fixture(scope="session")
+def oci_registry() -> Iterator[OCIRegistries]:
+    """docker-registry instances: ``plain`` (HTTP, anonymous), ``basic`` (HTTPS + htpasswd),
+    ``token`` (HTTP + a token server), ``mtls`` (HTTPS + client certificates); ``push``."""
+    registries = OCIRegistries()
+    registries.start()
+    try:
+        yield registries
+    finally:
+        registries.stop()
+
+
+@pytest.fixture(scope="session")
 def git_mtls(git_repos: GitRepos) -> Iterator[GitHTTPServer]:
     """Smart HTTPS that also demands a client certificate (mutual TLS): ``client_pair``."""
     server = GitHTTPServer(git_repos.root, require_client_cert=True)
@@ -96,3 +110,16 @@ def git_mtls(git_repos: GitRepos) -> Iterator[GitHTTPServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """MinIO over plain HTTP: ``endpoint``, ``access_key``, ``secret_key``, ``create_bucket``,
+    ``put_object``, ``delete_object``."""
+    server = S3Server(Path(tempfile.mkdtemp(prefix="weir-s3-", dir=_scratch_root())))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
