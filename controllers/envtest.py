@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["ControlPlane", "ControlPlaneError", "ensure_binaries", "main"]
+__all__ = [
+    "ControlPlane",
+    "ControlPlaneError",
+    "die_with_parent",
+    "ensure_binaries",
+    "free_port",
+    "main",
+]
 
 KUBERNETES_VERSION = "v1.34.4"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -154,9 +161,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """A ``preexec_fn`` for long-running children: they die with the process that started them
+    and hear SIGINT/SIGTERM even if that process blocks them."""
     # A killed test run must not leave an API server behind.
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    # A parent waiting in sigwait() blocks these; a child must still hear them to stop cleanly.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 # Certificates
@@ -286,7 +297,7 @@ class _Process:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -379,8 +390,9 @@ class ControlPlane:
             self.stop()
             raise
 
-    def start_controllers(self) -> list[str]:
-        """Start ``python -m <package>`` for each weir controller that has an entry point."""
+    def start_controllers(self, extra_args: Mapping[str, Sequence[str]] = {}) -> list[str]:
+        """Start ``python -m <package>`` for each weir controller that has an entry point, with
+        ``extra_args[package]`` after the common flags; logs go to ``<workdir>/<name>.log``."""
         started = []
         for package in CONTROLLER_PACKAGES:
             if importlib.util.find_spec(f"{package}.__main__") is None:
@@ -397,6 +409,7 @@ class ControlPlane:
                     f"--metrics-addr=127.0.0.1:{port}",
                     f"--health-addr=127.0.0.1:{free_port()}",
                     "--log-encoding=json",
+                    *extra_args.get(package, ()),
                 ],
                 self.workdir / f"{name}.log",
             )

@@ -37,6 +37,7 @@ from source.api_v1 import Bucket
 from source.ignore import IGNORE_FILE, IgnoreRules, InvalidIgnoreFile
 from source.s3 import S3Client, S3Error, S3Object
 from source.storage import ArtifactStorage, StorageError
+from source.storage_step import reconcile_storage
 
 __all__ = ["BucketReconciler", "InvalidObjectKey", "check_object_key", "index_revision"]
 
@@ -180,24 +181,7 @@ class BucketReconciler:
         )
 
     async def reconcile_storage(self, ctx: RunContext, obj: Bucket) -> Result:
-        """Collect old artifacts; forget the recorded one if its file is gone."""
-        artifact = obj.status.artifact
-        try:
-            await asyncio.to_thread(
-                self.storage.garbage_collect,
-                KIND,
-                obj.metadata.namespace or "",
-                obj.metadata.name,
-                artifact,
-            )
-        except StorageError as err:
-            ctx.log.warning("garbage collection failed", error=str(err))
-        if artifact is not None and not await asyncio.to_thread(self.storage.has, artifact):
-            obj.status.artifact = None
-            obj.status.url = None
-            ctx.clear(ARTIFACT_IN_STORAGE)
-            ctx.mark(ARTIFACT_OUTDATED, "True", "NoArtifact", "artifact missing from storage")
-        return Result()
+        return await reconcile_storage(self.storage, ctx, obj)
 
     async def reconcile_source(self, ctx: RunContext, obj: Bucket) -> Result:
         """List the bucket; download its objects unless the artifact has that revision."""

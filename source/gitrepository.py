@@ -24,6 +24,7 @@ from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, 
 from source import git
 from source.api_v1 import GitRepository, GitRepositoryInclude
 from source.storage import ArtifactStorage, StorageError
+from source.storage_step import collect_garbage, reconcile_storage
 from source.verify import VerificationError, verify_signature
 
 __all__ = ["GitRepositoryReconciler"]
@@ -90,32 +91,8 @@ class GitRepositoryReconciler:
         )
 
     async def reconcile_storage(self, ctx: RunContext, obj: GitRepository) -> Result:
-        """Collect old artifacts; forget the recorded one if its file is gone."""
         ctx.state = GitRun()
-        artifact = obj.status.artifact
-        await self._collect_garbage(ctx, obj, artifact)
-        if artifact is not None and not await asyncio.to_thread(self.storage.has, artifact):
-            obj.status.artifact = None
-            ctx.clear(ARTIFACT_IN_STORAGE)
-            ctx.mark(ARTIFACT_OUTDATED, "True", "NoArtifact", "artifact missing from storage")
-        return Result()
-
-    async def _collect_garbage(
-        self, ctx: RunContext, obj: GitRepository, keep: Artifact | None
-    ) -> None:
-        try:
-            removed = await asyncio.to_thread(
-                self.storage.garbage_collect,
-                "GitRepository",
-                obj.metadata.namespace or "",
-                obj.metadata.name,
-                keep,
-            )
-        except StorageError as err:
-            ctx.log.warning("garbage collection failed", error=str(err))
-            return
-        if removed:
-            ctx.log.info("garbage collected artifacts", files=len(removed))
+        return await reconcile_storage(self.storage, ctx, obj)
 
     async def reconcile_include(self, ctx: RunContext, obj: GitRepository) -> Result:
         """The artifacts of the GitRepositories in ``spec.include``, which must all have one."""
@@ -253,7 +230,7 @@ class GitRepositoryReconciler:
             ctx.mark(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
             raise ReconcileError(message, reason=ARCHIVE_FAILED) from err
         ctx.clear(STORAGE_FAILED)
-        await self._collect_garbage(ctx, obj, artifact)
+        await collect_garbage(self.storage, ctx, obj, artifact)
         previous = obj.status.artifact
         obj.status.artifact = artifact
         obj.status.observed_ignore = obj.spec.ignore

@@ -27,6 +27,7 @@ from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, 
 from source import oci
 from source.api_v1 import OCIRepository
 from source.storage import ArtifactStorage, StorageError
+from source.storage_step import reconcile_storage
 
 __all__ = ["OCIRepositoryReconciler"]
 
@@ -105,24 +106,7 @@ class OCIRepositoryReconciler:
         )
 
     async def reconcile_storage(self, ctx: RunContext, obj: OCIRepository) -> Result:
-        """Collect old artifacts; forget the recorded one if its file is gone."""
-        artifact = obj.status.artifact
-        try:
-            await asyncio.to_thread(
-                self.storage.garbage_collect,
-                KIND,
-                obj.metadata.namespace or "",
-                obj.metadata.name,
-                artifact,
-            )
-        except StorageError as err:
-            ctx.log.warning("garbage collection failed", error=str(err))
-        if artifact is not None and not await asyncio.to_thread(self.storage.has, artifact):
-            obj.status.artifact = None
-            obj.status.url = None
-            ctx.clear(ARTIFACT_IN_STORAGE)
-            ctx.mark(ARTIFACT_OUTDATED, "True", "NoArtifact", "artifact missing from storage")
-        return Result()
+        return await reconcile_storage(self.storage, ctx, obj)
 
     async def reconcile_source(self, ctx: RunContext, obj: OCIRepository) -> Result:
         """Resolve the reference to a manifest digest; pull and unpack the selected layer

@@ -107,7 +107,7 @@ class ArtifactStorage:
         # Not validated: an empty digest is what "not written yet" looks like.
         return Artifact.model_construct(
             path=path,
-            url=self._url(path),
+            url=self.url_for(path),
             revision=revision,
             digest="",
             last_update_time="",
@@ -281,7 +281,8 @@ class ArtifactStorage:
             _check_component(value, what)
         return f"{kind.lower()}/{namespace}/{name}"
 
-    def _url(self, path: str) -> str:
+    def url_for(self, path: str) -> str:
+        """The address the artifact server serves ``path`` at."""
         base = self.advertised_address.rstrip("/")
         if not base.startswith(("http://", "https://")):
             base = f"http://{base}"

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from controllers.envtest import _die_with_parent, free_port
+from controllers.envtest import die_with_parent, free_port
 
 __all__ = [
     "GitDaemon",
@@ -268,7 +268,7 @@ class _ServerProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             if self._wait_listening(port):
                 return port

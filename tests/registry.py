@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from controllers.envtest import _die_with_parent, free_port
+from controllers.envtest import die_with_parent, free_port
 
 __all__ = [
     "FLUX_CONFIG",
@@ -444,7 +444,7 @@ class RegistryServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             if self._wait_listening():
                 return

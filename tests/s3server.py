@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from yarl import URL
 
-from controllers.envtest import _die_with_parent, ensure_binaries, find_binary, free_port
+from controllers.envtest import die_with_parent, ensure_binaries, find_binary, free_port
 
 __all__ = ["ListingRewriter", "S3Server", "S3ServerError"]
 
@@ -120,7 +120,7 @@ class S3Server:
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         env=env,
-                        preexec_fn=_die_with_parent,
+                        preexec_fn=die_with_parent,
                     )
                 if self._wait_ready():
                     return

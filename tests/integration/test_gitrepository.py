@@ -641,3 +641,24 @@ async def test_a_new_commit_arrives_within_the_interval(
     commit = git_repos.commit(name, {"a.yaml": "2\n"}, "two")
     # No reconcile request: the next periodic run (2s ± 5%) must pick the commit up.
     await wait_for_object(kube, GITREPO, namespace, "app", artifact_at(commit), timeout=10)
+
+
+async def test_artifact_url_follows_the_storage_address(
+    kube: KubeClient, namespace: str, source: Source, git_daemon: GitDaemon, repo: str
+) -> None:
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(repo)))
+    first = await ready(kube, namespace, "app")
+    old = first["status"]["artifact"]["url"]
+    # As after a restart with another --storage-adv-addr: the revision is unchanged, the URL not.
+    source.storage.advertised_address = "source-controller.flux-system.svc.cluster.local."
+    await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: "x"}}})
+    moved = await wait_for_object(
+        kube,
+        GITREPO,
+        namespace,
+        "app",
+        lambda o: o["status"]["artifact"]["url"] != old,
+    )
+    artifact = moved["status"]["artifact"]
+    assert artifact["url"].startswith("http://source-controller.flux-system.svc.cluster.local./")
+    assert artifact["digest"] == first["status"]["artifact"]["digest"]

@@ -1,0 +1,152 @@
+"""weir on the embedded default: a local control plane, a local Git repository served by
+``git daemon``, every controller built so far, and a GitRepository syncing that repository.
+
+Run through ``hack/run-local.sh``. Everything lives under ``.weir/``; Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from controllers.api import ResourceInfo
+from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port
+from controllers.kube import Conflict, KubeClient
+
+NAMESPACE = ResourceInfo(
+    group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False
+)
+GITREPOSITORY = ResourceInfo(
+    group="source.toolkit.fluxcd.io", version="v1", kind="GitRepository", plural="gitrepositories"
+)
+DEMO_FILES = {
+    "deploy/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n",
+    "deploy/config.yaml": (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: demo\n"
+        "data:\n  message: hello from weir\n"
+    ),
+}
+
+
+def demo_repository(root: Path) -> Path:
+    """``root/demo.git``, created with a first commit of DEMO_FILES if it does not exist."""
+    bare = root / "demo.git"
+    if bare.exists():
+        return bare
+    root.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "weir",
+        "GIT_AUTHOR_EMAIL": "weir@localhost",
+        "GIT_COMMITTER_NAME": "weir",
+        "GIT_COMMITTER_EMAIL": "weir@localhost",
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        for name, content in DEMO_FILES.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_text(content)
+        for args in (
+            ["init", "-q", "-b", "main"],
+            ["add", "."],
+            ["commit", "-qm", "Demo manifests"],
+        ):
+            subprocess.run(["git", *args], cwd=work, env=env, check=True)
+        subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return bare
+
+
+async def apply_demo(kubeconfig: Path, url: str) -> dict[str, object]:
+    """Create the flux-system namespace and the demo GitRepository; wait for its artifact."""
+    client = await KubeClient.connect(str(kubeconfig))
+    try:
+        for create in (
+            client.create(NAMESPACE, {"metadata": {"name": "flux-system"}}),
+            client.create(
+                GITREPOSITORY,
+                {
+                    "apiVersion": "source.toolkit.fluxcd.io/v1",
+                    "kind": "GitRepository",
+                    "metadata": {"name": "weir-demo", "namespace": "flux-system"},
+                    "spec": {"url": url, "interval": "1m", "ref": {"branch": "main"}},
+                },
+            ),
+        ):
+            with contextlib.suppress(Conflict):  # left from an earlier run: keep it
+                await create
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            obj = await client.get(GITREPOSITORY, "flux-system", "weir-demo")
+            artifact = (obj.get("status") or {}).get("artifact")
+            if artifact:
+                return dict(artifact)
+            await asyncio.sleep(0.5)  # a person is watching; a plain poll is fine here
+        raise ControlPlaneError("the demo GitRepository got no artifact within 60s")
+    finally:
+        await client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="hack/run-local.sh")
+    parser.add_argument("--dir", type=Path, default=Path(".weir"))
+    args = parser.parse_args()
+    base = args.dir.resolve()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        with ControlPlane(base / "cluster") as plane:
+            bare = demo_repository(base / "git")
+            git_port, storage_port = free_port(), free_port()
+            daemon = subprocess.Popen(
+                [
+                    "git",
+                    "daemon",
+                    "--export-all",
+                    "--reuseaddr",
+                    "--listen=127.0.0.1",
+                    f"--port={git_port}",
+                    f"--base-path={bare.parent}",
+                    str(bare.parent),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+            try:
+                started = plane.start_controllers(
+                    {
+                        "source": [
+                            f"--storage-path={base / 'storage'}",
+                            f"--storage-addr=127.0.0.1:{storage_port}",
+                            f"--storage-adv-addr=127.0.0.1:{storage_port}",
+                        ]
+                    }
+                )
+                url = f"git://127.0.0.1:{git_port}/demo.git"
+                artifact = asyncio.run(apply_demo(plane.admin_kubeconfig, url))
+                print(f"control plane:  {plane.server}")
+                print(f"controllers:    {', '.join(started)} (logs in {plane.workdir})")
+                print(f"git repository: {url} (work on it in {bare})")
+                print(f"artifact:       {artifact['revision']} at {artifact['url']}")
+                print(f"export KUBECONFIG={plane.admin_kubeconfig}")
+                print("Ctrl-C stops everything.", flush=True)
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+                print("stopping", flush=True)
+            finally:
+                daemon.terminate()
+                daemon.wait()
+        return 0
+    except ControlPlaneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
