@@ -63,6 +63,18 @@ def _handled_by(obj: dict[str, object]) -> str:
     return str(ready["message"]).rsplit(" by ", 1)[1]
 
 
+async def _serving(address: str, timeout: float = 30.0) -> None:
+    """Wait until a replica's server answers: a process start has no event to wait on."""
+    async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=2) as http:
+        while True:
+            try:
+                if (await http.get(f"http://{address}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+
+
 async def _metrics(address: str) -> str:
     async with httpx.AsyncClient(timeout=5) as http:
         return (await http.get(f"http://{address}/metrics")).text
@@ -76,6 +88,7 @@ async def test_one_leader_reconciles_and_a_standby_takes_over(
         replica(control_plane, namespace, "replica-b", tmp_path) as (proc_b, metrics_b),
     ):
         replicas = {"replica-a": (proc_a, metrics_a), "replica-b": (proc_b, metrics_b)}
+        await asyncio.gather(_serving(metrics_a), _serving(metrics_b))
         manifest = git_repository("app", namespace, labels={"weir.test/run": namespace})
         await kube.create(GITREPO, manifest)
         obj = await wait_for_object(kube, GITREPO, namespace, "app", is_ready)
