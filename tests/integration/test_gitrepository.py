@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -662,3 +663,46 @@ async def test_artifact_url_follows_the_storage_address(
     artifact = moved["status"]["artifact"]
     assert artifact["url"].startswith("http://source-controller.flux-system.svc.cluster.local./")
     assert artifact["digest"] == first["status"]["artifact"]["digest"]
+
+
+async def test_unreachable_and_silent_servers(
+    kube: KubeClient, namespace: str, source: Source
+) -> None:
+    closed = free_port()  # nothing listens there
+    with socket.socket() as silent:
+        # Accepts connections (the kernel completes the handshake) but never says a word.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        await kube.create(
+            GITREPO, gitrepository("closed", namespace, f"http://127.0.0.1:{closed}/repo.git")
+        )
+        await kube.create(
+            GITREPO,
+            gitrepository("silent", namespace, f"http://127.0.0.1:{port}/repo.git", timeout="2s"),
+        )
+        refused = await failed(kube, namespace, "closed")
+        hung = await failed(kube, namespace, "silent")
+    assert refused["reason"] == "GitOperationFailed"
+    assert "127.0.0.1" in refused["message"]
+    assert hung["reason"] == "GitOperationFailed"
+    assert "timed out" in hung["message"] or "timeout" in hung["message"]
+
+
+async def test_an_oversized_file_is_refused_and_the_last_artifact_kept(
+    kube: KubeClient, namespace: str, source: Source, git_daemon: GitDaemon, git_repos: GitRepos
+) -> None:
+    # The limit is scaled down (1 GiB by default): a 2 GiB file would take the same path.
+    source.storage.max_content_size = 2**20
+    name = f"big-{namespace}"
+    git_repos.create(name)
+    git_repos.commit(name, {"app.yaml": "small\n"}, "small")
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(name)))
+    small = await ready(kube, namespace, "app")
+    big = git_repos.commit(name, {"data/blob.bin": os.urandom(2 * 2**20)}, "add a big file")
+    await kube.patch(GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: big}}})
+    condition = await failed(kube, namespace, "app")
+    assert condition["reason"] == "ArchiveOperationFailed"
+    assert "exceeds the artifact size limit of 1 MiB at 'data/blob.bin'" in condition["message"]
+    current = await kube.get(GITREPO, namespace, "app")
+    assert current["status"]["artifact"] == small["status"]["artifact"]
