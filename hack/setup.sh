@@ -13,6 +13,8 @@ command -v git >/dev/null || packages+=(git)
 command -v go >/dev/null || packages+=(golang-go)
 # sshd serves the Git repositories of the GitRepository tests over ssh://.
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
+# A real forward proxy for proxySecretRef tests.
+command -v tinyproxy >/dev/null || packages+=(tinyproxy)
 # docker-registry serves the OCIRepository tests' artifacts; htpasswd makes its bcrypt users.
 command -v docker-registry >/dev/null || packages+=(docker-registry)
 command -v htpasswd >/dev/null || packages+=(apache2-utils)

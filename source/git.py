@@ -119,7 +119,9 @@ async def _transport(
     url: str, auth: dict[str, str], proxy: str | None, timeout: float
 ) -> AsyncIterator[tuple[str, dict[str, str], str | None]]:
     """The URL, credentials and proxy the worker uses: the remote's own, or a bridge's."""
-    if not needs_bridge(url, auth):
+    if proxy and not url.startswith(("http://", "https://")):
+        raise GitError("proxySecretRef works with http and https URLs only")
+    if not needs_bridge(url, auth, proxy):
         yield url, auth, proxy
         return
     try:

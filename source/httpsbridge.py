@@ -1,9 +1,10 @@
-"""A loopback HTTP bridge to an HTTPS Git server, for what libgit2 cannot do itself.
+"""A loopback HTTP bridge to an HTTP(S) Git server, for what libgit2 cannot do itself.
 
-libgit2 cannot present a TLS client certificate. For such repositories the git worker talks
+libgit2 cannot present a TLS client certificate, ignores an HTTP proxy for http:// remotes
+and fails to parse some proxies' CONNECT answers. For such repositories the git worker talks
 plain HTTP to this bridge on 127.0.0.1, under a random path prefix only it knows, and the
-bridge makes the real HTTPS requests with httpx: client certificate, CA, credentials and
-proxy. The worker process never sees the key or the password.
+bridge makes the real requests with httpx: client certificate, CA, credentials and proxy.
+The worker process never sees the key or the passwords.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class Bridge:
     errors: list[str] = field(default_factory=list)
 
 
-def needs_bridge(url: str, auth: dict[str, str]) -> bool:
-    return url.startswith("https://") and "tls.crt" in auth
+def needs_bridge(url: str, auth: dict[str, str], proxy: str | None) -> bool:
+    """Whether libgit2 needs the bridge: a client certificate, or any proxy."""
+    http = url.startswith(("http://", "https://"))
+    return http and (proxy is not None or (url.startswith("https://") and "tls.crt" in auth))
 
 
 def _tls_context(auth: dict[str, str], scratch: Path) -> ssl.SSLContext:

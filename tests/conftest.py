@@ -12,6 +12,7 @@ import pytest
 from controllers.envtest import ControlPlane
 from controllers.kube import KubeClient
 from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
+from tests.proxyserver import TinyProxy
 from tests.registry import OCIRegistries
 from tests.s3server import S3Server
 
@@ -123,3 +124,14 @@ def s3_server() -> Iterator[S3Server]:
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def http_proxy() -> Iterator[TinyProxy]:
+    """A real forward proxy (tinyproxy) with basic auth; ``requests_to(port)`` reads its log."""
+    proxy = TinyProxy()
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

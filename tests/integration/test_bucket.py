@@ -23,6 +23,7 @@ from source.bucket import SECRET, BucketReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.integration.harness import is_ready, options, running, wait_for_object
+from tests.proxyserver import TinyProxy
 from tests.s3server import ListingRewriter, S3Server
 
 pytestmark = pytest.mark.integration
@@ -382,3 +383,37 @@ async def test_tls_with_a_ca_from_cert_secret_ref(
     untrusted = condition(await failed(kube, namespace, "untrusted"), "Ready")
     assert untrusted["reason"] == "BucketOperationFailed"
     assert "certificate verify failed" in untrusted["message"]
+
+
+async def test_through_an_http_proxy(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    s3_server: S3Server,
+    http_proxy: TinyProxy,
+) -> None:
+    s3_server.create_bucket(namespace)
+    s3_server.put_object(namespace, "app.yaml", "kind: ConfigMap\n")
+    await credentials(kube, namespace, s3_server)
+    proxy = {"address": http_proxy.address, "username": http_proxy.username}
+    encoded = {
+        k: base64.b64encode(v.encode()).decode()
+        for k, v in {**proxy, "password": http_proxy.password}.items()
+    }
+    await kube.create(
+        SECRET, {"metadata": {"name": "proxy", "namespace": namespace}, "data": encoded}
+    )
+    before = http_proxy.requests_to(s3_server.port)
+    await kube.create(
+        BUCKET,
+        bucket(
+            "app",
+            namespace,
+            s3_server.endpoint,
+            namespace,
+            secretRef={"name": "s3"},
+            proxySecretRef={"name": "proxy"},
+        ),
+    )
+    await ready(kube, namespace, "app")
+    assert http_proxy.requests_to(s3_server.port) > before, "nothing went through the proxy"

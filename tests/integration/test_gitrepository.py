@@ -39,6 +39,7 @@ from tests.integration.harness import (
     wait_for_object,
 )
 from tests.integration.kinds import GITREPO
+from tests.proxyserver import TinyProxy
 
 pytestmark = pytest.mark.integration
 
@@ -706,3 +707,49 @@ async def test_an_oversized_file_is_refused_and_the_last_artifact_kept(
     assert "exceeds the artifact size limit of 1 MiB at 'data/blob.bin'" in condition["message"]
     current = await kube.get(GITREPO, namespace, "app")
     assert current["status"]["artifact"] == small["status"]["artifact"]
+
+
+@pytest.mark.parametrize(
+    "scheme", [pytest.param("http", id="http"), pytest.param("https", id="https")]
+)
+async def test_through_an_http_proxy(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_https: GitHTTPServer,
+    http_proxy: TinyProxy,
+    repo: str,
+    scheme: str,
+) -> None:
+    url, port = (
+        (git_https.url(repo), git_https.port)
+        if scheme == "https"
+        else (git_https.http_url(repo), git_https.http_port)
+    )
+    credentials = {
+        "username": git_https.username,
+        "password": git_https.password,
+        "ca.crt": git_https.ca_pem,
+    }
+    await secret(kube, namespace, "git", credentials)
+    proxy = {"address": http_proxy.address, "username": http_proxy.username}
+    await secret(kube, namespace, "proxy", {**proxy, "password": http_proxy.password})
+    await secret(kube, namespace, "bad-proxy", {**proxy, "password": "wrong"})
+    before = http_proxy.requests_to(port)
+    for name, proxy_secret in (("via-proxy", "proxy"), ("bad-proxy", "bad-proxy")):
+        await kube.create(
+            GITREPO,
+            gitrepository(
+                name,
+                namespace,
+                url,
+                secretRef={"name": "git"},
+                proxySecretRef={"name": proxy_secret},
+            ),
+        )
+    obj = await ready(kube, namespace, "via-proxy")
+    assert obj["status"]["artifact"]["revision"].startswith("main@sha1:")
+    assert http_proxy.requests_to(port) > before, "nothing went through the proxy"
+    refused = await failed(kube, namespace, "bad-proxy")
+    assert "wrong" not in refused["message"]
+    assert http_proxy.password not in refused["message"]
