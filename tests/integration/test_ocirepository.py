@@ -19,6 +19,7 @@ from source.api_v1 import OCIRepository
 from source.ocirepository import SECRET, SERVICE_ACCOUNT
 from tests.integration.conftest import SourceController
 from tests.integration.harness import is_ready, wait_for_deletion, wait_for_object
+from tests.proxyserver import TinyProxy
 from tests.registry import (
     FLUX_CONTENT,
     Blob,
@@ -582,3 +583,30 @@ async def test_stalls_on_what_retrying_cannot_fix(
     obj = await kube.get(OCIREPO, namespace, "app")
     assert condition(obj, "Stalled")["reason"] == reason
     assert "Reconciling" not in {c["type"] for c in obj["status"]["conditions"]}
+
+
+async def test_through_an_http_proxy(
+    kube: KubeClient,
+    namespace: str,
+    source_controller: SourceController,
+    oci_registry: OCIRegistries,
+    http_proxy: TinyProxy,
+) -> None:
+    plain = oci_registry.plain
+    await plain.push(f"{namespace}/app", ["v1.0.0"], [app_layer(1)], annotations=ANNOTATIONS)
+    proxy = {"address": http_proxy.address, "username": http_proxy.username}
+    await secret(kube, namespace, "proxy", {**proxy, "password": http_proxy.password})
+    before = http_proxy.requests_to(plain.port)
+    await kube.create(
+        OCIREPO,
+        ocirepository(
+            "app",
+            namespace,
+            plain,
+            f"{namespace}/app",
+            ref={"tag": "v1.0.0"},
+            proxySecretRef={"name": "proxy"},
+        ),
+    )
+    await ready(kube, namespace, "app")
+    assert http_proxy.requests_to(plain.port) > before, "nothing went through the proxy"
