@@ -6,8 +6,8 @@ local demo both run on it.
 
 Binaries are found in this order: ``WEIR_<NAME>`` (e.g. ``WEIR_KUBE_APISERVER``), then
 ``$KUBEBUILDER_ASSETS/<name>``, then the cache directory (``$WEIR_CACHE_DIR``, default
-``~/.cache/weir``), then (etcd only) ``$PATH``; kube-apiserver and kube-controller-manager
-missing from all of those are built once from ``tests/controlplane/go.mod`` into the cache.
+``~/.cache/weir``); the ones in ``BUILT`` missing from all of those are built once from their
+pinned Go modules (``tests/controlplane/...``) into the cache.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ GO_MODULE_DIR = REPO_ROOT / "tests" / "controlplane"
 CRD_DIR = REPO_ROOT / "crds"
 # Built from Go modules when not found: name -> (module directory, package).
 BUILT = {
+    "etcd": (GO_MODULE_DIR / "etcd", "go.etcd.io/etcd/server/v3"),
     "kube-apiserver": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-apiserver"),
     "kube-controller-manager": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-controller-manager"),
     "kube-scheduler": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-scheduler"),
@@ -77,13 +78,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("WEIR_CACHE_DIR", default))
 
 
-def _bin_dir() -> Path:
-    # Keyed by the pins, so changing a go.mod rebuilds instead of reusing stale binaries.
+def _cached(name: str) -> Path:
+    """Where the cache keeps ``name``: keyed by its own module's pins, so changing one go.mod
+    rebuilds what it pins and nothing else."""
+    module = BUILT[name][0]
     pins = hashlib.sha256()
-    for module in sorted({module for module, _ in BUILT.values()}):
-        with contextlib.suppress(OSError):
-            pins.update((module / "go.mod").read_bytes())
-    return cache_dir() / f"kubernetes-{KUBERNETES_VERSION}-{pins.hexdigest()[:12]}"
+    with contextlib.suppress(OSError):
+        pins.update((module / "go.mod").read_bytes())
+    return cache_dir() / f"{name}-{pins.hexdigest()[:12]}" / name
 
 
 def find_binary(name: str) -> Path | None:
@@ -94,12 +96,12 @@ def find_binary(name: str) -> Path | None:
     candidates = []
     if assets := os.environ.get("KUBEBUILDER_ASSETS"):
         candidates.append(Path(assets) / name)
-    candidates.append(_bin_dir() / name)
+    if name in BUILT:
+        candidates.append(_cached(name))
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    on_path = shutil.which(name)
-    return Path(on_path) if on_path and name == "etcd" else None
+    return None
 
 
 def ensure_binaries() -> dict[str, Path]:
@@ -111,7 +113,7 @@ def ensure_binaries() -> dict[str, Path]:
     absent = [name for name, path in found.items() if path is None]
     if absent:
         raise ControlPlaneError(
-            f"{', '.join(absent)} not found; install Debian's etcd-server or set WEIR_ETCD"
+            f"{', '.join(absent)} not found; set WEIR_<NAME> to a binary or let it be built"
         )
     return {name: path for name, path in found.items() if path is not None}
 
@@ -119,15 +121,14 @@ def ensure_binaries() -> dict[str, Path]:
 def _build(names: list[str]) -> None:
     if not shutil.which("go"):
         raise ControlPlaneError(f"cannot build {', '.join(names)}: no Go toolchain on PATH")
-    out = _bin_dir()
-    out.mkdir(parents=True, exist_ok=True)
     by_module: dict[Path, list[str]] = {}
     for name in names:
         by_module.setdefault(BUILT[name][0], []).append(name)
     for module, group in by_module.items():
         if not (module / "go.mod").is_file():
             raise ControlPlaneError(f"cannot build {', '.join(group)}: {module}/go.mod is missing")
-        staging = Path(tempfile.mkdtemp(prefix="weir-build-", dir=out))
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="weir-build-", dir=cache_dir()))
         try:
             print(f"building {', '.join(group)} from {module} (first time only)", flush=True)
             ldflags = _KUBERNETES_LDFLAGS if module == GO_MODULE_DIR else "-s -w"
@@ -135,13 +136,25 @@ def _build(names: list[str]) -> None:
             cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging), *packages]
             subprocess.run(cmd, cwd=module, check=True)
             for name in group:
-                (staging / name).rename(out / name)
+                _cached(name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / _go_output_name(BUILT[name][1])).rename(_cached(name))
         except subprocess.CalledProcessError as err:
             raise ControlPlaneError(
                 f"go build of {', '.join(group)} failed with exit code {err.returncode}"
             ) from err
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _go_output_name(package: str) -> str:
+    """The file ``go build -o DIR`` writes for ``package``: its last path element, skipping a
+    major-version suffix (``go.etcd.io/etcd/server/v3`` -> ``server``)."""
+    parts = package.split("/")
+    return (
+        parts[-2]
+        if len(parts) > 1 and parts[-1][1:].isdigit() and parts[-1][0] == "v"
+        else parts[-1]
+    )
 
 
 _KUBERNETES_LDFLAGS = " ".join(
@@ -577,7 +590,15 @@ class ControlPlane:
         kubeconfig = f"--kubeconfig={self.admin_kubeconfig}"
         scheduler = _Process(
             "kube-scheduler",
-            [str(binaries["kube-scheduler"]), kubeconfig, "--leader-elect=false", "--v=1"],
+            [
+                str(binaries["kube-scheduler"]),
+                kubeconfig,
+                "--leader-elect=false",
+                # Its default :10259 would collide with a second control plane on this machine.
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=1",
+            ],
             self.workdir / "kube-scheduler.log",
         )
         kwok = _Process(

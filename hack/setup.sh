@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=()
-command -v etcd >/dev/null || packages+=(etcd-server)
 command -v git >/dev/null || packages+=(git)
 command -v go >/dev/null || packages+=(golang-go)
 # sshd serves the Git repositories of the GitRepository tests over ssh://.
