@@ -61,6 +61,7 @@ BUILT = {
     "kube-scheduler": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-scheduler"),
     "kwok": (GO_MODULE_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
     "minio": (REPO_ROOT / "tests" / "s3", "github.com/minio/minio"),
+    "kustomize": (REPO_ROOT / "hack" / "tools" / "kustomize", "sigs.k8s.io/kustomize/kustomize/v5"),
 }
 # Run as separate processes by name: the runtime never imports a controller.
 CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")
