@@ -62,6 +62,8 @@ BUILT = {
     "kwok": (GO_MODULE_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
     "minio": (REPO_ROOT / "tests" / "s3", "github.com/minio/minio"),
     "kustomize": (REPO_ROOT / "hack" / "tools" / "kustomize", "sigs.k8s.io/kustomize/kustomize/v5"),
+    "sops": (REPO_ROOT / "hack" / "tools" / "sops", "github.com/getsops/sops/v3/cmd/sops"),
+    "age-keygen": (REPO_ROOT / "hack" / "tools" / "sops", "filippo.io/age/cmd/age-keygen"),
 }
 # Run as separate processes by name: the runtime never imports a controller.
 CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")

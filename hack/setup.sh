@@ -37,5 +37,6 @@ fi
 
 # kube-apiserver and kube-controller-manager from k8s.io/kubernetes (tests/controlplane/go.mod);
 # about 5 minutes on 2 cores the first time, then cached. Also kwok, and MinIO for the Bucket
-# tests (tests/s3/go.mod, about 2.5 more minutes).
+# tests (tests/s3/go.mod, about 2.5 more minutes). sops and age-keygen for SOPS decryption
+# (hack/tools/sops/go.mod, about 3 more minutes).
 .venv/bin/python -m controllers.envtest build

@@ -1,0 +1,105 @@
+"""A throwaway GnuPG home per operation, so that keys of one object never serve another's.
+
+:func:`gnupg_home` makes a private scratch directory with an empty GnuPG home inside it,
+yields a :class:`GnuPGHome` to import keys into and run ``gpg`` against, and on the way out
+stops any agent that ``gpg`` (or a program like ``sops`` given ``GNUPGHOME``) started there
+and removes the directory. Every ``gpg`` run is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["GnuPGError", "GnuPGHome", "gnupg_home"]
+
+TIMEOUT_SECONDS = 30.0
+
+
+class GnuPGError(Exception):
+    """``gpg`` could not be run or did not finish in time."""
+
+
+@dataclass(frozen=True)
+class GnuPGHome:
+    """A GnuPG home (``home``) inside a private scratch directory (``root``) that callers may
+    also use for their own temporary files."""
+
+    root: Path
+    home: Path
+
+    async def gpg(
+        self, *args: str, stdin: bytes | None = None, timeout: float = TIMEOUT_SECONDS
+    ) -> tuple[int, str]:
+        """Run ``gpg --batch`` on this home; return its exit code and standard output."""
+        try:
+            process = await asyncio.create_subprocess_exec(
+                "gpg",
+                "--batch",
+                "--no-tty",
+                "--homedir",
+                str(self.home),
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        except OSError as err:
+            raise GnuPGError(f"cannot run gpg: {err.strerror}") from None
+        try:
+            async with asyncio.timeout(timeout):
+                out, _ = await process.communicate(stdin)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise GnuPGError("gpg timed out") from None
+        return process.returncode or 0, out.decode(errors="replace")
+
+    async def import_key(self, armored: bytes | str) -> bool:
+        """Import one armored key (public or private); False if gpg refused it."""
+        data = armored.encode() if isinstance(armored, str) else armored
+        code, _ = await self.gpg("--import", stdin=data)
+        return code == 0
+
+
+@contextlib.asynccontextmanager
+async def gnupg_home() -> AsyncIterator[GnuPGHome]:
+    """A fresh, empty GnuPG home, its agent stopped and its directory removed on exit."""
+    # Under the system temp directory: the agent's socket path must stay short.
+    root = Path(tempfile.mkdtemp(prefix="weir-gpg-"))
+    home = root / "gnupg"
+    try:
+        home.mkdir(mode=0o700)
+        yield GnuPGHome(root, home)
+    finally:
+        await _stop_agent(home)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _stop_agent(home: Path) -> None:
+    # An agent outlives the gpg that started it; with its home deleted it would linger. Its
+    # socket may live under /run/user rather than the home, so ask gpgconf rather than look.
+    if not shutil.which("gpgconf"):
+        return
+    with contextlib.suppress(OSError):
+        process = await asyncio.create_subprocess_exec(
+            "gpgconf",
+            "--homedir",
+            str(home),
+            "--kill",
+            "all",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            async with asyncio.timeout(TIMEOUT_SECONDS):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
