@@ -188,8 +188,8 @@ class KubeClient:
         all_headers.update(headers or {})
         query_list: list[tuple[str, str]] = list((query or {}).items())
         await self._api.update_params_for_auth(all_headers, query_list, ["BearerToken"])
-        if content_type == APPLY_PATCH and not isinstance(body, (bytes, str)):
-            body = json.dumps(body)
+        # kubernetes-asyncio JSON-encodes JSON and apply-patch bodies itself (JSON is YAML), so
+        # an apply patch is passed as a dict; encoding it here as well sent a JSON string.
         return await self._api.rest_client.request(
             method,
             self.host + path,

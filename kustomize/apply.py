@@ -1,0 +1,854 @@
+"""Server-side apply of a Kustomization's objects in Flux's stages, and pruning of what left it.
+
+``ResourceManager.apply_all_staged`` applies the objects of one ``kustomize build`` the way
+Flux's ssa package (fluxcd/pkg ``ApplyAllStaged``) does:
+
+1. Stages: first the cluster definitions (CustomResourceDefinitions, Namespaces,
+   ClusterRoles), then the ``*Class`` kinds, then everything else. After each of the first two
+   stages it waits until what it applied is ready (CRDs ``Established``, Namespaces existing).
+2. Per object: a server-side dry-run apply (``dryRun=All``); ``created`` when the object does
+   not exist yet, ``configured`` when the dry-run result differs from the live object in its
+   labels, annotations or anything outside ``metadata`` and ``status``, or when a cleanup of
+   its metadata is due; ``unchanged`` otherwise (nothing is sent, so the resourceVersion
+   stays); ``skipped`` for the opt-outs below. Then a real apply of what is not unchanged, as
+   field manager ``kustomize-controller`` with ``force=true``.
+3. Taking over: before applying, fields owned by ``kubectl`` (any operation, any manager name
+   starting so, e.g. ``kubectl-client-side-apply``) or by ``before-first-apply`` or by our own
+   manager's ``Update`` operation are reassigned to our ``Apply`` entry, and the
+   ``kubectl.kubernetes.io/last-applied-configuration`` annotation is removed, so fields we
+   no longer declare are dropped instead of kept by an old owner.
+
+What is guaranteed about validation: before anything is written, every object is dry-run,
+except those that cannot be yet because they depend on this very set (objects of a kind
+whose CRD is in the set, objects in a Namespace the set creates). Any failure there applies
+nothing at all. The deferred objects are dry-run at the start of their stage, all of that
+stage before any of it is applied; a failure then leaves the earlier stages applied (their
+change set is on the error), exactly as in Flux. An object recreated because of an
+immutable field change is validated again only after its deletion.
+
+Per-object annotations (or labels), values compared case-insensitively as Flux does:
+
+- ``kustomize.toolkit.fluxcd.io/ssa``: ``Override`` (the default), ``Merge`` (no takeover of
+  fields other managers own), ``IfNotPresent`` (create, never update: skipped once it exists),
+  ``Ignore`` (skipped, and never pruned);
+- ``kustomize.toolkit.fluxcd.io/force: Enabled``: recreate this object on an immutable-field
+  error, as ``ApplyOptions.force`` does for all;
+- ``kustomize.toolkit.fluxcd.io/reconcile: disabled``: skipped, and never pruned;
+- ``kustomize.toolkit.fluxcd.io/prune: disabled``: never pruned.
+
+``ResourceManager.prune`` deletes the objects that left the inventory (background
+propagation), but only those still labelled as belonging to this Kustomization.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from controllers import conditions as cond
+from controllers.api import ResourceInfo
+from controllers.discovery import RestMapper, UnknownKind
+from controllers.kube import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    ApiError,
+    Gone,
+    KubeClient,
+    resource_path,
+)
+from controllers.reconcile import ReconcileError
+from kustomize.inventory import ObjectRef, sort_key
+
+__all__ = [
+    "FIELD_MANAGER",
+    "OWNER_GROUP",
+    "PRUNE_FAILED",
+    "RECONCILIATION_FAILED",
+    "Action",
+    "ApplyError",
+    "ApplyOptions",
+    "ChangeSet",
+    "ChangeSetEntry",
+    "PruneError",
+    "ResourceManager",
+    "Stage",
+    "readiness",
+    "stage_of",
+    "take_over_managed_fields",
+]
+
+FIELD_MANAGER = "kustomize-controller"
+OWNER_GROUP = "kustomize.toolkit.fluxcd.io"
+RECONCILIATION_FAILED = cond.FAILED
+PRUNE_FAILED = "PruneFailed"
+
+SSA_ANNOTATION = f"{OWNER_GROUP}/ssa"
+FORCE_ANNOTATION = f"{OWNER_GROUP}/force"
+PRUNE_ANNOTATION = f"{OWNER_GROUP}/prune"
+RECONCILE_ANNOTATION = f"{OWNER_GROUP}/reconcile"
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+# The selectors Flux's kustomize-controller hands to its apply engine.
+_EXCLUDED = {RECONCILE_ANNOTATION: "disabled", SSA_ANNOTATION: "Ignore"}
+_IF_NOT_PRESENT = {SSA_ANNOTATION: "IfNotPresent"}
+_FORCED = {FORCE_ANNOTATION: "Enabled"}
+_NO_CLEANUP = {SSA_ANNOTATION: "Merge"}
+_NOT_PRUNED = {
+    PRUNE_ANNOTATION: "disabled",
+    RECONCILE_ANNOTATION: "disabled",
+    SSA_ANNOTATION: "Ignore",
+}
+# Metadata Flux removes from live objects before applying (kubectl's, and Flux v1's).
+_STALE_ANNOTATIONS = (
+    LAST_APPLIED_ANNOTATION,
+    f"{OWNER_GROUP}/checksum",
+    "fluxcd.io/sync-checksum",
+)
+_STALE_LABELS = ("fluxcd.io/sync-gc-mark",)
+
+# Flux's ssa errors.IsImmutableError: kubectl's rule (any 409 or 422) plus the wording that
+# webhooks and CEL rules use.
+_IMMUTABLE = re.compile(r"is\simmutable|immutable\sfield")
+
+# Objects planned (GET + dry-run) at once, as Flux's --concurrent-ssa.
+DEFAULT_CONCURRENCY = 4
+# Reads of an object that another writer keeps changing, before its dry-run is taken as is.
+_CONSISTENT_READS = 3
+
+
+class Action(StrEnum):
+    """What happened to one object, in Flux's words."""
+
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ChangeSetEntry:
+    """One object and what was done to it; ``str()`` is Flux's ``Kind/namespace/name action``."""
+
+    ref: ObjectRef
+    action: Action
+
+    def __str__(self) -> str:
+        return f"{self.ref.subject} {self.action}"
+
+
+@dataclass
+class ChangeSet:
+    """The entries of one apply or prune, in the order they were processed."""
+
+    entries: list[ChangeSetEntry] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[ChangeSetEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __str__(self) -> str:
+        """Every entry, one ``Kind/namespace/name action`` line each."""
+        return "\n".join(str(entry) for entry in self.entries)
+
+    def changes(self) -> str:
+        """Only the lines that changed something (not unchanged, not skipped): event text."""
+        quiet = (Action.UNCHANGED, Action.SKIPPED)
+        return "\n".join(str(entry) for entry in self.entries if entry.action not in quiet)
+
+    def refs(self) -> list[ObjectRef]:
+        """The objects of every entry; the new inventory after an apply."""
+        return [entry.ref for entry in self.entries]
+
+
+class ApplyError(ReconcileError):
+    """Applying failed. ``reason`` is Flux's condition reason, ``change_set`` what was done.
+
+    The message names the object and carries the API server's message; a Secret's values are
+    masked in it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = RECONCILIATION_FAILED,
+        change_set: ChangeSet | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.change_set = change_set if change_set is not None else ChangeSet()
+
+
+class PruneError(ApplyError):
+    """Some deletions failed; ``survivors`` must stay in the inventory to be retried."""
+
+    def __init__(self, message: str, *, change_set: ChangeSet, survivors: list[ObjectRef]) -> None:
+        super().__init__(message, reason=PRUNE_FAILED, change_set=change_set)
+        self.survivors = survivors
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """``force``: recreate objects on immutable-field errors (``spec.force``).
+    ``wait_timeout``: how long to wait for the definitions and classes of a stage (Flux: 60s).
+    """
+
+    force: bool = False
+    wait_timeout: float = 60.0
+
+
+class Stage(StrEnum):
+    """Flux's apply stages, in order."""
+
+    DEFINITIONS = "definitions"
+    CLASSES = "classes"
+    RESOURCES = "resources"
+
+
+_STAGES = tuple(Stage)
+
+
+def stage_of(obj: Mapping[str, Any]) -> Stage:
+    """The stage Flux applies ``obj`` in (fluxcd/pkg ssa/utils ``IsClusterDefinition``,
+    ``IsClassDefinition``)."""
+    kind = str(obj.get("kind") or "")
+    api_version = str(obj.get("apiVersion") or "")
+    lowered = kind.lower()
+    if (
+        (lowered == "customresourcedefinition" and api_version.startswith("apiextensions.k8s.io/"))
+        or (lowered == "namespace" and api_version == "v1")
+        or (lowered == "clusterrole" and api_version.startswith("rbac.authorization.k8s.io/"))
+    ):
+        return Stage.DEFINITIONS
+    if kind.endswith("Class"):
+        return Stage.CLASSES
+    return Stage.RESOURCES
+
+
+def readiness(obj: Mapping[str, Any] | None) -> tuple[str, str]:
+    """A kstatus-like ``(status, message)`` for a definition or class object: ``Current``,
+    ``InProgress``, ``Failed`` or ``NotFound``. CRDs are current once ``Established``."""
+    if obj is None:
+        return "NotFound", ""
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return "InProgress", "terminating"
+    status = obj.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    if obj.get("kind") == "CustomResourceDefinition":
+        names = conditions.get("NamesAccepted") or {}
+        if names.get("status") == "False":
+            return "Failed", str(names.get("message") or "names not accepted")
+        established = conditions.get("Established") or {}
+        if established.get("status") == "True":
+            return "Current", ""
+        return "InProgress", str(established.get("message") or "not established")
+    observed, generation = status.get("observedGeneration"), meta.get("generation")
+    if observed is not None and generation is not None and observed < generation:
+        return "InProgress", "not observed yet"
+    if (conditions.get("Stalled") or {}).get("status") == "True":
+        return "Failed", str(conditions["Stalled"].get("message") or "stalled")
+    if (conditions.get("Reconciling") or {}).get("status") == "True":
+        return "InProgress", str(conditions["Reconciling"].get("message") or "reconciling")
+    return "Current", ""
+
+
+def _any_in_metadata(obj: Mapping[str, Any] | None, selector: Mapping[str, str]) -> bool:
+    """Whether a label or annotation of ``obj`` has one of the selector's values (any case)."""
+    if not obj:
+        return False
+    meta = obj.get("metadata") or {}
+    for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
+        for key, value in selector.items():
+            found = source.get(key)
+            if found and str(found).lower() == value.lower():
+                return True
+    return False
+
+
+# Managed fields: (manager name prefix, operation) pairs that Flux takes over.
+_TAKEN_OVER = (("kubectl", "Apply"), ("kubectl", "Update"), ("before-first-apply", "Update"))
+
+
+def _union_fields(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """The union of two ``fieldsV1`` sets (structured-merge-diff's ``Set.Union``).
+
+    Below the root, a node is a member of the set when it is ``{}`` or has a ``"."`` child;
+    a node that is a member in one set and has children in the other keeps both.
+    """
+    merged: dict[str, Any] = {}
+    for key in first.keys() | second.keys():
+        if key in first and key in second:
+            merged[key] = _union_node(first[key], second[key])
+        else:
+            merged[key] = copy.deepcopy(first[key] if key in first else second[key])
+    return merged
+
+
+def _union_node(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    children = _union_fields(first, second)
+    if children and (not first or not second):
+        children["."] = {}
+    return children
+
+
+def take_over_managed_fields(
+    entries: Sequence[Mapping[str, Any]], field_manager: str
+) -> list[dict[str, Any]] | None:
+    """``metadata.managedFields`` with the entries of ``kubectl*`` (Apply or Update),
+    ``before-first-apply`` (Update) and ``field_manager`` (Update) folded into
+    ``field_manager``'s Apply entry, which goes last; ``None`` when there is nothing to take.
+
+    Fluxcd/pkg ssa ``PatchReplaceFieldsManagers``: the first taken entry is renamed when we
+    have no Apply entry yet, the others are merged into it; subresource entries stay.
+    """
+    managers = (*_TAKEN_OVER, (field_manager, "Update"))
+    ours_at = None
+    for i, entry in enumerate(entries):
+        if entry.get("manager") == field_manager and entry.get("operation") == "Apply":
+            ours_at = i
+    ours = dict(entries[ours_at]) if ours_at is not None else None
+    kept: list[dict[str, Any]] = []
+    taken = False
+    for i, entry in enumerate(entries):
+        if i == ours_at:
+            continue
+        name, operation = str(entry.get("manager") or ""), entry.get("operation")
+        if not entry.get("subresource") and any(
+            name.startswith(prefix) and operation == op for prefix, op in managers
+        ):
+            taken = True
+            if ours is None:
+                ours = {**entry, "manager": field_manager, "operation": "Apply"}
+            else:
+                fields = _union_fields(ours.get("fieldsV1") or {}, entry.get("fieldsV1") or {})
+                ours = {**ours, "fieldsV1": fields}
+            continue
+        kept.append(dict(entry))
+    if not taken or ours is None:
+        return None
+    return [*kept, ours]
+
+
+def _json_pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _cleanup_patch(
+    desired: Mapping[str, Any], existing: Mapping[str, Any] | None, field_manager: str
+) -> list[dict[str, Any]]:
+    """The JSON patch that removes stale metadata from ``existing`` and takes over its
+    fields; empty when there is none, or when ``ssa: Merge`` opts out."""
+    if existing is None or _any_in_metadata(desired, _NO_CLEANUP):
+        return []
+    if _any_in_metadata(existing, _NO_CLEANUP):
+        return []
+    meta = existing.get("metadata") or {}
+    patch: list[dict[str, Any]] = []
+    for key in _STALE_ANNOTATIONS:
+        if key in (meta.get("annotations") or {}):
+            patch.append({"op": "remove", "path": f"/metadata/annotations/{_json_pointer(key)}"})
+    for key in _STALE_LABELS:
+        if key in (meta.get("labels") or {}):
+            patch.append({"op": "remove", "path": f"/metadata/labels/{_json_pointer(key)}"})
+    managed = take_over_managed_fields(meta.get("managedFields") or [], field_manager)
+    if managed is not None:
+        patch.append({"op": "replace", "path": "/metadata/managedFields", "value": managed})
+    return patch
+
+
+def _without_metadata_and_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+def _drifted(existing: Mapping[str, Any] | None, dry_run: Mapping[str, Any]) -> bool:
+    """Flux's ``hasDrifted``: labels, annotations, or anything but metadata and status."""
+    if existing is None:
+        return True
+    live, wanted = existing.get("metadata") or {}, dry_run.get("metadata") or {}
+    for key in ("labels", "annotations"):
+        if (live.get(key) or {}) != (wanted.get(key) or {}):
+            return True
+    return _without_metadata_and_status(existing) != _without_metadata_and_status(dry_run)
+
+
+_POD_TEMPLATE_PATHS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+}
+
+
+def _dig(obj: Any, path: Sequence[str]) -> Any:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _default_protocols(ports: Any) -> None:
+    for port in ports if isinstance(ports, list) else []:
+        if isinstance(port, dict) and not port.get("protocol"):
+            port["protocol"] = "TCP"
+
+
+def _normalize(obj: dict[str, Any]) -> None:
+    """Flux's ssa normalize, in place: no status (but a CRD's) nor creationTimestamp, a
+    Secret's stringData folded into data, port protocols defaulted to TCP."""
+    obj.get("metadata", {}).pop("creationTimestamp", None)
+    if obj.get("kind") != "CustomResourceDefinition":
+        obj.pop("status", None)
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    if kind == "Secret" and api_version == "v1" and isinstance(obj.get("stringData"), dict):
+        data: dict[str, Any] = dict(obj.get("data") or {})
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj["data"] = data
+    if kind == "Service" and api_version == "v1":
+        _default_protocols(_dig(obj, ("spec", "ports")))
+    elif kind in _POD_TEMPLATE_PATHS:
+        pod_spec = _dig(obj, _POD_TEMPLATE_PATHS[str(kind)])
+        for container in _dig(pod_spec, ("containers",)) or []:
+            if isinstance(container, dict):
+                _default_protocols(container.get("ports"))
+
+
+def _secret_values(obj: Mapping[str, Any]) -> list[str]:
+    """Every value of a Secret, as written and decoded, longest first."""
+    if obj.get("kind") != "Secret":
+        return []
+    values: set[str] = set()
+    for key in ("data", "stringData"):
+        for value in (obj.get(key) or {}).values():
+            values.add(str(value))
+            if key == "data":
+                with contextlib.suppress(ValueError):  # not base64, or not text
+                    values.add(base64.b64decode(str(value), validate=True).decode())
+    return sorted((v for v in values if v), key=len, reverse=True)
+
+
+def _masked(message: str, obj: Mapping[str, Any]) -> str:
+    """``message`` with a Secret's values replaced by ``***``: the API server may quote them."""
+    for value in _secret_values(obj):
+        # Short values would mangle unrelated words; mask them only where quoted.
+        if len(value) >= 4:
+            message = message.replace(value, "***")
+        else:
+            message = message.replace(f'"{value}"', '"***"')
+    return message
+
+
+@dataclass
+class _Item:
+    """One object to apply: the desired state (labelled, normalized) and its identity."""
+
+    obj: dict[str, Any]
+    ref: ObjectRef
+    stage: Stage
+
+
+@dataclass
+class _Plan:
+    """The outcome of the dry-run of one object: what applying it will do."""
+
+    item: _Item
+    info: ResourceInfo
+    action: Action
+    existing: dict[str, Any] | None = None
+    cleanup: list[dict[str, Any]] = field(default_factory=list)
+    recreate: bool = False
+
+
+class _Deferred(Exception):
+    """This object depends on an earlier stage of the same set; dry-run it then."""
+
+
+class ResourceManager:
+    """Applies and prunes the objects of one Kustomization (``owner_namespace/owner_name``)."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        mapper: RestMapper,
+        *,
+        owner_name: str,
+        owner_namespace: str,
+        field_manager: str = FIELD_MANAGER,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        self._kube = kube
+        self._mapper = mapper
+        self._owner_name = owner_name
+        self._owner_namespace = owner_namespace
+        self._field_manager = field_manager
+        self._limit = asyncio.Semaphore(max(concurrency, 1))
+
+    @property
+    def owner_labels(self) -> dict[str, str]:
+        """``kustomize.toolkit.fluxcd.io/name`` and ``/namespace``, set on every object."""
+        return {
+            f"{OWNER_GROUP}/name": self._owner_name,
+            f"{OWNER_GROUP}/namespace": self._owner_namespace,
+        }
+
+    async def apply_all_staged(
+        self, objects: Sequence[Mapping[str, Any]], options: ApplyOptions | None = None
+    ) -> ChangeSet:
+        """Validate, then apply ``objects`` in Flux's stages; the change set of every object.
+
+        Raises ``ApplyError`` (reason ``ReconciliationFailed``) naming the object; its
+        ``change_set`` holds what earlier stages did. See the module docstring for what is
+        validated before anything is written.
+        """
+        options = options or ApplyOptions()
+        items = [self._item(i, obj) for i, obj in enumerate(objects)]
+        defined_kinds, created_namespaces = _set_dependencies(items)
+
+        # Validate everything that can be validated now, before writing anything.
+        async def preflight(item: _Item) -> _Plan | None:
+            if (item.ref.group, item.ref.kind) in defined_kinds:
+                return None
+            try:
+                return await self._plan(item, options, created_namespaces)
+            except _Deferred:
+                return None
+
+        planned = await self._plan_all(items, preflight, ChangeSet())
+        change_set = ChangeSet()
+        for stage in _STAGES:
+            staged = [i for i, item in enumerate(items) if item.stage == stage]
+            if not staged:
+                continue
+            late = [items[i] for i in staged if planned[i] is None]
+
+            async def in_stage(item: _Item) -> _Plan | None:
+                return await self._plan(item, options, frozenset())
+
+            late_plans = iter(await self._plan_all(late, in_stage, change_set))
+            plans = [planned[i] or next(late_plans) for i in staged]
+            done = [plan for plan in plans if plan is not None]
+            done.sort(key=lambda plan: sort_key(plan.item.ref))
+            for plan in done:
+                await self._execute(plan, options, change_set)
+                change_set.entries.append(ChangeSetEntry(plan.item.ref, plan.action))
+            if stage != Stage.RESOURCES:
+                applied = [plan for plan in done if plan.action != Action.SKIPPED]
+                await self._wait_ready(applied, options, change_set)
+                for plan in applied:
+                    if plan.item.ref.kind == "CustomResourceDefinition":
+                        self._mapper.add_custom_resource_definition(plan.item.obj)
+        return change_set
+
+    async def prune(self, stale: Sequence[ObjectRef]) -> ChangeSet:
+        """Delete ``stale`` objects (background propagation), in reverse apply order.
+
+        An object already gone counts as deleted; one without this Kustomization's owner
+        labels, or opted out (``prune: disabled``, ``reconcile: disabled``, ``ssa: Ignore``),
+        is skipped and left alone. Failed deletions raise ``PruneError`` (reason
+        ``PruneFailed``) after every object was tried; its ``survivors`` stay in the inventory.
+        """
+        change_set, errors, survivors = ChangeSet(), [], []
+        for ref in sorted(stale, key=sort_key, reverse=True):
+            try:
+                action = await self._delete(ref)
+            except _ObjectFailure as failure:
+                errors.append(str(failure))
+                survivors.append(ref)
+                action = Action.UNKNOWN
+            change_set.entries.append(ChangeSetEntry(ref, action))
+        if errors:
+            raise PruneError(
+                "delete failed, errors: " + "; ".join(errors),
+                change_set=change_set,
+                survivors=survivors,
+            )
+        return change_set
+
+    # Planning: one GET and one dry-run per object.
+
+    def _item(self, index: int, obj: Mapping[str, Any]) -> _Item:
+        desired = copy.deepcopy(dict(obj))
+        meta = desired.get("metadata")
+        if not (desired.get("apiVersion") and desired.get("kind") and isinstance(meta, dict)):
+            raise ApplyError(f"object #{index + 1} has no apiVersion, kind or metadata")
+        if not meta.get("name"):
+            raise ApplyError(f"{desired['kind']} #{index + 1} has no metadata.name")
+        meta["labels"] = {**(meta.get("labels") or {}), **self.owner_labels}
+        _normalize(desired)
+        return _Item(desired, ObjectRef.of(desired), stage_of(desired))
+
+    async def _plan_all(
+        self,
+        items: Sequence[_Item],
+        plan: Callable[[_Item], Any],
+        change_set: ChangeSet,
+    ) -> list[_Plan | None]:
+        """``plan`` for every item, a few at a time; every failure reported at once."""
+
+        async def limited(item: _Item) -> _Plan | None:
+            async with self._limit:
+                result: _Plan | None = await plan(item)
+                return result
+
+        results = await asyncio.gather(*(limited(item) for item in items), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, _ObjectFailure):
+                raise failure
+        if failures:
+            raise ApplyError("\n".join(map(str, failures)), change_set=change_set)
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    async def _plan(
+        self, item: _Item, options: ApplyOptions, created_namespaces: frozenset[str]
+    ) -> _Plan:
+        try:
+            info = await self._mapper.resource_for(item.obj["apiVersion"], item.obj["kind"])
+        except UnknownKind as err:
+            raise _ObjectFailure(item.ref, f"dry-run failed: {err}", item.obj) from err
+        meta = item.obj["metadata"]
+        if not info.namespaced:
+            meta.pop("namespace", None)
+            item.ref = dataclasses.replace(item.ref, namespace="")
+        elif not meta.get("namespace"):
+            raise _ObjectFailure(item.ref, "namespace not specified", item.obj)
+        namespace = meta.get("namespace")
+        # The dry-run answers for the live object as it is then; when another writer (a
+        # controller annotating a new Deployment) changed it since our read, read again
+        # rather than report that change as our drift.
+        for _ in range(_CONSISTENT_READS):
+            try:
+                existing = await self._kube.get_or_none(info, namespace, meta["name"])
+            except ApiError as err:
+                raise _ObjectFailure(item.ref, f"query failed: {err.message}", item.obj) from err
+
+            if _any_in_metadata(item.obj, _EXCLUDED) or _any_in_metadata(existing, _EXCLUDED):
+                return _Plan(item, info, Action.SKIPPED, existing)
+            if existing is not None and _any_in_metadata(item.obj, _IF_NOT_PRESENT):
+                return _Plan(item, info, Action.SKIPPED, existing)
+
+            try:
+                dry_run = await self._apply(info, item.obj, dry_run=True)
+            except ApiError as err:
+                if existing is not None and _is_immutable(err):
+                    forced = options.force or _any_in_metadata(item.obj, _FORCED)
+                    if forced or _any_in_metadata(existing, _FORCED):
+                        return _Plan(item, info, Action.CREATED, existing, recreate=True)
+                if err.status == 404 and namespace in created_namespaces:
+                    raise _Deferred from err
+                raise _ObjectFailure(item.ref, _dry_run_failure(err), item.obj) from err
+            if _resource_version(dry_run) == _resource_version(existing):
+                break
+
+        cleanup = _cleanup_patch(item.obj, existing, self._field_manager)
+        if not _resource_version(dry_run):
+            action = Action.CREATED
+        elif cleanup or _drifted(existing, dry_run):
+            action = Action.CONFIGURED
+        else:
+            action = Action.UNCHANGED
+        return _Plan(item, info, action, existing, cleanup)
+
+    # Writing.
+
+    async def _execute(self, plan: _Plan, options: ApplyOptions, change_set: ChangeSet) -> None:
+        if plan.action in (Action.UNCHANGED, Action.SKIPPED):
+            return
+        item, info = plan.item, plan.info
+        meta = item.obj["metadata"]
+        namespace, name = meta.get("namespace"), meta["name"]
+
+        def failure(what: str) -> ApplyError:
+            return ApplyError(_masked(f"{item.ref} {what}", item.obj), change_set=change_set)
+
+        if plan.recreate and plan.existing is not None:
+            uid = plan.existing["metadata"].get("uid")
+            try:
+                await self._kube.delete(info, namespace, name, propagation="Background")
+                async with asyncio.timeout(options.wait_timeout):
+                    await self._wait_for(
+                        info,
+                        namespace,
+                        name,
+                        lambda obj: obj is None or obj["metadata"].get("uid") != uid,
+                    )
+            except ApiError as err:
+                message = f"immutable field detected, failed to delete object: {err.message}"
+                raise failure(message) from err
+            except TimeoutError as err:
+                message = "immutable field detected, failed to wait for object to be deleted"
+                raise failure(message) from err
+        elif plan.cleanup:
+            try:
+                await self._kube.patch(
+                    info,
+                    namespace,
+                    name,
+                    plan.cleanup,
+                    content_type=JSON_PATCH,
+                    field_manager=self._field_manager,
+                )
+            except ApiError as err:
+                raise failure(f"metadata.managedFields cleanup failed: {err.message}") from err
+        try:
+            await self._apply(info, item.obj, dry_run=False)
+        except ApiError as err:
+            raise failure(f"apply failed: {err.message}") from err
+
+    async def _apply(
+        self, info: ResourceInfo, obj: Mapping[str, Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        meta = obj["metadata"]
+        query = {"fieldManager": self._field_manager, "force": "true"}
+        if dry_run:
+            query["dryRun"] = "All"
+        path = resource_path(info, meta.get("namespace"), meta["name"])
+        return await self._kube.request(
+            "PATCH", path, query=query, body=obj, content_type=APPLY_PATCH
+        )
+
+    async def _wait_ready(
+        self, plans: Sequence[_Plan], options: ApplyOptions, change_set: ChangeSet
+    ) -> None:
+        """Until every object of ``plans`` is ``Current`` or ``Failed`` (Flux: kstatus
+        ``WaitForSet``); ``ApplyError`` listing those that are not ``Current`` in the end."""
+        last: dict[ObjectRef, tuple[str, str]] = {}
+
+        async def wait_one(plan: _Plan) -> None:
+            def settled(obj: Mapping[str, Any] | None) -> bool:
+                last[plan.item.ref] = status = readiness(obj)
+                return status[0] in ("Current", "Failed")
+
+            meta = plan.item.obj["metadata"]
+            await self._wait_for(plan.info, meta.get("namespace"), meta["name"], settled)
+
+        timed_out = False
+        try:
+            async with asyncio.timeout(options.wait_timeout):
+                results = await asyncio.gather(
+                    *(wait_one(plan) for plan in plans), return_exceptions=True
+                )
+        except TimeoutError:
+            timed_out, results = True, []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        problems = []
+        for plan in plans:
+            status, message = last.get(plan.item.ref, ("Unknown", ""))
+            if status != "Current":
+                problems.append(
+                    f"{plan.item.ref} status: '{status}'" + (f": {message}" if message else "")
+                )
+        if problems:
+            prefix = "timeout waiting for" if timed_out else "failed early due to stalled resources"
+            raise ApplyError(f"{prefix}: [{', '.join(problems)}]", change_set=change_set)
+
+    async def _wait_for(
+        self,
+        info: ResourceInfo,
+        namespace: str | None,
+        name: str,
+        done: Callable[[Mapping[str, Any] | None], bool],
+    ) -> None:
+        """Until ``done(object or None)`` holds, watching the object (no polling)."""
+        while True:
+            obj = await self._kube.get_or_none(info, namespace, name)
+            if done(obj):
+                return
+            if obj is not None:
+                version = obj["metadata"]["resourceVersion"]
+            else:
+                page = await self._kube.request(
+                    "GET", resource_path(info, namespace), query={"limit": "1"}
+                )
+                version = page["metadata"]["resourceVersion"]
+            try:
+                async for event in self._kube.watch(
+                    info, version, namespace=namespace, timeout_seconds=60
+                ):
+                    if event.type == "BOOKMARK":
+                        continue
+                    if (event.object.get("metadata") or {}).get("name") != name:
+                        continue
+                    if done(None if event.type == "DELETED" else event.object):
+                        return
+            except Gone:
+                continue
+
+    # Pruning.
+
+    async def _delete(self, ref: ObjectRef) -> Action:
+        try:
+            info = await self._mapper.resource_for(ref.api_version, ref.kind)
+        except UnknownKind as err:
+            raise _ObjectFailure(ref, f"query failed: {err}") from err
+        namespace = ref.namespace or None
+        try:
+            existing = await self._kube.get_or_none(info, namespace, ref.name)
+        except ApiError as err:
+            raise _ObjectFailure(ref, f"query failed: {err.message}") from err
+        if existing is None:
+            return Action.DELETED
+        labels = (existing.get("metadata") or {}).get("labels") or {}
+        if any(labels.get(key) != value for key, value in self.owner_labels.items()):
+            return Action.SKIPPED
+        if _any_in_metadata(existing, _NOT_PRUNED):
+            return Action.SKIPPED
+        try:
+            await self._kube.delete(info, namespace, ref.name, propagation="Background")
+        except ApiError as err:
+            raise _ObjectFailure(ref, f"delete failed: {err.message}") from err
+        return Action.DELETED
+
+
+class _ObjectFailure(Exception):
+    """One object failed: ``Kind/namespace/name <what>``, a Secret's values masked."""
+
+    def __init__(self, ref: ObjectRef, what: str, obj: Mapping[str, Any] | None = None) -> None:
+        super().__init__(_masked(f"{ref} {what}", obj or {}))
+
+
+def _resource_version(obj: Mapping[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _is_immutable(err: ApiError) -> bool:
+    return err.status in (409, 422) or bool(_IMMUTABLE.search(err.message))
+
+
+def _dry_run_failure(err: ApiError) -> str:
+    """Flux's DryRunErr wording, after the object's name."""
+    if err.status == 404:
+        return f"not found: {err.message}"
+    reason = f" ({err.reason})" if err.reason else ""
+    return f"dry-run failed{reason}: {err.message}"
+
+
+def _set_dependencies(items: Sequence[_Item]) -> tuple[set[tuple[str, str]], frozenset[str]]:
+    """The (group, kind) pairs the set's CRDs define, and the namespaces it creates."""
+    kinds: set[tuple[str, str]] = set()
+    namespaces: set[str] = set()
+    for item in items:
+        if item.stage != Stage.DEFINITIONS:
+            continue
+        if item.ref.kind == "CustomResourceDefinition":
+            spec = item.obj.get("spec") or {}
+            kinds.add((str(spec.get("group") or ""), str((spec.get("names") or {}).get("kind"))))
+        elif item.ref.kind == "Namespace":
+            namespaces.add(item.ref.name)
+    return kinds, frozenset(namespaces)
