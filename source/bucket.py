@@ -21,27 +21,26 @@ S3 with AWS Signature Version 4 (:mod:`source.s3`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from controllers.api import LocalObjectReference, ResourceInfo, parse_duration
+from controllers.api import LocalObjectReference, parse_duration
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
 from source.api_v1 import Bucket
 from source.ignore import IGNORE_FILE, IgnoreRules, InvalidIgnoreFile
 from source.s3 import S3Client, S3Error, S3Object
+from source.secrets import SecretError, proxy_url, secret_data
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import reconcile_storage
 
 __all__ = ["BucketReconciler", "InvalidObjectKey", "check_object_key", "index_revision"]
 
-SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 KIND = "Bucket"
 
 ARTIFACT_IN_STORAGE = "ArtifactInStorage"
@@ -496,19 +495,18 @@ def _stored(revision: str) -> str:
 async def _secret_data(
     client: KubeClient, namespace: str | None, ref: LocalObjectReference
 ) -> dict[str, str]:
-    secret = await client.get_or_none(SECRET, namespace, ref.name)
-    if secret is None:
-        raise _FetchError(f"failed to get secret '{namespace}/{ref.name}': not found", AUTH_FAILED)
-    data: dict[str, Any] = secret.get("data") or {}
-    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+    try:
+        return await secret_data(client, namespace, ref.name)
+    except SecretError as err:
+        # Flux's wording for a missing Secret.
+        why = "not found" if err.missing else str(err)
+        raise _FetchError(
+            f"failed to get secret '{namespace}/{ref.name}': {why}", AUTH_FAILED
+        ) from None
 
 
 def _proxy_url(data: dict[str, str], name: str) -> str:
-    """Flux's proxy Secret: ``address``, optional ``username``/``password``."""
-    address = data.get("address")
-    if not address:
-        raise _FetchError(f"invalid proxy secret '{name}': key 'address' is missing", AUTH_FAILED)
-    if data.get("username") or data.get("password"):
-        scheme, _, rest = address.partition("://")
-        return f"{scheme}://{data.get('username', '')}:{data.get('password', '')}@{rest}"
-    return address
+    try:
+        return proxy_url(data, name)
+    except SecretError as err:
+        raise _FetchError(str(err), AUTH_FAILED) from None

@@ -8,28 +8,26 @@ still there?), source (credentials, ls-remote, skip when nothing moved, checkout
 from __future__ import annotations
 
 import asyncio
-import base64
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from controllers.api import Artifact, LocalObjectReference, ResourceInfo, parse_duration
+from controllers.api import Artifact, LocalObjectReference, parse_duration
 from controllers.artifact import ArtifactError, extract_tarball
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
 from source import git
 from source.api_v1 import GitRepository, GitRepositoryInclude
+from source.secrets import SecretError, proxy_url, secret_data
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import collect_garbage, reconcile_storage
 from source.verify import VerificationError, verify_signature
 
 __all__ = ["GitRepositoryReconciler"]
 
-SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 
 ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 ARTIFACT_OUTDATED = "ArtifactOutdated"
@@ -282,24 +280,17 @@ async def _secret_data(
 ) -> dict[str, str]:
     if ref is None:
         return {}
-    secret = await client.get_or_none(SECRET, namespace, ref.name)
-    if secret is None:
-        raise git.GitError(f"secret '{namespace}/{ref.name}' not found", reason=AUTH_FAILED)
-    data: dict[str, Any] = secret.get("data") or {}
-    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+    try:
+        return await secret_data(client, namespace, ref.name)
+    except SecretError as err:
+        raise git.GitError(str(err), reason=AUTH_FAILED) from None
 
 
 def _proxy_url(data: dict[str, str]) -> str | None:
-    """Flux's proxy Secret: ``address``, optional ``username``/``password``."""
-    if not data:
-        return None
-    address = data.get("address")
-    if not address:
-        raise git.GitError("proxy secret has no 'address'", reason=AUTH_FAILED)
-    if data.get("username"):
-        scheme, _, rest = address.partition("://")
-        return f"{scheme}://{data['username']}:{data.get('password', '')}@{rest}"
-    return address
+    try:
+        return proxy_url(data, "proxySecretRef") if data else None
+    except SecretError as err:
+        raise git.GitError(str(err), reason=AUTH_FAILED) from None
 
 
 def _check_auth(url: str, auth: dict[str, str]) -> None:

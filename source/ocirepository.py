@@ -12,13 +12,10 @@ reference; the artifact file is ``<digest hex>.tar.gz``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from controllers.api import ResourceInfo, parse_duration
 from controllers.artifact import DEFAULT_MAX_SIZE, ArtifactError, extract_tarball
@@ -26,12 +23,12 @@ from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
 from source import oci
 from source.api_v1 import OCIRepository
+from source.secrets import SecretError, proxy_url, secret_data
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import reconcile_storage
 
 __all__ = ["OCIRepositoryReconciler"]
 
-SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 SERVICE_ACCOUNT = ResourceInfo(
     group="", version="v1", kind="ServiceAccount", plural="serviceaccounts"
 )
@@ -379,24 +376,14 @@ async def _credentials(
 
 
 async def _secret_data(client: KubeClient, namespace: str, name: str) -> dict[str, str]:
-    secret = await client.get_or_none(SECRET, namespace, name)
-    if secret is None:
-        raise oci.AuthenticationError(f"secret '{namespace}/{name}' not found")
-    data: dict[str, Any] = secret.get("data") or {}
     try:
-        return {key: base64.b64decode(value).decode() for key, value in data.items()}
-    except (binascii.Error, UnicodeDecodeError):
-        raise oci.AuthenticationError(
-            f"secret '{namespace}/{name}' has a value that is not UTF-8 text"
-        ) from None
+        return await secret_data(client, namespace, name)
+    except SecretError as err:
+        raise oci.AuthenticationError(str(err)) from None
 
 
 def _proxy_url(data: dict[str, str], name: str) -> str:
-    """Flux's proxy Secret: ``address``, optional ``username``/``password``."""
-    address = data.get("address")
-    if not address:
-        raise oci.AuthenticationError(f"secret '{name}' has no proxy 'address'")
-    if data.get("username"):
-        scheme, _, rest = address.partition("://")
-        return f"{scheme}://{data['username']}:{data.get('password', '')}@{rest}"
-    return address
+    try:
+        return proxy_url(data, name)
+    except SecretError as err:
+        raise oci.AuthenticationError(str(err)) from None

@@ -19,7 +19,8 @@ from controllers.artifact import fetch_artifact
 from controllers.envtest import ControlPlane, free_port
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
-from source.gitrepository import SECRET, GitRepositoryReconciler
+from source.gitrepository import GitRepositoryReconciler
+from source.secrets import SECRET
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.gitserver import (

@@ -9,6 +9,7 @@ import pytest
 
 from controllers.api import CustomResource, parse_duration
 from source.api_v1 import GitRepository
+from source.secrets import SecretError, proxy_url
 
 
 @pytest.mark.parametrize(
@@ -95,3 +96,29 @@ def test_a_kind_without_spec_is_never_suspended() -> None:
     resource = CustomResource.model_validate({"metadata": {"name": "x"}, "suspend": True})
 
     assert resource.suspended is False
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param({"address": "http://proxy:3128"}, "http://proxy:3128", id="no-credentials"),
+        pytest.param(
+            {"address": "http://proxy:3128", "username": "u", "password": "p"},
+            "http://u:p@proxy:3128",
+            id="credentials",
+        ),
+        pytest.param(
+            {"address": "http://proxy:3128", "username": "me@corp", "password": "a/b@c:d"},
+            "http://me%40corp:a%2Fb%40c%3Ad@proxy:3128",
+            id="credentials-that-need-quoting",
+        ),
+    ],
+)
+def test_proxy_url(data: dict[str, str], expected: str) -> None:
+    assert proxy_url(data, "ns/proxy") == expected
+
+
+def test_proxy_secret_without_address_names_the_secret_only() -> None:
+    with pytest.raises(SecretError, match="proxy secret 'ns/proxy' has no 'address'") as err:
+        proxy_url({"username": "u", "password": "hunter2"}, "ns/proxy")
+    assert "hunter2" not in str(err.value)
