@@ -154,12 +154,10 @@ async def build(
         output = await _run_kustomize(kustomize, entry, workdir, tree, timeout)
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
-    objects = await asyncio.to_thread(_parse_objects, output)
-    if spec.common_metadata is not None:
-        set_common_metadata(
-            objects, spec.common_metadata.labels or {}, spec.common_metadata.annotations or {}
-        )
-    return objects
+    # commonMetadata is not applied here: Flux sets it after decryption and substitution
+    # (set_common_metadata), so ${var} in it stays literal and its annotations do not turn
+    # substitution off.
+    return await asyncio.to_thread(_parse_objects, output)
 
 
 def set_common_metadata(

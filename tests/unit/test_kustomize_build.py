@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kustomize.api_v1 import KustomizationSpec
-from kustomize.build import BuildError, build, find_kustomize
+from kustomize.build import BuildError, build, find_kustomize, set_common_metadata
 
 Objects = list[dict[str, Any]]
 
@@ -46,14 +46,20 @@ async def render(
     *,
     allow_remote_bases: bool = False,
 ) -> Objects:
-    return await build(
+    """build(), then commonMetadata as the reconciler applies it (after substitution)."""
+    kustomization = spec(**(fields or {}))
+    objects = await build(
         root,
         path,
-        spec(**(fields or {})),
+        kustomization,
         kustomize=kustomize,
         allow_remote_bases=allow_remote_bases,
         timeout=30,
     )
+    if kustomization.common_metadata is not None:
+        metadata = kustomization.common_metadata
+        set_common_metadata(objects, metadata.labels or {}, metadata.annotations or {})
+    return objects
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
