@@ -175,6 +175,8 @@ class GitRepos:
             sha = self._git(
                 repo, "commit-tree", tree, *parents, *signing, "-m", message, env=gpg_env
             )
+            if sign_with:
+                sign_with.stop_agent()
         self._git(repo, "update-ref", f"refs/heads/{branch}", sha, current or "0" * 40)
         return sha
 
@@ -788,7 +790,17 @@ class GpgKey:
         fingerprint = next(
             line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr")
         )
-        return cls(home, fingerprint, gpg("--armor", "--export", fingerprint))
+        key = cls(home, fingerprint, gpg("--armor", "--export", fingerprint))
+        key.stop_agent()
+        return key
+
+    def stop_agent(self) -> None:
+        """Stop this home's gpg-agent; gpg starts it again when it next needs it."""
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
 
 
 @dataclass(frozen=True)
