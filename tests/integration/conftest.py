@@ -12,7 +12,8 @@ import pytest
 from controllers.conditions import kstatus_violations
 from controllers.envtest import ControlPlane, free_port
 from controllers.kube import KubeClient
-from source.api_v1 import GitRepository, OCIRepository
+from kustomize.api_v1 import Kustomization
+from source.api_v1 import Bucket, GitRepository, OCIRepository
 from source.gitrepository import GitRepositoryReconciler
 from source.ocirepository import OCIRepositoryReconciler
 from source.server import start_artifact_server
@@ -23,7 +24,7 @@ from tests.integration.kinds import NAMESPACE
 pytestmark = pytest.mark.integration
 
 # Kinds whose objects the namespace fixture unblocks (finalizers) and checks against kstatus.
-RECONCILED_KINDS = (GitRepository.info, OCIRepository.info)
+RECONCILED_KINDS = (GitRepository.info, OCIRepository.info, Bucket.info, Kustomization.info)
 
 
 @pytest.fixture

@@ -1,0 +1,164 @@
+"""Kustomization end to end: Git → source artifact → kustomize build → apply → prune."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controllers.api import ResourceInfo
+from controllers.envtest import ControlPlane, free_port
+from controllers.kube import KubeClient
+from controllers.reconcile import REQUESTED_AT
+from kustomize.api_v1 import Kustomization
+from kustomize.build import find_kustomize
+from kustomize.kustomization import KustomizationReconciler
+from source.gitrepository import GitRepositoryReconciler
+from source.server import start_artifact_server
+from source.storage import ArtifactStorage
+from tests.gitserver import GitDaemon, GitRepos
+from tests.integration.harness import is_ready, options, running, wait_for_object
+from tests.integration.kinds import GITREPO
+
+pytestmark = pytest.mark.integration
+
+KS = Kustomization.info
+CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
+
+
+@pytest.fixture
+async def controllers(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> AsyncIterator[None]:
+    """The source and kustomize reconcilers, as two managers, and the artifact server."""
+    port = free_port()
+    storage = ArtifactStorage(tmp_path / "storage", f"127.0.0.1:{port}")
+    server = await start_artifact_server(tmp_path / "storage", "127.0.0.1", port)
+    source = options(control_plane, namespace, name="source-controller")
+    applier = options(control_plane, namespace, name="kustomize-controller")
+    try:
+        async with (
+            running(source, [GitRepositoryReconciler(storage)]),
+            running(applier, [KustomizationReconciler(kustomize=find_kustomize())]),
+        ):
+            yield
+    finally:
+        await server.cleanup()
+
+
+def config_map(name: str, value: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value}\n"
+
+
+def applied(revision: str) -> Callable[[dict[str, Any]], bool]:
+    def check(obj: dict[str, Any]) -> bool:
+        status = obj.get("status") or {}
+        return bool(status.get("lastAppliedRevision") == revision and is_ready(obj))
+
+    return check
+
+
+def attempted_and_failed(revision: str) -> Callable[[dict[str, Any]], bool]:
+    def check(obj: dict[str, Any]) -> bool:
+        status = obj.get("status") or {}
+        conditions: list[dict[str, Any]] = status.get("conditions") or []
+        ready = next((c for c in conditions if c["type"] == "Ready"), {})
+        return bool(
+            status.get("lastAttemptedRevision") == revision and ready.get("status") == "False"
+        )
+
+    return check
+
+
+async def new_revision(kube: KubeClient, namespace: str, commit: str) -> str:
+    """Ask the source for the commit, then the Kustomization for a run."""
+    await kube.patch(
+        GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: commit}}}
+    )
+    source = await wait_for_object(
+        kube,
+        GITREPO,
+        namespace,
+        "app",
+        lambda o: (o.get("status") or {}).get("artifact", {}).get("revision", "").endswith(commit),
+    )
+    await kube.patch(KS, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: commit}}})
+    return str(source["status"]["artifact"]["revision"])
+
+
+async def test_apply_prune_and_an_invalid_manifest(
+    kube: KubeClient,
+    namespace: str,
+    controllers: None,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+) -> None:
+    repo = f"ks-{namespace}"
+    git_repos.create(repo)
+    first = git_repos.commit(
+        repo,
+        {"deploy/a.yaml": config_map("a", "one"), "deploy/b.yaml": config_map("b", "two")},
+        "a and b",
+    )
+    await kube.create(
+        GITREPO,
+        {
+            "apiVersion": GITREPO.api_version,
+            "kind": "GitRepository",
+            "metadata": {"name": "app", "namespace": namespace},
+            "spec": {"url": git_daemon.url(repo), "interval": "10m", "ref": {"branch": "main"}},
+        },
+    )
+    # No source watch yet: a Kustomization made before its source has an artifact waits a
+    # retryInterval, so start it once the source is ready.
+    await wait_for_object(kube, GITREPO, namespace, "app", is_ready)
+    await kube.create(
+        KS,
+        {
+            "apiVersion": KS.api_version,
+            "kind": "Kustomization",
+            "metadata": {"name": "app", "namespace": namespace},
+            "spec": {
+                "interval": "10m",
+                "path": "./deploy",
+                "prune": True,
+                "targetNamespace": namespace,
+                "sourceRef": {"kind": "GitRepository", "name": "app"},
+            },
+        },
+    )
+    obj = await wait_for_object(kube, KS, namespace, "app", applied(f"main@sha1:{first}"))
+    assert sorted(e["id"] for e in obj["status"]["inventory"]["entries"]) == [
+        f"{namespace}_a__ConfigMap",
+        f"{namespace}_b__ConfigMap",
+    ]
+    a = await kube.get(CONFIG_MAP, namespace, "a")
+    assert a["data"] == {"value": "one"}
+    assert a["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "app"
+
+    # A commit that removes b: b is pruned, a stays.
+    second = git_repos.commit(repo, {"deploy/b.yaml": None}, "drop b")
+    revision = await new_revision(kube, namespace, second)
+    await wait_for_object(kube, KS, namespace, "app", applied(revision))
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "b") is None
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "a") is not None
+
+    # An invalid manifest beside a new valid one: nothing is applied, the reason says why.
+    broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata: not-a-map\n"
+    third = git_repos.commit(
+        repo, {"deploy/c.yaml": config_map("c", "three"), "deploy/bad.yaml": broken}, "bad"
+    )
+    revision3 = await new_revision(kube, namespace, third)
+    failed = await wait_for_object(kube, KS, namespace, "app", attempted_and_failed(revision3))
+    ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+    assert "bad" in ready["message"]
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "c") is None
+    assert failed["status"]["lastAppliedRevision"] == revision
+
+    # Reverting the bad commit recovers.
+    fourth = git_repos.commit(repo, {"deploy/bad.yaml": None}, "revert bad")
+    revision4 = await new_revision(kube, namespace, fourth)
+    await wait_for_object(kube, KS, namespace, "app", applied(revision4))
+    assert (await kube.get(CONFIG_MAP, namespace, "c"))["data"] == {"value": "three"}
