@@ -84,8 +84,14 @@ async def https_bridge(
     bridge = Bridge("")
     with tempfile.TemporaryDirectory(prefix="weir-tls-") as scratch:
         context = _tls_context(auth, Path(scratch))
+        # No keep-alive: a proxy may drop an idle connection the pool would then reuse.
         async with httpx.AsyncClient(
-            verify=context, proxy=proxy, timeout=timeout, auth=basic, headers=headers
+            verify=context,
+            proxy=proxy,
+            timeout=timeout,
+            auth=basic,
+            headers=headers,
+            limits=httpx.Limits(max_keepalive_connections=0),
         ) as client:
 
             async def forward(request: web.Request) -> web.StreamResponse:
@@ -108,8 +114,14 @@ async def https_bridge(
                     kept.pop("content-encoding", None)  # httpx hands over decoded bytes
                     response = web.StreamResponse(status=answer.status_code, headers=kept)
                     await response.prepare(request)
-                    async for chunk in answer.aiter_bytes():
-                        await response.write(chunk)
+                    try:
+                        async for chunk in answer.aiter_bytes():
+                            await response.write(chunk)
+                    except httpx.HTTPError as err:
+                        # Cut short: libgit2 sees a broken response, the reason is kept here.
+                        bridge.errors.append(f"{upstream}: {type(err).__name__}: {err}")
+                        response.force_close()
+                        return response
                     await response.write_eof()
                     return response
                 finally:
