@@ -78,6 +78,10 @@ class Informer:
     def keys(self) -> list[str]:
         return list(self._cache)
 
+    def objects(self) -> list[dict[str, Any]]:
+        """Every object the informer holds now."""
+        return list(self._cache.values())
+
     async def run(self) -> None:
         """List and watch until cancelled."""
         resource_version: str | None = None

@@ -23,7 +23,7 @@ from controllers.kube import KubeClient
 from controllers.leader import LeaderElector, LostLeadership
 from controllers.metrics import Metrics
 from controllers.queue import ExponentialBackoff, QueueShutDown, WorkQueue
-from controllers.reconcile import Controller, Outcome, Reconciler
+from controllers.reconcile import Controller, Outcome, Reconciler, Watch
 
 __all__ = ["Manager", "Options", "Service"]
 
@@ -172,6 +172,10 @@ class Manager:
             )
             self.informers.append(informer)
             background.append(asyncio.create_task(informer.run()))
+            for watch in getattr(reconciler, "watches", ()):
+                related = _related_informer(client, watch, informer, queue, namespace)
+                self.informers.append(related)
+                background.append(asyncio.create_task(related.run()))
             for _ in range(opts.concurrent):
                 workers.append(asyncio.create_task(_work(queue, controller)))
         if elector is not None:
@@ -230,6 +234,18 @@ class Manager:
             body=self.metrics.exposition(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
+
+
+def _related_informer(
+    client: KubeClient, watch: Watch, primary: Informer, queue: WorkQueue, namespace: str | None
+) -> Informer:
+    """An informer on ``watch.info`` whose changes requeue the primary objects it names."""
+
+    def requeue(key: str, old: Any, new: Any) -> None:
+        for primary_key in watch.requeue(old, new, primary.objects()):
+            queue.add(primary_key)
+
+    return Informer(client, watch.info, requeue, namespace=namespace)
 
 
 async def _work(queue: WorkQueue, controller: Controller[Any]) -> None:

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import structlog
 
 from controllers import conditions as cond
-from controllers.api import Condition, CustomResource, parse_duration
+from controllers.api import Condition, CustomResource, ResourceInfo, parse_duration
 from controllers.events import EventRecorder, EventType
 from controllers.kube import KubeClient
 from controllers.metrics import Metrics
@@ -41,6 +41,7 @@ __all__ = [
     "Stalling",
     "Step",
     "Waiting",
+    "Watch",
 ]
 
 FINALIZER = "finalizers.fluxcd.io"
@@ -142,6 +143,21 @@ class Reconciler(Protocol[T]):
     def steps(self) -> Sequence[Step[T]]: ...
 
     async def finalize(self, ctx: RunContext, obj: T) -> None: ...
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Another kind whose changes requeue this controller's objects (Flux's source watches).
+
+    ``requeue(old, new, primaries)`` gets a changed object of ``info`` (either side may be
+    None) and every object of the controller's own kind the process knows, and returns the
+    keys to reconcile again.
+    """
+
+    info: ResourceInfo
+    requeue: Callable[
+        [dict[str, Any] | None, dict[str, Any] | None, Iterable[dict[str, Any]]], Iterable[str]
+    ]
 
 
 @dataclass(frozen=True)

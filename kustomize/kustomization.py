@@ -7,7 +7,7 @@ apply (staged server-side apply, inventory, prune). Health checks and dependsOn 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from controllers.api import Artifact, ResourceInfo
 from controllers.artifact import ArtifactError, fetch_artifact
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
-from controllers.reconcile import ReconcileError, Result, RunContext, Step, Waiting
+from controllers.reconcile import ReconcileError, Result, RunContext, Step, Waiting, Watch
 from kustomize import inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply import ApplyOptions, PruneError, ResourceManager
@@ -61,6 +61,11 @@ class KustomizationReconciler:
     def steps(self) -> Sequence[Step[Kustomization]]:
         return [self.reconcile_source, self.reconcile_build, self.reconcile_apply]
 
+    @property
+    def watches(self) -> Sequence[Watch]:
+        """A source whose artifact revision changes requeues the Kustomizations using it."""
+        return [Watch(_source_info(kind), _users_of_new_artifact) for kind in SOURCE_PLURALS]
+
     def _manager(self, client: KubeClient, obj: Kustomization) -> ResourceManager:
         if self._mapper is None:
             self._mapper = RestMapper(client)
@@ -90,10 +95,7 @@ class KustomizationReconciler:
                 f"source kind '{ref.kind}' is not supported", reason=ARTIFACT_FAILED
             )
         namespace = ref.namespace or obj.metadata.namespace
-        info = ResourceInfo(
-            group="source.toolkit.fluxcd.io", version="v1", kind=ref.kind, plural=plural
-        )
-        source = await ctx.client.get_or_none(info, namespace, ref.name)
+        source = await ctx.client.get_or_none(_source_info(ref.kind), namespace, ref.name)
         name = f"{ref.kind}/{namespace}/{ref.name}"
         if source is None:
             raise Waiting(
@@ -176,6 +178,35 @@ class KustomizationReconciler:
         if text:
             ctx.notify("ReconciliationSucceeded", text, revision=run.revision)
         return Result(message=f"Applied revision: {run.revision}")
+
+
+def _source_info(kind: str) -> ResourceInfo:
+    return ResourceInfo(
+        group="source.toolkit.fluxcd.io", version="v1", kind=kind, plural=SOURCE_PLURALS[kind]
+    )
+
+
+def _revision(source: dict[str, Any] | None) -> str | None:
+    artifact = ((source or {}).get("status") or {}).get("artifact") or {}
+    revision = artifact.get("revision")
+    return str(revision) if revision else None
+
+
+def _users_of_new_artifact(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, kustomizations: Iterable[dict[str, Any]]
+) -> list[str]:
+    """Keys of the Kustomizations referring to ``new`` when its artifact revision changed."""
+    if new is None or _revision(new) is None or _revision(old) == _revision(new):
+        return []
+    kind, meta = new.get("kind"), new.get("metadata") or {}
+    keys = []
+    for ks in kustomizations:
+        ks_meta = ks.get("metadata") or {}
+        ref = (ks.get("spec") or {}).get("sourceRef") or {}
+        same_namespace = (ref.get("namespace") or ks_meta.get("namespace")) == meta.get("namespace")
+        if ref.get("kind") == kind and ref.get("name") == meta.get("name") and same_namespace:
+            keys.append(f"{ks_meta.get('namespace')}/{ks_meta.get('name')}")
+    return keys
 
 
 def _entries(obj: Kustomization) -> list[dict[str, str]]:

@@ -73,7 +73,7 @@ def attempted_and_failed(revision: str) -> Callable[[dict[str, Any]], bool]:
 
 
 async def new_revision(kube: KubeClient, namespace: str, commit: str) -> str:
-    """Ask the source for the commit, then the Kustomization for a run."""
+    """Ask the source for the commit; the source watch brings the Kustomization along."""
     await kube.patch(
         GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: commit}}}
     )
@@ -84,7 +84,6 @@ async def new_revision(kube: KubeClient, namespace: str, commit: str) -> str:
         "app",
         lambda o: (o.get("status") or {}).get("artifact", {}).get("revision", "").endswith(commit),
     )
-    await kube.patch(KS, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: commit}}})
     return str(source["status"]["artifact"]["revision"])
 
 
@@ -111,9 +110,8 @@ async def test_apply_prune_and_an_invalid_manifest(
             "spec": {"url": git_daemon.url(repo), "interval": "10m", "ref": {"branch": "main"}},
         },
     )
-    # No source watch yet: a Kustomization made before its source has an artifact waits a
-    # retryInterval, so start it once the source is ready.
-    await wait_for_object(kube, GITREPO, namespace, "app", is_ready)
+    # Made at once, before its source has an artifact: the source watch requeues it when the
+    # artifact arrives (its retryInterval is 10m).
     await kube.create(
         KS,
         {
