@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import hmac
-import ipaddress
 import os
 import pwd
 import secrets
@@ -36,12 +34,11 @@ from pathlib import Path
 from typing import IO, Literal
 
 from aiohttp import BasicAuth, web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from controllers.envtest import die_with_parent, free_port
+from tests.testpki import TLSFiles
 
 __all__ = [
     "GitDaemon",
@@ -349,70 +346,11 @@ class GitDaemon:
 # HTTP(S)
 
 
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer[0].subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if issuer is None:
-        usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-        builder = builder.add_extension(usage, critical=True).add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-    else:
-        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = (
-            builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [
-                        x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
-                        x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,  # the client pair too
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
-                critical=False,
-            )
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
 def _write_tls_files(directory: Path) -> tuple[Path, Path, Path]:
     """A CA, a server pair for 127.0.0.1 and localhost, and a client pair (client.crt,
     client.key, for mutual TLS) in ``directory``: returns (ca.crt, server.crt, server.key)."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("weir-test-git-ca", ca_key, None)
-    ca_file = directory / "ca.crt"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for role, subject in (("server", "127.0.0.1"), ("client", "weir-test-client")):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(subject, key, (ca, ca_key))
-        (directory / f"{role}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file = directory / f"{role}.key"
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_file.chmod(0o600)
-    return ca_file, directory / "server.crt", directory / "server.key"
+    files = TLSFiles.create(directory)
+    return files.ca, files.server_cert, files.server_key
 
 
 @dataclass(frozen=True)

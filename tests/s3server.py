@@ -15,10 +15,9 @@ run leaves none behind.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -32,13 +31,10 @@ from aiohttp import ClientSession, ClientTimeout, web
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from controllers.envtest import die_with_parent, ensure_binaries, find_binary, free_port
+from tests.testpki import TLSFiles
 
 __all__ = ["ListingRewriter", "S3Server", "S3ServerError"]
 
@@ -196,44 +192,12 @@ class S3Server:
 def _write_certificates(directory: Path) -> str:
     """A CA and a serving pair for 127.0.0.1 in MinIO's ``public.crt``/``private.key``; the CA
     certificate as PEM."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("weir-s3-ca", ca_key, None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    serving = _certificate("127.0.0.1", key, (ca, ca_key))
-    (directory / "public.crt").write_bytes(serving.public_bytes(serialization.Encoding.PEM))
-    (directory / "private.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ca.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer[0].subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(subject))]),
-            critical=False,
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+    pki = directory.parent / f"{directory.name}-pki"
+    pki.mkdir(exist_ok=True)
+    files = TLSFiles.create(pki)
+    shutil.copy(files.server_cert, directory / "public.crt")
+    shutil.copy(files.server_key, directory / "private.key")
+    return files.ca.read_text()
 
 
 class ListingRewriter:
