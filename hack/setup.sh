@@ -9,6 +9,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=()
 command -v git >/dev/null || packages+=(git)
+# gpg verifies commit signatures (spec.verify) and decrypts SOPS PGP keys.
+command -v gpg >/dev/null && command -v gpgconf >/dev/null || packages+=(gnupg)
 command -v go >/dev/null || packages+=(golang-go)
 # sshd serves the Git repositories of the GitRepository tests over ssh://.
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
