@@ -52,9 +52,22 @@ class KustomizationReconciler:
     model = Kustomization
     owned_conditions: tuple[str, ...] = ()
 
-    def __init__(self, *, kustomize: Path, allow_remote_bases: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        kustomize: Path,
+        allow_remote_bases: bool = True,
+        no_cross_namespace_refs: bool = False,
+        default_service_account: str = "",
+        requeue_dependency: float = 30.0,
+        strict_substitution: bool = False,
+    ) -> None:
         self.kustomize = kustomize
         self.allow_remote_bases = allow_remote_bases
+        self.no_cross_namespace_refs = no_cross_namespace_refs
+        self.default_service_account = default_service_account
+        self.requeue_dependency = requeue_dependency
+        self.strict_substitution = strict_substitution
         self._mapper: RestMapper | None = None
 
     @property
@@ -145,7 +158,10 @@ class KustomizationReconciler:
             if spec.post_build is not None:
                 variables = await load_variables(ctx.client, namespace, spec.post_build)
                 objects = substitute_objects(
-                    objects, variables, always=obj.substitute_strategy == "Always"
+                    objects,
+                    variables,
+                    strict=self.strict_substitution,
+                    always=obj.substitute_strategy == "Always",
                 )
         except (BuildError, DecryptionError, SubstitutionError) as err:
             raise ReconcileError(str(err), reason=BUILD_FAILED) from err

@@ -1,0 +1,72 @@
+"""``python -m kustomize``: the kustomize controller process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from controllers.cmd import build_parser, main
+from controllers.reconcile import Reconciler
+from kustomize.build import find_kustomize
+from kustomize.kustomization import KustomizationReconciler
+
+NAME = "kustomize-controller"
+FEATURE_GATES = {"StrictPostBuildSubstitutions": False}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = build_parser(NAME)
+    p.add_argument("--kustomize", default=None, help="path to the kustomize binary")
+    p.add_argument(
+        "--no-remote-bases",
+        action="store_true",
+        help="refuse kustomizations that pull bases or components from remote locations",
+    )
+    p.add_argument(
+        "--no-cross-namespace-refs",
+        action="store_true",
+        help="refuse references to sources, dependencies and Secrets in other namespaces",
+    )
+    p.add_argument(
+        "--default-service-account",
+        default="",
+        help="service account to impersonate when a Kustomization names none",
+    )
+    p.add_argument(
+        "--feature-gates",
+        type=feature_gates,
+        default={},
+        help="comma-separated Name=true|false: " + ", ".join(FEATURE_GATES),
+    )
+    return p
+
+
+def feature_gates(text: str) -> dict[str, bool]:
+    """``A=true,B=false`` → ``{"A": True, "B": False}``; unknown gates are an error."""
+    gates: dict[str, bool] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if name not in FEATURE_GATES or not sep or value.lower() not in ("true", "false"):
+            known = ", ".join(FEATURE_GATES)
+            raise argparse.ArgumentTypeError(f"invalid feature gate {item!r} (known: {known})")
+        gates[name] = value.lower() == "true"
+    return gates
+
+
+def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
+    gates = {**FEATURE_GATES, **args.feature_gates}
+    return [
+        KustomizationReconciler(
+            kustomize=find_kustomize(args.kustomize),
+            allow_remote_bases=not args.no_remote_bases,
+            no_cross_namespace_refs=args.no_cross_namespace_refs,
+            default_service_account=args.default_service_account,
+            requeue_dependency=args.requeue_dependency,
+            strict_substitution=gates["StrictPostBuildSubstitutions"],
+        )
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main(NAME, reconcilers, parser=parser()))
