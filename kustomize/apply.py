@@ -65,6 +65,7 @@ from controllers.kube import (
     resource_path,
 )
 from controllers.reconcile import ReconcileError
+from kustomize import health
 from kustomize.inventory import ObjectRef, sort_key
 
 __all__ = [
@@ -80,7 +81,6 @@ __all__ = [
     "PruneError",
     "ResourceManager",
     "Stage",
-    "readiness",
     "stage_of",
     "take_over_managed_fields",
 ]
@@ -234,34 +234,6 @@ def stage_of(obj: Mapping[str, Any]) -> Stage:
     if kind.endswith("Class"):
         return Stage.CLASSES
     return Stage.RESOURCES
-
-
-def readiness(obj: Mapping[str, Any] | None) -> tuple[str, str]:
-    """A kstatus-like ``(status, message)`` for a definition or class object: ``Current``,
-    ``InProgress``, ``Failed`` or ``NotFound``. CRDs are current once ``Established``."""
-    if obj is None:
-        return "NotFound", ""
-    meta = obj.get("metadata") or {}
-    if meta.get("deletionTimestamp"):
-        return "InProgress", "terminating"
-    status = obj.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
-    if obj.get("kind") == "CustomResourceDefinition":
-        names = conditions.get("NamesAccepted") or {}
-        if names.get("status") == "False":
-            return "Failed", str(names.get("message") or "names not accepted")
-        established = conditions.get("Established") or {}
-        if established.get("status") == "True":
-            return "Current", ""
-        return "InProgress", str(established.get("message") or "not established")
-    observed, generation = status.get("observedGeneration"), meta.get("generation")
-    if observed is not None and generation is not None and observed < generation:
-        return "InProgress", "not observed yet"
-    if (conditions.get("Stalled") or {}).get("status") == "True":
-        return "Failed", str(conditions["Stalled"].get("message") or "stalled")
-    if (conditions.get("Reconciling") or {}).get("status") == "True":
-        return "InProgress", str(conditions["Reconciling"].get("message") or "reconciling")
-    return "Current", ""
 
 
 def _any_in_metadata(obj: Mapping[str, Any] | None, selector: Mapping[str, str]) -> bool:
@@ -724,39 +696,13 @@ class ResourceManager:
     async def _wait_ready(
         self, plans: Sequence[_Plan], options: ApplyOptions, change_set: ChangeSet
     ) -> None:
-        """Until every object of ``plans`` is ``Current`` or ``Failed`` (Flux: kstatus
-        ``WaitForSet``); ``ApplyError`` listing those that are not ``Current`` in the end."""
-        last: dict[ObjectRef, tuple[str, str]] = {}
-
-        async def wait_one(plan: _Plan) -> None:
-            def settled(obj: Mapping[str, Any] | None) -> bool:
-                last[plan.item.ref] = status = readiness(obj)
-                return status[0] in ("Current", "Failed")
-
-            meta = plan.item.obj["metadata"]
-            await self._wait_for(plan.info, meta.get("namespace"), meta["name"], settled)
-
-        timed_out = False
+        """Until every object of ``plans`` is ``Current`` (Flux: kstatus ``WaitForSet``);
+        ``ApplyError`` with Flux's message when one fails or the wait times out."""
+        refs = [plan.item.ref for plan in plans]
         try:
-            async with asyncio.timeout(options.wait_timeout):
-                results = await asyncio.gather(
-                    *(wait_one(plan) for plan in plans), return_exceptions=True
-                )
-        except TimeoutError:
-            timed_out, results = True, []
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        problems = []
-        for plan in plans:
-            status, message = last.get(plan.item.ref, ("Unknown", ""))
-            if status != "Current":
-                problems.append(
-                    f"{plan.item.ref} status: '{status}'" + (f": {message}" if message else "")
-                )
-        if problems:
-            prefix = "timeout waiting for" if timed_out else "failed early due to stalled resources"
-            raise ApplyError(f"{prefix}: [{', '.join(problems)}]", change_set=change_set)
+            await health.wait_for(self._kube, self._mapper, refs, options.wait_timeout)
+        except health.HealthCheckError as err:
+            raise ApplyError(err.message, change_set=change_set) from err
 
     async def _wait_for(
         self,
