@@ -2,24 +2,33 @@
 
 kubernetes-asyncio handles kubeconfig, in-cluster config and TLS; this module adds generic
 resource paths, client-side rate limiting (``--kube-api-qps``/``--kube-api-burst``), a typed
-error hierarchy and a line-by-line watch stream with an inactivity timeout.
+error hierarchy, a line-by-line watch stream with an inactivity timeout, impersonating views
+of a client, and clients for self-contained kubeconfigs held in memory (remote clusters).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import copy
 import json
 import os
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio.config.exec_provider import ExecProvider
+from kubernetes_asyncio.config.kube_config import ConfigNode
 
 from controllers.api import ResourceInfo
 
@@ -28,8 +37,10 @@ __all__ = [
     "Conflict",
     "Gone",
     "KubeClient",
+    "KubeConfigError",
     "NotFound",
     "WatchEvent",
+    "current_cluster_and_user",
 ]
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -60,6 +71,112 @@ class Conflict(ApiError):
 
 class Gone(ApiError):
     """410: the requested resourceVersion is older than the server keeps."""
+
+
+class KubeConfigError(ValueError):
+    """A kubeconfig that cannot be used: malformed, or not self-contained."""
+
+
+# Kubeconfig keys naming files of this machine: a kubeconfig held in a Secret must not make
+# the process read its own files (its service account token, say).
+_CLUSTER_FILE_KEYS = frozenset({"certificate-authority"})
+_USER_FILE_KEYS = frozenset({"client-certificate", "client-key", "tokenFile"})
+_IMPERSONATION_KEYS = frozenset({"as", "as-uid", "as-groups", "as-user-extra"})
+
+
+def _named_entry(config: Mapping[str, Any], section: str, name: str) -> Mapping[str, Any]:
+    """The body of entry ``name`` of a kubeconfig list (``clusters`` -> ``cluster``)."""
+    kind = section[:-1]
+    for entry in config.get(section) or []:
+        if isinstance(entry, Mapping) and entry.get("name") == name:
+            body = entry.get(kind)
+            if not isinstance(body, Mapping):
+                raise KubeConfigError(f'kubeconfig {kind} "{name}" has no {kind} section')
+            return body
+    raise KubeConfigError(f'kubeconfig has no {kind} named "{name}"')
+
+
+def current_cluster_and_user(config: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """The cluster and user sections of a kubeconfig's current context (user may be empty)."""
+    if not isinstance(config, Mapping):
+        raise KubeConfigError("kubeconfig is not a mapping")
+    current = config.get("current-context")
+    if not current:
+        raise KubeConfigError("kubeconfig has no current-context")
+    context = _named_entry(config, "contexts", str(current))
+    cluster = _named_entry(config, "clusters", str(context.get("cluster") or ""))
+    user = _named_entry(config, "users", str(context["user"])) if context.get("user") else {}
+    return cluster, user
+
+
+def _decoded(section: Mapping[str, Any], key: str) -> bytes:
+    try:
+        return base64.b64decode(str(section[key]), validate=True)
+    except binascii.Error:
+        raise KubeConfigError(f"kubeconfig {key} is not valid base64") from None
+
+
+async def _run_exec_plugin(spec: Any) -> dict[str, Any]:
+    """The ``status`` of an ExecCredential from the kubeconfig's ``exec`` plugin."""
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+            status = await ExecProvider(ConfigNode("exec", spec)).run()
+    except (ConfigException, OSError) as err:
+        raise KubeConfigError(f"exec plugin failed: {str(err)[:500]}") from None
+    except TimeoutError:
+        raise KubeConfigError("exec plugin did not answer in time") from None
+    if not isinstance(status, dict):
+        raise KubeConfigError("exec plugin returned no status")
+    return status
+
+
+async def _kubeconfig_configuration(config: Any, files: Path) -> k8s_client.Configuration:
+    """A client configuration for a self-contained kubeconfig; PEM files go under ``files``."""
+    cluster, user = current_cluster_and_user(config)
+    local = sorted((_CLUSTER_FILE_KEYS & cluster.keys()) | (_USER_FILE_KEYS & user.keys()))
+    if local:
+        raise KubeConfigError(
+            f"kubeconfig refers to local files ({', '.join(local)}); only inline data is supported"
+        )
+    if "auth-provider" in user:
+        raise KubeConfigError("kubeconfig auth-provider plugins are not supported")
+    if _IMPERSONATION_KEYS & user.keys():
+        raise KubeConfigError("kubeconfig impersonation (as) is not supported")
+    server = str(cluster.get("server") or "").rstrip("/")
+    if not server:
+        raise KubeConfigError("kubeconfig cluster has no server")
+    configuration = k8s_client.Configuration()
+    configuration.host = server
+    configuration.verify_ssl = not cluster.get("insecure-skip-tls-verify", False)
+    configuration.tls_server_name = cluster.get("tls-server-name") or None
+    configuration.proxy = cluster.get("proxy-url") or None
+    if "certificate-authority-data" in cluster:
+        (files / "ca.crt").write_bytes(_decoded(cluster, "certificate-authority-data"))
+        configuration.ssl_ca_cert = str(files / "ca.crt")
+    cert = _decoded(user, "client-certificate-data") if "client-certificate-data" in user else b""
+    key = _decoded(user, "client-key-data") if "client-key-data" in user else b""
+    token = str(user.get("token") or "")
+    if "exec" in user:
+        status = await _run_exec_plugin(user["exec"])
+        token = str(status.get("token") or "")
+        if status.get("clientCertificateData"):
+            cert = str(status["clientCertificateData"]).encode()
+            key = str(status.get("clientKeyData") or "").encode()
+    if bool(cert) != bool(key):
+        raise KubeConfigError("kubeconfig has a client certificate without its key, or a key alone")
+    if cert:
+        (files / "client.crt").write_bytes(cert)
+        (files / "client.key").write_bytes(key)
+        configuration.cert_file, configuration.key_file = (
+            str(files / "client.crt"),
+            str(files / "client.key"),
+        )
+    if token:
+        configuration.api_key["BearerToken"] = f"Bearer {token}"
+    elif user.get("username") and user.get("password"):
+        basic = base64.b64encode(f"{user['username']}:{user['password']}".encode()).decode()
+        configuration.api_key["BearerToken"] = f"Basic {basic}"
+    return configuration
 
 
 def _error_for(status: int, body: bytes | str) -> ApiError:
@@ -131,6 +248,9 @@ class KubeClient:
     def __init__(self, api: k8s_client.ApiClient, *, qps: float = 50, burst: int = 300) -> None:
         self._api = api
         self._limit = _TokenBucket(qps, burst)
+        # Sent with every request; views from impersonating() share _api and _limit.
+        self._identity_headers: dict[str, str] = {}
+        self._owns_api = True
 
     @classmethod
     async def connect(
@@ -147,12 +267,37 @@ class KubeClient:
             )
         return cls(k8s_client.ApiClient(configuration), qps=qps, burst=burst)
 
+    @classmethod
+    async def from_kubeconfig(cls, config: Any, *, qps: float = 50, burst: int = 300) -> KubeClient:
+        """Connect with the current context of a kubeconfig's parsed contents (a Secret's).
+
+        Certificates, keys and tokens must be inline; paths to local files, auth-provider
+        plugins and ``as`` raise ``KubeConfigError``. An ``exec`` plugin runs once, now, and
+        ``insecure-skip-tls-verify`` is honoured: refusing them is the caller's decision.
+        """
+        with tempfile.TemporaryDirectory(prefix="weir-kubeconfig-") as files:
+            configuration = await _kubeconfig_configuration(config, Path(files))
+            # The TLS context reads the PEM files once, as the client is made; then they go.
+            return cls(k8s_client.ApiClient(configuration), qps=qps, burst=burst)
+
+    def impersonating(self, user: str) -> KubeClient:
+        """A view acting as ``user`` (``Impersonate-User``) in every request, watches too.
+
+        It shares this client's connections and rate limit; closing it does nothing.
+        """
+        view = copy.copy(self)
+        view._identity_headers = {**self._identity_headers, "Impersonate-User": user}
+        view._owns_api = False
+        return view
+
     @property
     def host(self) -> str:
         return str(self._api.configuration.host)
 
     async def close(self) -> None:
-        await self._api.close()
+        """Close the connections; a view from ``impersonating()`` leaves them to its origin."""
+        if self._owns_api:
+            await self._api.close()
 
     async def request(
         self,
@@ -186,6 +331,7 @@ class KubeClient:
         await self._limit.take()
         all_headers = {"Accept": "application/json", "Content-Type": content_type}
         all_headers.update(headers or {})
+        all_headers.update(self._identity_headers)
         query_list: list[tuple[str, str]] = list((query or {}).items())
         await self._api.update_params_for_auth(all_headers, query_list, ["BearerToken"])
         # kubernetes-asyncio JSON-encodes JSON and apply-patch bodies itself (JSON is YAML), so
