@@ -157,22 +157,21 @@ class Manager:
             queue = WorkQueue(ExponentialBackoff(opts.min_retry_delay, opts.max_retry_delay))
             queues.append(queue)
 
-            def enqueue(
-                key: str, old: Any, new: Any, queue: WorkQueue = queue, c: Any = controller
-            ) -> None:
-                if c.wants(old, new):
-                    queue.add(key)
-
+            watches: list[Watch] = list(getattr(reconciler, "watches", ()))
+            # A watch on the controller's own kind (dependsOn) rides on the primary informer.
+            own = [w for w in watches if w.info == controller.info]
             informer = Informer(
                 client,
                 controller.info,
-                enqueue,
+                _enqueue(controller, queue, own),
                 namespace=namespace,
                 label_selector=opts.watch_label_selector,
             )
             self.informers.append(informer)
             background.append(asyncio.create_task(informer.run()))
-            for watch in getattr(reconciler, "watches", ()):
+            for watch in watches:
+                if watch in own:
+                    continue
                 related = _related_informer(client, watch, informer, queue, namespace)
                 self.informers.append(related)
                 background.append(asyncio.create_task(related.run()))
@@ -236,6 +235,26 @@ class Manager:
         )
 
 
+def _enqueue(
+    controller: Controller[Any], queue: WorkQueue, own: Sequence[Watch]
+) -> Callable[[str, Any, Any], None]:
+    """The primary informer's handler: Flux's predicates, then watches on the same kind."""
+    known: dict[str, Any] = {}
+
+    def enqueue(key: str, old: Any, new: Any) -> None:
+        if controller.wants(old, new):
+            queue.add(key)
+        if new is None:
+            known.pop(key, None)
+        else:
+            known[key] = new
+        for watch in own:
+            for primary_key in watch.requeue(old, new, known.values()):
+                queue.add(primary_key)
+
+    return enqueue
+
+
 def _related_informer(
     client: KubeClient, watch: Watch, primary: Informer, queue: WorkQueue, namespace: str | None
 ) -> Informer:
@@ -261,7 +280,7 @@ async def _work(queue: WorkQueue, controller: Controller[Any]) -> None:
             delay = queue.add_rate_limited(key)
             log.warning("reconcile failed", key=key, error=str(err), retry_in=round(delay, 2))
         else:
-            if run.outcome is Outcome.FAILED:
+            if run.outcome is Outcome.FAILED and run.requeue_after is None:
                 queue.add_rate_limited(key)
             else:
                 queue.forget(key)

@@ -295,7 +295,10 @@ class Controller(Generic[T]):
         ctx.clear(cond.STALLED)
         if isinstance(error, Waiting):
             return Run(Outcome.WAITING, error.requeue_after)
-        return Run(Outcome.FAILED)
+        # Kinds with spec.retryInterval (Kustomization) retry on it, as Flux does; the
+        # others back off per key.
+        retry = getattr(obj, "retry_interval_seconds", None)
+        return Run(Outcome.FAILED, retry if isinstance(retry, float | int) else None)
 
     async def _write_status(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> None:
         status = dict(raw.get("status") or {})

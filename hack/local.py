@@ -1,5 +1,6 @@
 """weir on the embedded default: a local control plane, a local Git repository served by
-``git daemon``, every controller built so far, and a GitRepository syncing that repository.
+``git daemon``, every controller built so far, and a GitRepository plus a Kustomization that
+sync that repository into the cluster.
 
 Run through ``hack/run-local.sh``. Everything lives under ``.weir/``; Ctrl-C stops it all.
 """
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port
@@ -26,6 +28,9 @@ NAMESPACE = ResourceInfo(
 )
 GITREPOSITORY = ResourceInfo(
     group="source.toolkit.fluxcd.io", version="v1", kind="GitRepository", plural="gitrepositories"
+)
+KUSTOMIZATION = ResourceInfo(
+    group="kustomize.toolkit.fluxcd.io", version="v1", kind="Kustomization", plural="kustomizations"
 )
 DEMO_FILES = {
     "deploy/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n",
@@ -64,13 +69,15 @@ def demo_repository(root: Path) -> Path:
     return bare
 
 
-async def apply_demo(kubeconfig: Path, url: str) -> dict[str, object]:
-    """Create the flux-system namespace and the demo GitRepository; wait for its artifact."""
+async def apply_demo(kubeconfig: Path, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Create flux-system, the demo GitRepository and the Kustomization applying its
+    ``deploy/``; wait for the artifact and for the Kustomization to be Ready."""
     client = await KubeClient.connect(str(kubeconfig))
+    source_ref = {"kind": "GitRepository", "name": "weir-demo"}
     try:
-        for create in (
-            client.create(NAMESPACE, {"metadata": {"name": "flux-system"}}),
-            client.create(
+        for info, obj in (
+            (NAMESPACE, {"metadata": {"name": "flux-system"}}),
+            (
                 GITREPOSITORY,
                 {
                     "apiVersion": "source.toolkit.fluxcd.io/v1",
@@ -79,17 +86,37 @@ async def apply_demo(kubeconfig: Path, url: str) -> dict[str, object]:
                     "spec": {"url": url, "interval": "1m", "ref": {"branch": "main"}},
                 },
             ),
+            (
+                KUSTOMIZATION,
+                {
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                    "kind": "Kustomization",
+                    "metadata": {"name": "weir-demo", "namespace": "flux-system"},
+                    "spec": {
+                        "interval": "1m",
+                        "path": "./deploy",
+                        "prune": True,
+                        "sourceRef": source_ref,
+                    },
+                },
+            ),
         ):
             with contextlib.suppress(Conflict):  # left from an earlier run: keep it
-                await create
-        deadline = time.monotonic() + 60
+                await client.create(info, obj)
+        deadline = time.monotonic() + 90
+        ready: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            obj = await client.get(GITREPOSITORY, "flux-system", "weir-demo")
-            artifact = (obj.get("status") or {}).get("artifact")
-            if artifact:
-                return dict(artifact)
+            source = await client.get(GITREPOSITORY, "flux-system", "weir-demo")
+            applier = await client.get(KUSTOMIZATION, "flux-system", "weir-demo")
+            artifact = (source.get("status") or {}).get("artifact")
+            conditions = (applier.get("status") or {}).get("conditions") or []
+            ready = next((dict(c) for c in conditions if c.get("type") == "Ready"), {})
+            if artifact and ready.get("status") == "True":
+                return dict(artifact), ready
             await asyncio.sleep(0.5)  # a person is watching; a plain poll is fine here
-        raise ControlPlaneError("the demo GitRepository got no artifact within 60s")
+        raise ControlPlaneError(
+            f"the demo was not synced within 90s: Kustomization Ready={ready or 'unknown'}"
+        )
     finally:
         await client.close()
 
@@ -130,11 +157,13 @@ def main() -> int:
                     }
                 )
                 url = f"git://127.0.0.1:{git_port}/demo.git"
-                artifact = asyncio.run(apply_demo(plane.admin_kubeconfig, url))
+                artifact, ready = asyncio.run(apply_demo(plane.admin_kubeconfig, url))
                 print(f"control plane:  {plane.server}")
                 print(f"controllers:    {', '.join(started)} (logs in {plane.workdir})")
                 print(f"git repository: {url} (work on it in {bare})")
                 print(f"artifact:       {artifact['revision']} at {artifact['url']}")
+                print(f"kustomization:  flux-system/weir-demo {ready['message']}")
+                print("                (kubectl get configmap -n demo greeting)")
                 print(f"export KUBECONFIG={plane.admin_kubeconfig}")
                 print("Ctrl-C stops everything.", flush=True)
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})

@@ -1,27 +1,42 @@
 """The Kustomization reconciler: source artifact → kustomize build → server-side apply → prune.
 
-Steps, as in Flux's kustomize-controller: source (the referenced source's artifact, fetched
-and digest-checked), build (decrypt, kustomize build, decrypt, substitute, commonMetadata),
-apply (staged server-side apply, inventory, prune). Health checks and dependsOn come next.
+Steps, as in Flux's kustomize-controller: source (the referenced source's artifact, the
+dependencies, then the artifact fetched and digest-checked), build (decrypt, kustomize build,
+decrypt, substitute, commonMetadata) and apply (staged server-side apply, inventory, prune,
+health checks, history).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controllers import conditions as cond
 from controllers.api import Artifact, ResourceInfo
 from controllers.artifact import ArtifactError, fetch_artifact
-from controllers.discovery import RestMapper
+from controllers.discovery import RestMapper, UnknownKind
 from controllers.kube import KubeClient
-from controllers.reconcile import ReconcileError, Result, RunContext, Step, Waiting, Watch
-from kustomize import inventory
+from controllers.reconcile import (
+    ReconcileError,
+    Result,
+    RunContext,
+    Stalling,
+    Step,
+    Waiting,
+    Watch,
+)
+from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply import ApplyOptions, PruneError, ResourceManager
 from kustomize.build import BuildError, build, set_common_metadata
 from kustomize.decrypt import DecryptionError, decrypt_objects, decrypt_tree, load_keys
+from kustomize.dependencies import DependencyNotReady, check_dependencies, dependents_of_ready
+from kustomize.health import HealthCheckError, wait_for
+from kustomize.inventory import ObjectRef
 from kustomize.substitute import SubstitutionError, load_variables, substitute_objects
 
 __all__ = ["KustomizationReconciler"]
@@ -29,6 +44,13 @@ __all__ = ["KustomizationReconciler"]
 FIELD_MANAGER = "kustomize-controller"
 ARTIFACT_FAILED = "ArtifactFailed"
 BUILD_FAILED = "BuildFailed"
+DEPENDENCY_NOT_READY = "DependencyNotReady"
+HEALTH_CHECK_FAILED = "HealthCheckFailed"
+ACCESS_DENIED = "AccessDenied"
+UNSUPPORTED = "UnsupportedFeature"
+HEALTHY = "Healthy"
+# The OCI annotation whose value Flux reports as the origin revision.
+ORIGIN_REVISION_KEY = "org.opencontainers.image.revision"
 # Sources are read as plain objects: this controller never imports the source controller.
 SOURCE_PLURALS = {
     "GitRepository": "gitrepositories",
@@ -42,15 +64,19 @@ class KustomizeRun:
     """What the steps of one run hand on to each other."""
 
     revision: str = ""
+    origin_revision: str = ""
     root: Path | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
+    digest: str = ""
+    applied: list[ObjectRef] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
 
 
 class KustomizationReconciler:
     """Reconciles Kustomization objects against the cluster the client talks to."""
 
     model = Kustomization
-    owned_conditions: tuple[str, ...] = ()
+    owned_conditions: tuple[str, ...] = (HEALTHY,)
 
     def __init__(
         self,
@@ -76,8 +102,10 @@ class KustomizationReconciler:
 
     @property
     def watches(self) -> Sequence[Watch]:
-        """A source whose artifact revision changes requeues the Kustomizations using it."""
-        return [Watch(_source_info(kind), _users_of_new_artifact) for kind in SOURCE_PLURALS]
+        """A source whose artifact revision changes requeues the Kustomizations using it; a
+        Kustomization that becomes ready requeues those that depend on it."""
+        sources = [Watch(_source_info(kind), _users_of_new_artifact) for kind in SOURCE_PLURALS]
+        return [*sources, Watch(Kustomization.info, dependents_of_ready)]
 
     def _manager(self, client: KubeClient, obj: Kustomization) -> ResourceManager:
         if self._mapper is None:
@@ -91,25 +119,41 @@ class KustomizationReconciler:
         )
 
     async def finalize(self, ctx: RunContext, obj: Kustomization) -> None:
-        """Prune everything in the inventory, unless the spec keeps what was applied."""
-        if not obj.spec.prune or obj.deletion_policy == "Orphan":
-            return
+        """Delete what the inventory lists as ``deletionPolicy`` says (Flux's rules: not when
+        suspended; MirrorPrune follows ``spec.prune``; Orphan keeps everything)."""
         entries = _entries(obj)
-        if entries:
-            await self._manager(ctx.client, obj).prune(inventory.refs_from_entries(entries))
+        policy = obj.deletion_policy
+        if obj.suspended or not entries or policy == "Orphan":
+            return
+        if policy == "MirrorPrune" and not obj.spec.prune:
+            return
+        manager = self._manager(ctx.client, obj)
+        refs = inventory.refs_from_entries(entries)
+        deleted = await manager.prune(refs)
+        if deleted.changes():
+            ctx.log.info("garbage collection completed", changes=deleted.changes())
+        if policy == "WaitForTermination":
+            mapper = self._mapper or RestMapper(ctx.client)
+            if not await _terminated(ctx.client, mapper, refs, obj.timeout_seconds):
+                # Flux logs and lets the finalizer go: a stuck object must not block deletion.
+                ctx.log.error("failed to wait for resources termination")
 
     async def reconcile_source(self, ctx: RunContext, obj: Kustomization) -> Result:
-        """Fetch the source's artifact and check its digest."""
+        """Find the source's artifact, check the dependencies, fetch and verify the artifact."""
         run = ctx.state = KustomizeRun()
+        self._refuse_unsupported(obj)
         ref = obj.spec.source_ref
         plural = SOURCE_PLURALS.get(ref.kind)
         if plural is None:
-            raise ReconcileError(
-                f"source kind '{ref.kind}' is not supported", reason=ARTIFACT_FAILED
-            )
+            raise Stalling(f"source kind '{ref.kind}' is not supported", reason=ARTIFACT_FAILED)
         namespace = ref.namespace or obj.metadata.namespace
-        source = await ctx.client.get_or_none(_source_info(ref.kind), namespace, ref.name)
         name = f"{ref.kind}/{namespace}/{ref.name}"
+        if self.no_cross_namespace_refs and namespace != obj.metadata.namespace:
+            raise Stalling(
+                f"can't access '{name}', cross-namespace references have been blocked",
+                reason=ACCESS_DENIED,
+            )
+        source = await ctx.client.get_or_none(_source_info(ref.kind), namespace, ref.name)
         if source is None:
             raise Waiting(
                 f"Source '{name}' not found",
@@ -119,12 +163,14 @@ class KustomizationReconciler:
         raw = (source.get("status") or {}).get("artifact")
         if not raw:
             raise Waiting(
-                f"Source '{name}' is not ready, artifact not found",
+                f"Source artifact not found, retrying in {_seconds(self.requeue_dependency)}",
                 reason=ARTIFACT_FAILED,
-                requeue_after=obj.retry_interval_seconds,
+                requeue_after=self.requeue_dependency,
             )
         artifact = Artifact.model_validate(raw)
         run.revision = artifact.revision
+        run.origin_revision = (artifact.metadata or {}).get(ORIGIN_REVISION_KEY, "")
+        await self._check_dependencies(ctx, obj, run.revision)
         obj.status.last_attempted_revision = artifact.revision
         run.root = ctx.tempdir("weir-ks-") / "source"
         try:
@@ -134,6 +180,39 @@ class KustomizationReconciler:
                 f"failed to fetch artifact: {err}", reason=ARTIFACT_FAILED
             ) from err
         return Result()
+
+    def _refuse_unsupported(self, obj: Kustomization) -> None:
+        """Spec features weir does not implement stall with a clear reason rather than being
+        silently ignored."""
+        spec = obj.spec
+        unsupported = []
+        if any(dep.ready_expr for dep in spec.depends_on or []):
+            unsupported.append("spec.dependsOn[].readyExpr (CEL)")
+        if spec.health_check_exprs:
+            unsupported.append("spec.healthCheckExprs (CEL)")
+        if spec.kube_config is not None and spec.kube_config.config_map_ref is not None:
+            unsupported.append("spec.kubeConfig.configMapRef (workload identity)")
+        if unsupported:
+            raise Stalling(f"not supported by weir: {', '.join(unsupported)}", reason=UNSUPPORTED)
+
+    async def _check_dependencies(self, ctx: RunContext, obj: Kustomization, revision: str) -> None:
+        if not obj.spec.depends_on:
+            return
+        if self.no_cross_namespace_refs:
+            for dep in obj.spec.depends_on:
+                if dep.namespace and dep.namespace != obj.metadata.namespace:
+                    raise Stalling(
+                        f"can't access 'Kustomization/{dep.namespace}/{dep.name}', "
+                        "cross-namespace references have been blocked",
+                        reason=ACCESS_DENIED,
+                    )
+        try:
+            await check_dependencies(ctx.client, obj, revision)
+        except DependencyNotReady as err:
+            raise Waiting(
+                str(err), reason=DEPENDENCY_NOT_READY, requeue_after=self.requeue_dependency
+            ) from err
+        ctx.log.info("All dependencies are ready, proceeding with reconciliation")
 
     async def reconcile_build(self, ctx: RunContext, obj: Kustomization) -> Result:
         """Decrypt, build with kustomize, decrypt the output, substitute, add commonMetadata."""
@@ -169,15 +248,32 @@ class KustomizationReconciler:
             metadata = spec.common_metadata
             set_common_metadata(objects, metadata.labels or {}, metadata.annotations or {})
         run.objects = objects
+        run.digest = history.digest(objects)
         return Result()
 
     async def reconcile_apply(self, ctx: RunContext, obj: Kustomization) -> Result:
-        """Apply in stages, record the inventory, prune what left it."""
+        """Apply, prune and check health; every outcome is counted in the history."""
         run: KustomizeRun = ctx.state
+        try:
+            await self._apply_and_prune(ctx, obj, run)
+            await self._check_health(ctx, obj, run)
+        except ReconcileError as err:
+            self._record(obj, run, err.reason)
+            raise
+        obj.status.last_applied_revision = run.revision
+        obj.status.last_applied_origin_revision = run.origin_revision or None
+        self._record(obj, run, "ReconciliationSucceeded")
+        return Result(message=f"Applied revision: {run.revision}")
+
+    async def _apply_and_prune(
+        self, ctx: RunContext, obj: Kustomization, run: KustomizeRun
+    ) -> None:
+        """Apply in stages, record the inventory, prune what left it."""
         manager = self._manager(ctx.client, obj)
         applied = await manager.apply_all_staged(run.objects, ApplyOptions(force=obj.spec.force))
+        run.applied = applied.refs()
         old = _entries(obj)
-        new = inventory.entries_for(applied.refs())
+        new = inventory.entries_for(run.applied)
         changes = [applied.changes()]
         if obj.spec.prune:
             stale = inventory.diff(old, new)
@@ -189,11 +285,78 @@ class KustomizationReconciler:
                     _set_inventory(obj, inventory.merge(new, err.survivors))
                     raise
         _set_inventory(obj, new)
-        obj.status.last_applied_revision = run.revision
         text = "\n".join(c for c in changes if c)
         if text:
             ctx.notify("ReconciliationSucceeded", text, revision=run.revision)
-        return Result(message=f"Applied revision: {run.revision}")
+
+    async def _check_health(self, ctx: RunContext, obj: Kustomization, run: KustomizeRun) -> None:
+        """``wait``: every applied object; else ``healthChecks``; Healthy says how it went."""
+        spec = obj.spec
+        refs = run.applied if spec.wait else [_health_ref(ref) for ref in spec.health_checks or []]
+        own = (obj.metadata.namespace or "", obj.metadata.name)
+        refs = [r for r in refs if not (r.kind == "Kustomization" and (r.namespace, r.name) == own)]
+        if not refs:
+            ctx.clear(HEALTHY)
+            return
+        was_healthy = cond.is_true(ctx.conditions, HEALTHY)
+        started = time.monotonic()
+        mapper = self._mapper or RestMapper(ctx.client)
+        try:
+            await wait_for(ctx.client, mapper, refs, obj.timeout_seconds)
+        except HealthCheckError as err:
+            message = f"health check failed after {_seconds(time.monotonic() - started)}: {err}"
+            ctx.mark(HEALTHY, "False", HEALTH_CHECK_FAILED, message)
+            raise ReconcileError(message, reason=HEALTH_CHECK_FAILED) from err
+        message = f"Health check passed in {_seconds(time.monotonic() - started)}"
+        ctx.mark(HEALTHY, "True", "Succeeded", message)
+        if not was_healthy:
+            ctx.notify("ReconciliationSucceeded", message, revision=run.revision)
+
+    def _record(self, obj: Kustomization, run: KustomizeRun, status: str) -> None:
+        if not run.digest:
+            return
+        metadata = {"revision": run.revision}
+        if run.origin_revision:
+            metadata["originRevision"] = run.origin_revision
+        obj.status.history = history.upsert(
+            obj.status.history, run.digest, status, time.monotonic() - run.started, metadata
+        )
+
+
+def _seconds(value: float) -> str:
+    """A duration as Flux prints it in messages (Go's ``time.Duration``, to the ms)."""
+    return f"{round(value, 3):g}s"
+
+
+async def _terminated(
+    client: KubeClient, mapper: RestMapper, refs: Sequence[ObjectRef], timeout: float
+) -> bool:
+    """Whether every object of ``refs`` is gone within ``timeout`` (checked every 2s, as
+    Flux's ``WaitForSetTermination`` does)."""
+    deadline = time.monotonic() + timeout
+    pending = list(refs)
+    while pending:
+        still = []
+        for ref in pending:
+            try:
+                info = await mapper.resource_for(ref.api_version, ref.kind)
+            except UnknownKind:
+                continue  # its kind is gone, so is the object
+            if await client.get_or_none(info, ref.namespace or None, ref.name) is not None:
+                still.append(ref)
+        pending = still
+        if pending:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(2)
+    return True
+
+
+def _health_ref(ref: Any) -> ObjectRef:
+    group, _, version = (ref.api_version or "").rpartition("/")
+    return ObjectRef(
+        namespace=ref.namespace or "", name=ref.name, group=group, kind=ref.kind, version=version
+    )
 
 
 def _source_info(kind: str) -> ResourceInfo:

@@ -19,7 +19,13 @@ from source.gitrepository import GitRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.gitserver import GitDaemon, GitRepos
-from tests.integration.harness import is_ready, options, running, wait_for_object
+from tests.integration.harness import (
+    is_ready,
+    options,
+    running,
+    wait_for_deletion,
+    wait_for_object,
+)
 from tests.integration.kinds import GITREPO
 
 pytestmark = pytest.mark.integration
@@ -160,3 +166,84 @@ async def test_apply_prune_and_an_invalid_manifest(
     revision4 = await new_revision(kube, namespace, fourth)
     await wait_for_object(kube, KS, namespace, "app", applied(revision4))
     assert (await kube.get(CONFIG_MAP, namespace, "c"))["data"] == {"value": "three"}
+
+
+def ready_reason(obj: dict[str, Any]) -> str | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c.get("reason") for c in conditions if c["type"] == "Ready"), None)
+
+
+def kustomization(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": KS.api_version,
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "interval": "10m",
+            "prune": True,
+            "targetNamespace": namespace,
+            "sourceRef": {"kind": "GitRepository", "name": "app"},
+            **spec,
+        },
+    }
+
+
+async def test_depends_on_history_and_deletion_policy(
+    kube: KubeClient,
+    namespace: str,
+    controllers: None,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+) -> None:
+    repo = f"deps-{namespace}"
+    git_repos.create(repo)
+    commit = git_repos.commit(
+        repo,
+        {"infra/cm.yaml": config_map("infra", "base"), "app/cm.yaml": config_map("app", "on")},
+        "infra and app",
+    )
+    await kube.create(
+        GITREPO,
+        {
+            "apiVersion": GITREPO.api_version,
+            "kind": "GitRepository",
+            "metadata": {"name": "app", "namespace": namespace},
+            "spec": {"url": git_daemon.url(repo), "interval": "10m", "ref": {"branch": "main"}},
+        },
+    )
+    # app waits for infra, which does not exist yet.
+    await kube.create(
+        KS,
+        kustomization(
+            namespace, "app", path="./app", dependsOn=[{"name": "infra"}], deletionPolicy="Orphan"
+        ),
+    )
+    waiting = await wait_for_object(
+        kube, KS, namespace, "app", lambda o: ready_reason(o) == "DependencyNotReady"
+    )
+    ready = next(c for c in waiting["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == f"dependency '{namespace}/infra' not found"
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "app") is None
+
+    # Once infra is ready, app follows at once, not after --requeue-dependency (30s).
+    await kube.create(KS, kustomization(namespace, "infra", path="./infra"))
+    revision = f"main@sha1:{commit}"
+    app = await wait_for_object(kube, KS, namespace, "app", applied(revision), timeout=20)
+    infra = await kube.get(KS, namespace, "infra")
+    assert (await kube.get(CONFIG_MAP, namespace, "app"))["data"] == {"value": "on"}
+
+    snapshot = app["status"]["history"][0]
+    assert snapshot["digest"].startswith("sha256:")
+    assert snapshot["lastReconciledStatus"] == "ReconciliationSucceeded"
+    assert snapshot["metadata"] == {"revision": revision}
+    assert snapshot["totalReconciliations"] == 1
+    assert infra["status"]["history"][0]["digest"] != snapshot["digest"]
+
+    # Deleting them: infra (MirrorPrune, prune: true) takes its ConfigMap along, app
+    # (Orphan) leaves its own in place.
+    await kube.delete(KS, namespace, "infra")
+    await kube.delete(KS, namespace, "app")
+    await wait_for_deletion(kube, KS, namespace, "infra")
+    await wait_for_deletion(kube, KS, namespace, "app")
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "infra") is None
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "app") is not None

@@ -18,7 +18,6 @@ from kustomize.apply import (
     _masked,
     _normalize,
     _union_fields,
-    readiness,
     stage_of,
     take_over_managed_fields,
 )
@@ -273,46 +272,3 @@ def test_objects_are_normalized_as_flux_does() -> None:
     assert crd["status"] == {"x": 1}
 
 
-def crd(*conditions: tuple[str, str]) -> dict[str, Any]:
-    return {
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "status": {"conditions": [{"type": t, "status": s, "message": t} for t, s in conditions]},
-    }
-
-
-@pytest.mark.parametrize(
-    ("obj", "status"),
-    [
-        pytest.param(None, "NotFound", id="missing"),
-        pytest.param(crd(("Established", "True")), "Current", id="established"),
-        pytest.param(crd(("Established", "False")), "InProgress", id="not-established"),
-        pytest.param(crd(("NamesAccepted", "False")), "Failed", id="names-rejected"),
-        pytest.param({"kind": "Namespace", "metadata": {}}, "Current", id="namespace"),
-        pytest.param(
-            {"kind": "Namespace", "metadata": {"deletionTimestamp": "now"}},
-            "InProgress",
-            id="terminating",
-        ),
-        pytest.param(
-            {
-                "kind": "GatewayClass",
-                "metadata": {"generation": 2},
-                "status": {"observedGeneration": 1},
-            },
-            "InProgress",
-            id="not-observed",
-        ),
-        pytest.param(
-            {
-                "kind": "X",
-                "metadata": {},
-                "status": {"conditions": [{"type": "Stalled", "status": "True"}]},
-            },
-            "Failed",
-            id="stalled",
-        ),
-    ],
-)
-def test_readiness_of_definitions(obj: dict[str, Any] | None, status: str) -> None:
-    assert readiness(obj)[0] == status
