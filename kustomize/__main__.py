@@ -34,6 +34,16 @@ def parser() -> argparse.ArgumentParser:
         help="service account to impersonate when a Kustomization names none",
     )
     p.add_argument(
+        "--insecure-kubeconfig-exec",
+        action="store_true",
+        help="allow exec plugins in the kubeconfigs of spec.kubeConfig",
+    )
+    p.add_argument(
+        "--insecure-kubeconfig-tls",
+        action="store_true",
+        help="allow kubeconfigs of spec.kubeConfig to skip TLS verification",
+    )
+    p.add_argument(
         "--feature-gates",
         type=feature_gates,
         default={},
@@ -64,6 +74,8 @@ def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
             default_service_account=args.default_service_account,
             requeue_dependency=args.requeue_dependency,
             strict_substitution=gates["StrictPostBuildSubstitutions"],
+            insecure_kubeconfig_exec=args.insecure_kubeconfig_exec,
+            insecure_kubeconfig_tls=args.insecure_kubeconfig_tls,
         )
     ]
 

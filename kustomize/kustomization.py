@@ -38,6 +38,7 @@ from kustomize.dependencies import DependencyNotReady, check_dependencies, depen
 from kustomize.health import HealthCheckError, wait_for
 from kustomize.inventory import ObjectRef
 from kustomize.substitute import SubstitutionError, load_variables, substitute_objects
+from kustomize.target import Target, TargetOptions, Targets
 
 __all__ = ["KustomizationReconciler"]
 
@@ -87,6 +88,8 @@ class KustomizationReconciler:
         default_service_account: str = "",
         requeue_dependency: float = 30.0,
         strict_substitution: bool = False,
+        insecure_kubeconfig_exec: bool = False,
+        insecure_kubeconfig_tls: bool = False,
     ) -> None:
         self.kustomize = kustomize
         self.allow_remote_bases = allow_remote_bases
@@ -94,7 +97,13 @@ class KustomizationReconciler:
         self.default_service_account = default_service_account
         self.requeue_dependency = requeue_dependency
         self.strict_substitution = strict_substitution
-        self._mapper: RestMapper | None = None
+        self.targets = Targets(
+            TargetOptions(
+                default_service_account=default_service_account,
+                insecure_kubeconfig_exec=insecure_kubeconfig_exec,
+                insecure_kubeconfig_tls=insecure_kubeconfig_tls,
+            )
+        )
 
     @property
     def steps(self) -> Sequence[Step[Kustomization]]:
@@ -107,12 +116,11 @@ class KustomizationReconciler:
         sources = [Watch(_source_info(kind), _users_of_new_artifact) for kind in SOURCE_PLURALS]
         return [*sources, Watch(Kustomization.info, dependents_of_ready)]
 
-    def _manager(self, client: KubeClient, obj: Kustomization) -> ResourceManager:
-        if self._mapper is None:
-            self._mapper = RestMapper(client)
+    @staticmethod
+    def _manager(target: Target, obj: Kustomization) -> ResourceManager:
         return ResourceManager(
-            client,
-            self._mapper,
+            target.client,
+            target.mapper,
             owner_name=obj.metadata.name,
             owner_namespace=obj.metadata.namespace or "",
             field_manager=FIELD_MANAGER,
@@ -127,14 +135,23 @@ class KustomizationReconciler:
             return
         if policy == "MirrorPrune" and not obj.spec.prune:
             return
-        manager = self._manager(ctx.client, obj)
-        refs = inventory.refs_from_entries(entries)
-        deleted = await manager.prune(refs)
-        if deleted.changes():
-            ctx.log.info("garbage collection completed", changes=deleted.changes())
-        if policy == "WaitForTermination":
-            mapper = self._mapper or RestMapper(ctx.client)
-            if not await _terminated(ctx.client, mapper, refs, obj.timeout_seconds):
+        async with self.targets.open(ctx.client, obj) as target:
+            if not await target.service_account_exists():
+                # Every request would be forbidden; Flux reports and lets the object go.
+                ctx.log.error(
+                    "skipping pruning, the service account to impersonate is gone",
+                    service_account=target.user,
+                    objects=[str(ref) for ref in inventory.refs_from_entries(entries)],
+                )
+                return
+            manager = self._manager(target, obj)
+            refs = inventory.refs_from_entries(entries)
+            deleted = await manager.prune(refs)
+            if deleted.changes():
+                ctx.log.info("garbage collection completed", changes=deleted.changes())
+            if policy == "WaitForTermination" and not await _terminated(
+                target.client, target.mapper, refs, obj.timeout_seconds
+            ):
                 # Flux logs and lets the finalizer go: a stuck object must not block deletion.
                 ctx.log.error("failed to wait for resources termination")
 
@@ -190,8 +207,6 @@ class KustomizationReconciler:
             unsupported.append("spec.dependsOn[].readyExpr (CEL)")
         if spec.health_check_exprs:
             unsupported.append("spec.healthCheckExprs (CEL)")
-        if spec.kube_config is not None and spec.kube_config.config_map_ref is not None:
-            unsupported.append("spec.kubeConfig.configMapRef (workload identity)")
         if unsupported:
             raise Stalling(f"not supported by weir: {', '.join(unsupported)}", reason=UNSUPPORTED)
 
@@ -255,8 +270,9 @@ class KustomizationReconciler:
         """Apply, prune and check health; every outcome is counted in the history."""
         run: KustomizeRun = ctx.state
         try:
-            await self._apply_and_prune(ctx, obj, run)
-            await self._check_health(ctx, obj, run)
+            async with self.targets.open(ctx.client, obj) as target:
+                await self._apply_and_prune(ctx, obj, run, target)
+                await self._check_health(ctx, obj, run, target)
         except ReconcileError as err:
             self._record(obj, run, err.reason)
             raise
@@ -266,10 +282,10 @@ class KustomizationReconciler:
         return Result(message=f"Applied revision: {run.revision}")
 
     async def _apply_and_prune(
-        self, ctx: RunContext, obj: Kustomization, run: KustomizeRun
+        self, ctx: RunContext, obj: Kustomization, run: KustomizeRun, target: Target
     ) -> None:
         """Apply in stages, record the inventory, prune what left it."""
-        manager = self._manager(ctx.client, obj)
+        manager = self._manager(target, obj)
         applied = await manager.apply_all_staged(run.objects, ApplyOptions(force=obj.spec.force))
         run.applied = applied.refs()
         old = _entries(obj)
@@ -289,7 +305,9 @@ class KustomizationReconciler:
         if text:
             ctx.notify("ReconciliationSucceeded", text, revision=run.revision)
 
-    async def _check_health(self, ctx: RunContext, obj: Kustomization, run: KustomizeRun) -> None:
+    async def _check_health(
+        self, ctx: RunContext, obj: Kustomization, run: KustomizeRun, target: Target
+    ) -> None:
         """``wait``: every applied object; else ``healthChecks``; Healthy says how it went."""
         spec = obj.spec
         refs = run.applied if spec.wait else [_health_ref(ref) for ref in spec.health_checks or []]
@@ -300,9 +318,8 @@ class KustomizationReconciler:
             return
         was_healthy = cond.is_true(ctx.conditions, HEALTHY)
         started = time.monotonic()
-        mapper = self._mapper or RestMapper(ctx.client)
         try:
-            await wait_for(ctx.client, mapper, refs, obj.timeout_seconds)
+            await wait_for(target.client, target.mapper, refs, obj.timeout_seconds)
         except HealthCheckError as err:
             message = f"health check failed after {_seconds(time.monotonic() - started)}: {err}"
             ctx.mark(HEALTHY, "False", HEALTH_CHECK_FAILED, message)
