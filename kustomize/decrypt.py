@@ -162,6 +162,16 @@ async def decrypt_objects(
     return result
 
 
+def refuse_encrypted_secrets(objects: Iterable[Mapping[str, Any]]) -> None:
+    """Without ``spec.decryption``, a SOPS-encrypted Secret is never applied (Flux)."""
+    for obj in objects:
+        if obj.get("kind") == "Secret" and _is_encrypted(obj):
+            raise DecryptionError(
+                f"{_object_id(obj)} is SOPS encrypted, configuring decryption is required for "
+                "this secret to be reconciled"
+            )
+
+
 def _decryption_disabled(obj: Mapping[str, Any]) -> bool:
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(DECRYPT_KEY, "")).lower() == "disabled"

@@ -33,7 +33,13 @@ from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply import ApplyOptions, PruneError, ResourceManager
 from kustomize.build import BuildError, build, set_common_metadata
-from kustomize.decrypt import DecryptionError, decrypt_objects, decrypt_tree, load_keys
+from kustomize.decrypt import (
+    DecryptionError,
+    decrypt_objects,
+    decrypt_tree,
+    load_keys,
+    refuse_encrypted_secrets,
+)
 from kustomize.dependencies import DependencyNotReady, check_dependencies, dependents_of_ready
 from kustomize.health import HealthCheckError, wait_for
 from kustomize.inventory import ObjectRef
@@ -249,6 +255,8 @@ class KustomizationReconciler:
             )
             if keys is not None:
                 objects = await decrypt_objects(objects, keys)
+            else:
+                refuse_encrypted_secrets(objects)
             if spec.post_build is not None:
                 variables = await load_variables(ctx.client, namespace, spec.post_build)
                 objects = substitute_objects(
