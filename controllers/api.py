@@ -23,6 +23,7 @@ __all__ = [
     "PrinterColumn",
     "ResourceInfo",
     "ResourceStatus",
+    "format_duration",
     "parse_duration",
 ]
 
@@ -192,3 +193,21 @@ def parse_duration(text: str) -> float:
     if not re.fullmatch(DURATION_PATTERN.strip("^$"), text):
         raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h30m or 750ms")
     return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as Go prints a ``time.Duration`` (``5m0s``, ``1h0m0s``, ``1.5s``, ``250ms``),
+    to the millisecond, for messages that read like Flux's."""
+    millis = round(seconds * 1000)
+    if millis == 0:
+        return "0s"
+    if abs(millis) < 1000:
+        return f"{millis}ms"
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    if minutes:
+        return f"{minutes}m{secs}"
+    return secs

@@ -102,6 +102,7 @@ class RunContext:
     state: Any = None
     """The controller's own per-run data, passed from step to step."""
     _tempdirs: list[Path] = field(default_factory=list)
+    _write: Callable[[], Awaitable[None]] | None = None
 
     def tempdir(self, prefix: str = "weir-") -> Path:
         """A fresh directory, removed by the runtime when the run ends, however it ends."""
@@ -122,6 +123,16 @@ class RunContext:
 
     def clear(self, type_: str) -> None:
         self.conditions = cond.remove(self.conditions, type_)
+
+    async def progress(self, message: str) -> None:
+        """Publish now that the run is under way: ``Reconciling=True Progressing`` with
+        ``message`` and ``Ready=Unknown``, as Flux does before slow steps, so that whoever
+        waits on this object (kstatus, a parent's health check) does not take the last
+        run's Ready for this one's."""
+        self.mark(cond.RECONCILING, "True", cond.PROGRESSING, message)
+        self.mark(cond.READY, "Unknown", cond.PROGRESSING, "Reconciliation in progress")
+        if self._write is not None:
+            await self._write()
 
     def notify(self, reason: str, message: str, *, revision: str | None = None) -> None:
         """Emit a Normal event when the run ends (a new revision, a recovery...)."""
@@ -257,6 +268,11 @@ class Controller(Generic[T]):
 
     async def _run_steps(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> Run:
         was = cond.find(ctx.conditions, cond.READY)
+        # One patcher for the run: progress writes and the final one chain their versions.
+        patcher = StatusPatcher(
+            self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
+        )
+        ctx._write = lambda: self._write_status(ctx, obj, raw, patcher, final=False)
         result = Result()
         error: ReconcileError | None = None
         try:
@@ -268,7 +284,7 @@ class Controller(Generic[T]):
             ctx.log.exception("reconcile step raised")
             error = ReconcileError(f"{type(err).__name__}: {err}")
         run = self._summarize(ctx, obj, result, error)
-        await self._write_status(ctx, obj, raw)
+        await self._write_status(ctx, obj, raw, patcher)
         await self._emit(ctx, obj, was, error)
         self.metrics.record_conditions(obj, ctx.conditions)
         return run
@@ -300,22 +316,27 @@ class Controller(Generic[T]):
         retry = getattr(obj, "retry_interval_seconds", None)
         return Run(Outcome.FAILED, retry if isinstance(retry, float | int) else None)
 
-    async def _write_status(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> None:
+    async def _write_status(
+        self,
+        ctx: RunContext,
+        obj: T,
+        raw: dict[str, Any],
+        patcher: StatusPatcher,
+        *,
+        final: bool = True,
+    ) -> None:
         status = dict(raw.get("status") or {})
         status["conditions"] = [c.to_dict() for c in ctx.conditions]
         if not cond.is_true(ctx.conditions, cond.RECONCILING):
             status["observedGeneration"] = obj.metadata.generation
         requested = (obj.metadata.annotations or {}).get(REQUESTED_AT)
-        if requested:
+        if requested and final:
             status["lastHandledReconcileAt"] = requested
         for key, value in self._model_status(obj).items():
             if value is None:
                 status.pop(key, None)
             else:
                 status[key] = value
-        patcher = StatusPatcher(
-            self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
-        )
         await patcher.patch(status)
 
     def _model_status(self, obj: T) -> dict[str, Any]:

@@ -47,16 +47,20 @@ def is_ready(raw: dict[str, Any]) -> bool:
 def dependents_of_ready(
     old: dict[str, Any] | None, new: dict[str, Any] | None, kustomizations: Iterable[dict[str, Any]]
 ) -> list[str]:
-    """Keys of the Kustomizations depending on ``new`` when it has just become ready or
-    applied a new revision, so that they need not wait for ``--requeue-dependency``."""
+    """Keys of the Kustomizations depending on ``new`` to look at again now rather than after
+    ``--requeue-dependency``: all of them when it applied a new revision, and those still
+    waiting (not ready) when it has just become ready again."""
     if new is None or not is_ready(new):
         return []
-    if old is not None and is_ready(old) and _applied(old) == _applied(new):
+    new_revision = old is None or _applied(old) != _applied(new)
+    if not new_revision and is_ready(old or {}):
         return []
     meta = new.get("metadata") or {}
     target = (meta.get("namespace"), meta.get("name"))
     keys = []
     for ks in kustomizations:
+        if not new_revision and is_ready(ks):
+            continue
         ks_meta = ks.get("metadata") or {}
         for ref in (ks.get("spec") or {}).get("dependsOn") or []:
             if (ref.get("namespace") or ks_meta.get("namespace"), ref.get("name")) == target:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from controllers import conditions as cond
-from controllers.api import Artifact, ResourceInfo
+from controllers.api import Artifact, ResourceInfo, format_duration
 from controllers.artifact import ArtifactError, fetch_artifact
 from controllers.discovery import RestMapper, UnknownKind
 from controllers.kube import KubeClient
@@ -185,8 +185,9 @@ class KustomizationReconciler:
             )
         raw = (source.get("status") or {}).get("artifact")
         if not raw:
+            retry = format_duration(self.requeue_dependency)
             raise Waiting(
-                f"Source artifact not found, retrying in {_seconds(self.requeue_dependency)}",
+                f"Source artifact not found, retrying in {retry}",
                 reason=ARTIFACT_FAILED,
                 requeue_after=self.requeue_dependency,
             )
@@ -195,6 +196,10 @@ class KustomizationReconciler:
         run.origin_revision = (artifact.metadata or {}).get(ORIGIN_REVISION_KEY, "")
         await self._check_dependencies(ctx, obj, run.revision)
         obj.status.last_attempted_revision = artifact.revision
+        timeout = format_duration(obj.timeout_seconds)
+        await ctx.progress(
+            f"Fetching manifests for revision {run.revision} with a timeout of {timeout}"
+        )
         run.root = ctx.tempdir("weir-ks-") / "source"
         try:
             await fetch_artifact(artifact.url, artifact.digest, run.root)
@@ -325,14 +330,22 @@ class KustomizationReconciler:
             ctx.clear(HEALTHY)
             return
         was_healthy = cond.is_true(ctx.conditions, HEALTHY)
+        message = (
+            f"Running health checks for revision {run.revision} "
+            f"with a timeout of {format_duration(obj.timeout_seconds)}"
+        )
+        ctx.mark(HEALTHY, "Unknown", cond.PROGRESSING, message)
+        await ctx.progress(message)
         started = time.monotonic()
         try:
             await wait_for(target.client, target.mapper, refs, obj.timeout_seconds)
         except HealthCheckError as err:
-            message = f"health check failed after {_seconds(time.monotonic() - started)}: {err}"
+            message = (
+                f"health check failed after {format_duration(time.monotonic() - started)}: {err}"
+            )
             ctx.mark(HEALTHY, "False", HEALTH_CHECK_FAILED, message)
             raise ReconcileError(message, reason=HEALTH_CHECK_FAILED) from err
-        message = f"Health check passed in {_seconds(time.monotonic() - started)}"
+        message = f"Health check passed in {format_duration(time.monotonic() - started)}"
         ctx.mark(HEALTHY, "True", "Succeeded", message)
         if not was_healthy:
             ctx.notify("ReconciliationSucceeded", message, revision=run.revision)
@@ -346,11 +359,6 @@ class KustomizationReconciler:
         obj.status.history = history.upsert(
             obj.status.history, run.digest, status, time.monotonic() - run.started, metadata
         )
-
-
-def _seconds(value: float) -> str:
-    """A duration as Flux prints it in messages (Go's ``time.Duration``, to the ms)."""
-    return f"{round(value, 3):g}s"
 
 
 async def _terminated(

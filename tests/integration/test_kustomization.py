@@ -247,3 +247,73 @@ async def test_depends_on_history_and_deletion_policy(
     await wait_for_deletion(kube, KS, namespace, "app")
     assert await kube.get_or_none(CONFIG_MAP, namespace, "infra") is None
     assert await kube.get_or_none(CONFIG_MAP, namespace, "app") is not None
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
+STUCK_DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: stuck}
+  template:
+    metadata:
+      labels: {app: stuck}
+    spec:
+      nodeSelector: {no-such-node: "true"}
+      containers: [{name: app, image: example.invalid/app:1}]
+"""
+
+
+async def test_health_check_in_progress_then_failed(
+    kube: KubeClient,
+    namespace: str,
+    controllers: None,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+) -> None:
+    """While it waits, the Kustomization says so (Ready=Unknown, Reconciling, Healthy=Unknown);
+    a Deployment whose pods can never be scheduled fails the check after the timeout."""
+    repo = f"health-{namespace}"
+    git_repos.create(repo)
+    commit = git_repos.commit(repo, {"deploy/stuck.yaml": STUCK_DEPLOYMENT}, "stuck")
+    await kube.create(
+        GITREPO,
+        {
+            "apiVersion": GITREPO.api_version,
+            "kind": "GitRepository",
+            "metadata": {"name": "app", "namespace": namespace},
+            "spec": {"url": git_daemon.url(repo), "interval": "10m", "ref": {"branch": "main"}},
+        },
+    )
+    await kube.create(
+        KS, kustomization(namespace, "stuck", path="./deploy", wait=True, timeout="30s")
+    )
+    revision = f"main@sha1:{commit}"
+    waiting = await wait_for_object(
+        kube, KS, namespace, "stuck", lambda o: condition(o, "Healthy").get("status") == "Unknown"
+    )
+    assert condition(waiting, "Ready")["status"] == "Unknown"
+    assert condition(waiting, "Reconciling")["message"] == (
+        f"Running health checks for revision {revision} with a timeout of 30s"
+    )
+
+    failed = await wait_for_object(
+        kube, KS, namespace, "stuck", lambda o: ready_reason(o) == "HealthCheckFailed", timeout=60
+    )
+    ready = condition(failed, "Ready")
+    assert ready["status"] == "False"
+    assert ready["message"].startswith("health check failed after 30")
+    assert ready["message"].endswith(
+        f"timeout waiting for: [Deployment/{namespace}/stuck status: 'InProgress']"
+    )
+    assert condition(failed, "Healthy")["reason"] == "HealthCheckFailed"
+    assert "lastAppliedRevision" not in failed["status"]
+    assert failed["status"]["lastAttemptedRevision"] == revision
+    assert failed["status"]["history"][0]["lastReconciledStatus"] == "HealthCheckFailed"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controllers.api import CustomResource, parse_duration
+from controllers.api import CustomResource, format_duration, parse_duration
 from source.api_v1 import GitRepository
 from source.secrets import SecretError, proxy_url
 
@@ -122,3 +122,20 @@ def test_proxy_secret_without_address_names_the_secret_only() -> None:
     with pytest.raises(SecretError, match="proxy secret 'ns/proxy' has no 'address'") as err:
         proxy_url({"username": "u", "password": "hunter2"}, "ns/proxy")
     assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (0.25, "250ms"),
+        (1.5, "1.5s"),
+        (30, "30s"),
+        (300, "5m0s"),
+        (90.125, "1m30.125s"),
+        (3600, "1h0m0s"),
+        (5430, "1h30m30s"),
+    ],
+)
+def test_format_duration_reads_like_go(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text

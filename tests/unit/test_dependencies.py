@@ -46,7 +46,7 @@ def test_is_ready(obj: dict[str, Any], expected: bool) -> None:
 
 
 DEPENDENTS = [
-    ks("app", depends_on=[{"name": "infra"}]),
+    ks("app", ready="True", depends_on=[{"name": "infra"}]),
     ks("elsewhere", namespace="other", depends_on=[{"name": "infra", "namespace": "apps"}]),
     ks("same-name-other-namespace", namespace="other", depends_on=[{"name": "infra"}]),
     ks("unrelated", depends_on=[{"name": "else"}]),
@@ -58,7 +58,7 @@ DEPENDENTS = [
     [
         pytest.param(
             ks("infra", ready="False"),
-            ks("infra", ready="True"),
+            ks("infra", ready="True", applied="main@sha1:1"),
             ["apps/app", "other/elsewhere"],
             id="became-ready",
         ),
@@ -74,6 +74,12 @@ DEPENDENTS = [
             ks("infra", ready="True", applied="main@sha1:1"),
             [],
             id="still-ready",
+        ),
+        pytest.param(
+            ks("infra", ready="Unknown", applied="main@sha1:1"),
+            ks("infra", ready="True", applied="main@sha1:1"),
+            ["other/elsewhere"],
+            id="ready-again-same-revision-only-waiting-dependents",
         ),
         pytest.param(ks("infra", ready="True"), ks("infra", ready="False"), [], id="not-ready"),
         pytest.param(ks("infra", ready="True"), None, [], id="deleted"),
