@@ -19,6 +19,10 @@ from pathlib import Path
 __all__ = ["GnuPGError", "GnuPGHome", "gnupg_home"]
 
 TIMEOUT_SECONDS = 30.0
+# gpg-agent's sockets live in the home, and a Unix socket path holds at most 107 bytes; past
+# that gpg only says it cannot connect to the agent, and private keys fail to import.
+_MAX_SOCKET_PATH = 107
+_HOME_IN_ROOT = len("/weir-gpg-12345678/gnupg/S.gpg-agent.browser")
 
 
 class GnuPGError(Exception):
@@ -67,11 +71,17 @@ class GnuPGHome:
         return code == 0
 
 
+def _short_temp_dir() -> str | None:
+    """The system temp directory when the agent's sockets fit under it, else ``/tmp``."""
+    if len(tempfile.gettempdir()) + _HOME_IN_ROOT <= _MAX_SOCKET_PATH:
+        return None
+    return "/tmp"  # noqa: S108 - a private mkdtemp directory, only for its short path
+
+
 @contextlib.asynccontextmanager
 async def gnupg_home() -> AsyncIterator[GnuPGHome]:
     """A fresh, empty GnuPG home, its agent stopped and its directory removed on exit."""
-    # Under the system temp directory: the agent's socket path must stay short.
-    root = Path(tempfile.mkdtemp(prefix="weir-gpg-"))
+    root = Path(tempfile.mkdtemp(prefix="weir-gpg-", dir=_short_temp_dir()))
     home = root / "gnupg"
     try:
         home.mkdir(mode=0o700)

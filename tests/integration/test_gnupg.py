@@ -45,3 +45,18 @@ async def test_the_home_is_removed_afterwards_even_on_error() -> None:
         await use_and_fail()
 
     assert not roots[0].exists()
+
+
+async def test_a_long_temp_dir_does_not_break_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Private keys go through gpg-agent, whose socket path must stay under 108 bytes."""
+    long_dir = tmp_path / ("x" * 60) / ("y" * 60)
+    long_dir.mkdir(parents=True)
+    monkeypatch.setattr("tempfile.tempdir", str(long_dir))
+    async with gnupg_home() as home:
+        assert len(str(home.home / "S.gpg-agent.browser")) <= 107
+        code, _ = await home.gpg(
+            "--passphrase", "", "--quick-gen-key", "b <b@weir.invalid>", "future-default"
+        )
+        assert code == 0
