@@ -270,5 +270,3 @@ def test_objects_are_normalized_as_flux_does() -> None:
     ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert ports == [{"containerPort": 80, "protocol": "TCP"}]
     assert crd["status"] == {"x": 1}
-
-
