@@ -215,9 +215,13 @@ def kustomize_build(files: Mapping[str, str], path: str, scratch: Path) -> list[
 # Conditions and events
 
 
-def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c["type"] == "Ready"), {})
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
+def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
+    return condition(obj, "Ready")
 
 
 def applied(revision: str) -> Callable[[dict[str, Any]], bool]:
@@ -608,15 +612,38 @@ async def test_a_deployment_that_never_becomes_available_fails_the_health_check(
     git_daemon: GitDaemon,
 ) -> None:
     nowhere = deployment("stuck", nodeSelector={"weir.invalid/no-such-node": "true"})
-    await git_source(kube, namespace, git_repos, git_daemon, {"stuck/deployment.yaml": nowhere})
+    files = {"stuck/deployment.yaml": nowhere}
+    revision = await git_source(kube, namespace, git_repos, git_daemon, files)
     # Flux never waits less than 30s, whatever spec.timeout says (GetTimeout).
     spec = {"targetNamespace": namespace, "wait": True, "timeout": "10s"}
     await kube.create(KS, kustomization("stuck", namespace, "./stuck", **spec))
 
+    # While it waits, it says so: kstatus readers must not take it for done.
+    waiting = await controllers.wait_for(
+        kube,
+        KS,
+        namespace,
+        "stuck",
+        lambda o: condition(o, "Healthy").get("status") == "Unknown",
+        "running its health checks",
+    )
+    assert ready_condition(waiting)["status"] == "Unknown"
+    assert condition(waiting, "Reconciling")["message"] == (
+        f"Running health checks for revision {revision} with a timeout of 30s"
+    )
+
     obj = await controllers.wait_for(
         kube, KS, namespace, "stuck", failed("HealthCheckFailed"), "failing its health check"
     )
-    assert f"Deployment/{namespace}/stuck status: 'InProgress'" in ready_condition(obj)["message"]
+    message = ready_condition(obj)["message"]
+    assert message.startswith("health check failed after 30")
+    assert message.endswith(
+        f"timeout waiting for: [Deployment/{namespace}/stuck status: 'InProgress']"
+    )
+    assert condition(obj, "Healthy")["reason"] == "HealthCheckFailed"
+    assert "lastAppliedRevision" not in obj["status"]
+    assert obj["status"]["lastAttemptedRevision"] == revision
+    assert obj["status"]["history"][0]["lastReconciledStatus"] == "HealthCheckFailed"
     # Applied, but not healthy.
     assert await kube.get_or_none(DEPLOYMENT, namespace, "stuck") is not None
 
