@@ -12,7 +12,9 @@ from kustomize.build import find_kustomize
 from kustomize.kustomization import KustomizationReconciler
 
 NAME = "kustomize-controller"
-FEATURE_GATES = {"StrictPostBuildSubstitutions": False}
+# AdditiveCELDependencyCheck: a dependsOn readyExpr adds to the built-in readiness check
+# instead of replacing it.
+FEATURE_GATES = {"StrictPostBuildSubstitutions": False, "AdditiveCELDependencyCheck": False}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -74,6 +76,7 @@ def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
             default_service_account=args.default_service_account,
             requeue_dependency=args.requeue_dependency,
             strict_substitution=gates["StrictPostBuildSubstitutions"],
+            additive_cel_dependency_check=gates["AdditiveCELDependencyCheck"],
             insecure_kubeconfig_exec=args.insecure_kubeconfig_exec,
             insecure_kubeconfig_tls=args.insecure_kubeconfig_tls,
         )

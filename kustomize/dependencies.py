@@ -7,32 +7,67 @@ from collections.abc import Iterable
 from typing import Any
 
 from controllers.kube import KubeClient
-from kustomize.api_v1 import Kustomization
+from kustomize.api_v1 import DependencyReference, Kustomization
+from kustomize.cel import EvaluationError, InvalidExpression, compile_expression
 
-__all__ = ["DependencyNotReady", "check_dependencies", "dependents_of_ready"]
+__all__ = ["DependencyNotReady", "check_dependencies", "dependents_of_ready", "why_not_ready"]
 
 
 class DependencyNotReady(Exception):
     """A dependency is missing, not ready, or behind on the shared source."""
 
 
-async def check_dependencies(client: KubeClient, obj: Kustomization, revision: str) -> None:
-    """Raise ``DependencyNotReady`` for the first dependency that is not ready (Flux's rules):
-    it exists, has observed its generation, is Ready, and, when it uses the same source,
-    has applied ``revision``, the artifact revision this run is about to apply."""
+async def check_dependencies(
+    client: KubeClient, obj: Kustomization, revision: str, *, additive_cel: bool = False
+) -> None:
+    """Raise ``DependencyNotReady`` for the first dependency that is not ready, as
+    ``why_not_ready`` says; ``InvalidExpression`` for a ``readyExpr`` that does not compile."""
     namespace = obj.metadata.namespace or ""
     for ref in obj.spec.depends_on or []:
-        key = f"{ref.namespace or namespace}/{ref.name}"
         raw = await client.get_or_none(Kustomization.info, ref.namespace or namespace, ref.name)
-        if raw is None:
-            raise DependencyNotReady(f"dependency '{key}' not found")
-        if not is_ready(raw):
-            raise DependencyNotReady(f"dependency '{key}' is not ready")
-        dependency = Kustomization.from_dict(raw)
-        if _source_key(dependency) == _source_key(obj) and (
-            dependency.status.last_applied_revision != revision
-        ):
-            raise DependencyNotReady(f"dependency '{key}' revision is not up to date")
+        problem = why_not_ready(obj, ref, raw, revision, additive_cel=additive_cel)
+        if problem is not None:
+            raise DependencyNotReady(problem)
+
+
+def why_not_ready(
+    obj: Kustomization,
+    ref: DependencyReference,
+    dependency: dict[str, Any] | None,
+    revision: str,
+    *,
+    additive_cel: bool = False,
+) -> str | None:
+    """Why ``obj``'s dependency ``ref`` (``dependency``, None when missing) is not ready, in
+    Flux's words; None when it is. Flux's rules: it exists; its ``readyExpr``, if any, is
+    true; and, unless a ``readyExpr`` replaces them (``additive_cel``, Flux's
+    AdditiveCELDependencyCheck gate, keeps them), it has observed its generation, is Ready,
+    and, when it uses the same source, has applied ``revision``, the artifact revision this
+    run is about to apply.
+
+    Raises ``InvalidExpression`` for a ``readyExpr`` that does not compile."""
+    key = f"{ref.namespace or obj.metadata.namespace or ''}/{ref.name}"
+    if dependency is None:
+        return f"dependency '{key}' not found"
+    if ref.ready_expr:
+        try:
+            expression = compile_expression(ref.ready_expr)
+        except InvalidExpression as err:
+            raise InvalidExpression(f"failed to evaluate dependency {ref.name}: {err}") from err
+        try:
+            ready = expression.evaluate_bool({"self": obj.to_dict(), "dep": dependency})
+        except EvaluationError as err:
+            return str(err)
+        if not ready:
+            return f"dependency '{key}' is not ready according to readyExpr eval"
+        if not additive_cel:
+            return None
+    if not is_ready(dependency):
+        return f"dependency '{key}' is not ready"
+    parsed = Kustomization.from_dict(dependency)
+    if _source_key(parsed) == _source_key(obj) and parsed.status.last_applied_revision != revision:
+        return f"dependency '{key}' revision is not up to date"
+    return None
 
 
 def is_ready(raw: dict[str, Any]) -> bool:

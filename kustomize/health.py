@@ -15,6 +15,10 @@ Flux in fluxcd/cli-utils), rule for rule and with its messages:
    says ``Failed``).
 4. Otherwise ``Current``: a resource that reports nothing is taken as reconciled.
 
+``custom_checks`` turns ``spec.healthCheckExprs`` into ``CustomCheck``s, Flux's CEL status
+evaluators (fluxcd/pkg ``runtime/cel``); given to ``compute`` or ``wait_for``, they replace
+every rule above for their kinds.
+
 ``wait_for`` is fluxcd/pkg ssa ``WaitForSet``: it follows the objects until all are
 ``Current``, or until one is ``Failed`` when failing fast, and raises ``HealthCheckError``
 with Flux's message otherwise. Where Flux polls, it watches: one list+watch per kind and
@@ -39,14 +43,18 @@ from controllers.discovery import RestMapper, UnknownKind
 from controllers.informer import Informer, object_key
 from controllers.kube import ApiError, KubeClient
 from controllers.reconcile import ReconcileError
+from kustomize.api_v1 import CustomHealthCheck
+from kustomize.cel import EvaluationError, Expression, InvalidExpression, compile_expression
 from kustomize.inventory import ObjectRef
 
 __all__ = [
     "HEALTH_CHECK_FAILED",
+    "CustomCheck",
     "Health",
     "HealthCheckError",
     "Status",
     "compute",
+    "custom_checks",
     "wait_for",
 ]
 
@@ -401,16 +409,108 @@ _BUILT_IN = {
 }
 
 
-def compute(obj: Mapping[str, Any] | None) -> Health:
-    """The kstatus status of ``obj`` (``NotFound`` for None), with kstatus's message."""
+def _kind_key(api_version: str, kind: str) -> str:
+    group = api_version.rpartition("/")[0]
+    return f"{group}/{kind}" if group else kind
+
+
+# Custom checks: spec.healthCheckExprs.
+
+
+@dataclass(frozen=True)
+class CustomCheck:
+    """The health of one kind as CEL expressions decide it (Flux's ``StatusEvaluator``).
+
+    An ``observedGeneration`` behind the generation is ``InProgress``; then the first of
+    ``in_progress``, ``failed`` and ``current`` that is true decides; none is: ``InProgress``.
+    An expression that cannot be evaluated on the object (a field it does not have yet)
+    makes it ``Unknown``, with the error, until the object changes or the wait times out.
+    """
+
+    current: Expression
+    in_progress: Expression | None = None
+    failed: Expression | None = None
+
+    def health(self, obj: Mapping[str, Any]) -> Health:
+        generation = _int(obj, "metadata.generation", -1)
+        observed = _int(obj, "status.observedGeneration", -1)
+        if generation != -1 and observed != -1 and observed != generation:
+            kind = obj.get("kind")
+            return _in_progress(
+                f"{kind} generation is {generation}, but latest observed generation is {observed}"
+            )
+        ordered = [
+            (self.in_progress, Status.IN_PROGRESS),
+            (self.failed, Status.FAILED),
+            (self.current, Status.CURRENT),
+        ]
+        for expression, status in ordered:
+            if expression is None:
+                continue
+            try:
+                # The object's top-level fields (apiVersion, kind, metadata, spec, status...)
+                # are the expression's variables.
+                if expression.evaluate_bool(obj):
+                    return Health(status, "")
+            except EvaluationError as err:
+                return Health(Status.UNKNOWN, str(err))
+        return Health(Status.IN_PROGRESS, "")
+
+
+def _expression(field_name: str, source: str | None) -> Expression | None:
+    if not source:
+        return None
+    try:
+        return compile_expression(source)
+    except InvalidExpression as err:
+        raise InvalidExpression(f"failed to parse the expression {field_name}: {err}") from err
+
+
+def custom_checks(checks: Sequence[CustomHealthCheck]) -> dict[str, CustomCheck]:
+    """``spec.healthCheckExprs`` compiled, for ``compute`` and ``wait_for``. Raises
+    ``InvalidExpression`` in Flux's words for an expression that does not compile, a
+    missing ``current`` or a second check for the same kind."""
+    found: dict[str, CustomCheck] = {}
+    for i, check in enumerate(checks):
+        kind = check.kind or ""
+        key = _kind_key(check.api_version, kind)
+        if key in found:
+            group = key.rpartition("/")[0]
+            group_kind = f"{kind}.{group}" if group else kind
+            raise InvalidExpression(
+                f"duplicate custom health check for GroupKind {group_kind} at healthchecks[{i}]"
+            )
+        try:
+            current = _expression("Current", check.current)
+            if current is None:
+                raise InvalidExpression("expression Current not specified")
+            found[key] = CustomCheck(
+                current=current,
+                in_progress=_expression("InProgress", check.in_progress),
+                failed=_expression("Failed", check.failed),
+            )
+        except InvalidExpression as err:
+            raise InvalidExpression(
+                f"failed to create custom status evaluator for healthchecks[{i}]: {err}"
+            ) from err
+    return found
+
+
+def compute(
+    obj: Mapping[str, Any] | None, custom: Mapping[str, CustomCheck] | None = None
+) -> Health:
+    """The kstatus status of ``obj`` (``NotFound`` for None), with kstatus's message; or,
+    for a kind of ``custom`` (``custom_checks``), what its expressions say."""
     if obj is None:
         return Health(Status.NOT_FOUND, "Resource not found")
+    key = _kind_key(str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""))
+    check = (custom or {}).get(key)
+    if check is not None:
+        return check.health(obj)
     found = _generic(obj)
     if found is not None:
         return found
-    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
-    kind = str(obj.get("kind") or "")
-    rule = _BUILT_IN.get(f"{group}/{kind}" if group else kind)
+    rule = _BUILT_IN.get(key)
     if rule is not None:
         return rule(obj)
     return _ready_condition(obj) or _current("Resource is current")
@@ -455,9 +555,12 @@ class _Lister:
 class _Watcher:
     """The last seen state of every object of a set, per kind and namespace."""
 
-    def __init__(self, client: KubeClient, mapper: RestMapper) -> None:
+    def __init__(
+        self, client: KubeClient, mapper: RestMapper, custom: Mapping[str, CustomCheck]
+    ) -> None:
         self._client = client
         self._mapper = mapper
+        self._custom = custom
         self._sources: dict[_Group, Informer | _Lister] = {}
         self._errors: dict[_Group, str] = {}
         self.changed = asyncio.Event()
@@ -475,7 +578,7 @@ class _Watcher:
         if obj is None:
             return compute(None)
         # The items of a list carry no apiVersion and kind; the rules depend on them.
-        return compute({"apiVersion": info.api_version, "kind": info.kind, **obj})
+        return compute({"apiVersion": info.api_version, "kind": info.kind, **obj}, self._custom)
 
     async def follow(self, group: _Group, *, watch: bool) -> None:
         """Watch (or list again and again) the objects of ``group`` once its kind is known;
@@ -517,10 +620,12 @@ async def wait_for(
     timeout: float,
     *,
     fail_fast: bool = True,
+    custom: Mapping[str, CustomCheck] | None = None,
 ) -> None:
     """Until every object of ``refs`` is ``Current``; or, with ``fail_fast``, until one is
     ``Failed``. Watches the objects: one list+watch per kind and namespace, for the first
-    ``MAX_WATCHES`` of them; the others are listed every ``RECHECK_SECONDS``.
+    ``MAX_WATCHES`` of them; the others are listed every ``RECHECK_SECONDS``. The health of
+    the kinds of ``custom`` (``custom_checks``) is what their expressions say.
 
     Raises ``HealthCheckError`` (reason ``HealthCheckFailed``) in Flux's words:
     ``timeout waiting for: [Kind/ns/name status: 'InProgress', ...]`` listing every object
@@ -531,7 +636,7 @@ async def wait_for(
     refs = list(dict.fromkeys(refs))
     if not refs:
         return
-    watcher = _Watcher(client, mapper)
+    watcher = _Watcher(client, mapper, custom or {})
     groups = dict.fromkeys(_group_of(ref) for ref in refs)
     tasks = [
         asyncio.create_task(watcher.follow(group, watch=i < MAX_WATCHES))

@@ -33,6 +33,7 @@ from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply import ApplyOptions, PruneError, ResourceManager
 from kustomize.build import BuildError, build, set_common_metadata
+from kustomize.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from kustomize.decrypt import (
     DecryptionError,
     decrypt_objects,
@@ -41,7 +42,7 @@ from kustomize.decrypt import (
     refuse_encrypted_secrets,
 )
 from kustomize.dependencies import DependencyNotReady, check_dependencies, dependents_of_ready
-from kustomize.health import HealthCheckError, wait_for
+from kustomize.health import HealthCheckError, custom_checks, wait_for
 from kustomize.inventory import ObjectRef
 from kustomize.substitute import SubstitutionError, load_variables, substitute_objects
 from kustomize.target import Target, TargetOptions, Targets
@@ -94,6 +95,7 @@ class KustomizationReconciler:
         default_service_account: str = "",
         requeue_dependency: float = 30.0,
         strict_substitution: bool = False,
+        additive_cel_dependency_check: bool = False,
         insecure_kubeconfig_exec: bool = False,
         insecure_kubeconfig_tls: bool = False,
     ) -> None:
@@ -103,6 +105,7 @@ class KustomizationReconciler:
         self.default_service_account = default_service_account
         self.requeue_dependency = requeue_dependency
         self.strict_substitution = strict_substitution
+        self.additive_cel_dependency_check = additive_cel_dependency_check
         self.targets = Targets(
             TargetOptions(
                 default_service_account=default_service_account,
@@ -164,7 +167,7 @@ class KustomizationReconciler:
     async def reconcile_source(self, ctx: RunContext, obj: Kustomization) -> Result:
         """Find the source's artifact, check the dependencies, fetch and verify the artifact."""
         run = ctx.state = KustomizeRun()
-        self._refuse_unsupported(obj)
+        self._compile_health_check_exprs(obj)
         ref = obj.spec.source_ref
         plural = SOURCE_PLURALS.get(ref.kind)
         if plural is None:
@@ -209,17 +212,14 @@ class KustomizationReconciler:
             ) from err
         return Result()
 
-    def _refuse_unsupported(self, obj: Kustomization) -> None:
-        """Spec features weir does not implement stall with a clear reason rather than being
-        silently ignored."""
-        spec = obj.spec
-        unsupported = []
-        if any(dep.ready_expr for dep in spec.depends_on or []):
-            unsupported.append("spec.dependsOn[].readyExpr (CEL)")
-        if spec.health_check_exprs:
-            unsupported.append("spec.healthCheckExprs (CEL)")
-        if unsupported:
-            raise Stalling(f"not supported by weir: {', '.join(unsupported)}", reason=UNSUPPORTED)
+    def _compile_health_check_exprs(self, obj: Kustomization) -> None:
+        """``healthCheckExprs`` that do not compile stall the Kustomization before anything
+        else is done, as in Flux."""
+        try:
+            custom_checks(obj.spec.health_check_exprs or [])
+        except InvalidExpression as err:
+            message = f"{TERMINAL_ERROR_MESSAGE}: {err}"
+            raise Stalling(message, reason=INVALID_CEL_EXPRESSION) from err
 
     async def _check_dependencies(self, ctx: RunContext, obj: Kustomization, revision: str) -> None:
         if not obj.spec.depends_on:
@@ -233,7 +233,13 @@ class KustomizationReconciler:
                         reason=ACCESS_DENIED,
                     )
         try:
-            await check_dependencies(ctx.client, obj, revision)
+            await check_dependencies(
+                ctx.client, obj, revision, additive_cel=self.additive_cel_dependency_check
+            )
+        except InvalidExpression as err:
+            # Flux's message carries controller-runtime's "terminal error: " as well.
+            message = f"{TERMINAL_ERROR_MESSAGE}: terminal error: {err}"
+            raise Stalling(message, reason=INVALID_CEL_EXPRESSION) from err
         except DependencyNotReady as err:
             raise Waiting(
                 str(err), reason=DEPENDENCY_NOT_READY, requeue_after=self.requeue_dependency
@@ -337,8 +343,9 @@ class KustomizationReconciler:
         ctx.mark(HEALTHY, "Unknown", cond.PROGRESSING, message)
         await ctx.progress(message)
         started = time.monotonic()
+        custom = custom_checks(spec.health_check_exprs or [])
         try:
-            await wait_for(target.client, target.mapper, refs, obj.timeout_seconds)
+            await wait_for(target.client, target.mapper, refs, obj.timeout_seconds, custom=custom)
         except HealthCheckError as err:
             message = (
                 f"health check failed after {format_duration(time.monotonic() - started)}: {err}"

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from kustomize.dependencies import dependents_of_ready, is_ready
+from kustomize.__main__ import parser, reconcilers
+from kustomize.api_v1 import DependencyReference, Kustomization
+from kustomize.cel import InvalidExpression
+from kustomize.dependencies import dependents_of_ready, is_ready, why_not_ready
 
 
 def ks(
@@ -89,3 +92,137 @@ def test_dependents_of_ready(
     old: dict[str, Any] | None, new: dict[str, Any] | None, expected: list[str]
 ) -> None:
     assert dependents_of_ready(old, new, DEPENDENTS) == expected
+
+
+# dependsOn[].readyExpr: the dependent is ``self``, the dependency ``dep``.
+
+REVISION = "main@sha1:2"
+FRONTEND = Kustomization.from_dict(
+    {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "frontend", "namespace": "apps", "labels": {"app/version": "v2"}},
+        "spec": {
+            "interval": "5m",
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": "app"},
+        },
+    }
+)
+# Flux's lockstep example: the same version label, and Ready for the dependency's generation.
+LOCKSTEP = (
+    "dep.metadata.labels['app/version'] == self.metadata.labels['app/version'] && "
+    "dep.status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'True') && "
+    "dep.metadata.generation == dep.status.observedGeneration"
+)
+
+
+def backend(version: str, *, ready: str = "True", applied: str = REVISION) -> dict[str, Any]:
+    """The dependency as the API server returns it: same source as FRONTEND."""
+    ready_condition = {
+        "type": "Ready",
+        "status": ready,
+        "reason": "ReconciliationSucceeded",
+        "message": f"Applied revision: {applied}",
+        "lastTransitionTime": "2025-01-01T00:00:00Z",
+    }
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {
+            "name": "backend",
+            "namespace": "apps",
+            "generation": 1,
+            "labels": {"app/version": version},
+        },
+        "spec": FRONTEND.to_dict()["spec"],
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [ready_condition],
+            "lastAppliedRevision": applied,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("ready_expr", "dependency", "additive", "expected"),
+    [
+        pytest.param(None, None, False, "dependency 'apps/backend' not found", id="missing"),
+        pytest.param(None, backend("v2"), False, None, id="built-in-ready"),
+        pytest.param(
+            None,
+            backend("v2", applied="main@sha1:1"),
+            False,
+            "dependency 'apps/backend' revision is not up to date",
+            id="built-in-behind-on-the-source",
+        ),
+        pytest.param(LOCKSTEP, backend("v2"), False, None, id="expression-true"),
+        pytest.param(
+            LOCKSTEP,
+            backend("v1"),
+            False,
+            "dependency 'apps/backend' is not ready according to readyExpr eval",
+            id="expression-false",
+        ),
+        pytest.param(
+            "dep.metadata.labels['app/version'] == self.metadata.labels['app/version']",
+            backend("v2", ready="False"),
+            False,
+            None,
+            id="expression-replaces-the-built-in-check",
+        ),
+        pytest.param(
+            "dep.metadata.labels['app/version'] == self.metadata.labels['app/version']",
+            backend("v2", ready="False"),
+            True,
+            "dependency 'apps/backend' is not ready",
+            id="additive-gate-keeps-the-built-in-check",
+        ),
+        pytest.param(
+            "dep.metadata.labels['app/version'] == self.metadata.labels['app/version']",
+            backend("v2", applied="main@sha1:1"),
+            True,
+            "dependency 'apps/backend' revision is not up to date",
+            id="additive-gate-keeps-the-revision-check",
+        ),
+        pytest.param(
+            "dep.status.phase == 'Done'",
+            backend("v2"),
+            False,
+            "failed to evaluate the CEL expression 'dep.status.phase == 'Done'': "
+            "no such key: phase",
+            id="expression-cannot-be-evaluated",
+        ),
+    ],
+)
+def test_why_a_dependency_is_not_ready(
+    ready_expr: str | None, dependency: dict[str, Any] | None, additive: bool, expected: str | None
+) -> None:
+    ref = DependencyReference(name="backend", ready_expr=ready_expr)
+
+    assert why_not_ready(FRONTEND, ref, dependency, REVISION, additive_cel=additive) == expected
+
+
+def test_a_ready_expression_that_does_not_compile_is_a_configuration_error() -> None:
+    ref = DependencyReference(name="backend", ready_expr="dep.status.")
+
+    with pytest.raises(InvalidExpression) as caught:
+        why_not_ready(FRONTEND, ref, backend("v2"), REVISION)
+
+    assert str(caught.value).startswith(
+        "failed to evaluate dependency backend: failed to parse the CEL expression "
+        "'dep.status.': ERROR: <input>:1:12: Syntax error"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "additive"),
+    [
+        pytest.param([], False, id="off-by-default"),
+        pytest.param(["--feature-gates=AdditiveCELDependencyCheck=true"], True, id="gate-on"),
+    ],
+)
+def test_the_additive_check_is_the_controller_feature_gate(argv: list[str], additive: bool) -> None:
+    [reconciler] = reconcilers(parser().parse_args(argv))
+
+    assert getattr(reconciler, "additive_cel_dependency_check", None) is additive

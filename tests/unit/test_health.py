@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from controllers.reconcile import ReconcileError
-from kustomize.health import Health, HealthCheckError, Status, compute
+from kustomize.api_v1 import CustomHealthCheck
+from kustomize.cel import InvalidExpression
+from kustomize.health import Health, HealthCheckError, Status, compute, custom_checks
 
 CURRENT, IN_PROGRESS, FAILED = Status.CURRENT, Status.IN_PROGRESS, Status.FAILED
 
@@ -557,3 +559,164 @@ def test_a_failed_health_check_is_a_reconcile_error_with_flux_reason() -> None:
     assert isinstance(error, ReconcileError)
     assert error.reason == "HealthCheckFailed"
     assert error.message == "timeout waiting for: [Deployment/apps/web status: 'InProgress']"
+
+
+# spec.healthCheckExprs, as Flux's CEL status evaluator reads them (fluxcd/pkg runtime/cel).
+
+UNKNOWN = Status.UNKNOWN
+# Flux's own test expressions: a Ready condition decides, a generation not observed waits.
+READY_EXPRS = {
+    "inProgress": "has(status.observedGeneration) && "
+    "metadata.generation != status.observedGeneration",
+    "failed": "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'False')",
+    "current": "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'True')",
+}
+# What the three expressions answer, read from the object itself.
+DATA_EXPRS = {"current": "data.current", "inProgress": "data.inProgress", "failed": "data.failed"}
+
+
+def checks(api_version: str = "example.com/v1", kind: str = "Widget", **exprs: str) -> Any:
+    return custom_checks(
+        [CustomHealthCheck.model_validate({"apiVersion": api_version, "kind": kind, **exprs})]
+    )
+
+
+def widget(**fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "example.com/v1", "kind": "Widget", **fields}
+
+
+def answers(current: bool, in_progress: bool, failed: bool) -> dict[str, Any]:
+    data = {"current": current, "inProgress": in_progress, "failed": failed}
+    return widget(metadata={"name": "x"}, data=data)
+
+
+@pytest.mark.parametrize(
+    ("exprs", "manifest", "expected"),
+    [
+        pytest.param(
+            {"current": "true"},
+            widget(metadata={"generation": 2}, status={"observedGeneration": 1}),
+            Health(IN_PROGRESS, "Widget generation is 2, but latest observed generation is 1"),
+            id="generation-not-observed-before-any-expression",
+        ),
+        pytest.param(
+            DATA_EXPRS, answers(False, False, False), Health(IN_PROGRESS, ""), id="none-true"
+        ),
+        pytest.param(
+            DATA_EXPRS, answers(True, True, True), Health(IN_PROGRESS, ""), id="in-progress-first"
+        ),
+        pytest.param(
+            DATA_EXPRS, answers(True, False, True), Health(FAILED, ""), id="failed-before-current"
+        ),
+        pytest.param(DATA_EXPRS, answers(True, False, False), Health(CURRENT, ""), id="current"),
+        pytest.param(
+            {"current": "data.current"},
+            answers(False, True, True),
+            Health(IN_PROGRESS, ""),
+            id="only-current-given",
+        ),
+        pytest.param(
+            {**DATA_EXPRS, "current": "data.currentt"},
+            answers(True, False, False),
+            Health(
+                UNKNOWN,
+                "failed to evaluate the CEL expression 'data.currentt': no such key: currentt",
+            ),
+            id="current-cannot-be-evaluated",
+        ),
+        pytest.param(
+            READY_EXPRS,
+            widget(metadata={"name": "x"}, status={}),
+            Health(
+                UNKNOWN,
+                f"failed to evaluate the CEL expression '{READY_EXPRS['failed']}': "
+                "no such key: conditions",
+            ),
+            id="no-conditions-yet",
+        ),
+        # The pitfall Flux's docs warn of: all() holds on an empty list.
+        pytest.param(
+            READY_EXPRS,
+            widget(metadata={"generation": 1}, status={"conditions": []}),
+            Health(FAILED, ""),
+            id="empty-conditions-all-is-true",
+        ),
+        pytest.param(
+            READY_EXPRS,
+            widget(
+                metadata={"generation": 1},
+                status={"observedGeneration": 1, "conditions": [cond("Ready", "True")]},
+            ),
+            Health(CURRENT, ""),
+            id="ready",
+        ),
+    ],
+)
+def test_health_check_exprs_decide_the_health_of_their_kind(
+    exprs: dict[str, str], manifest: dict[str, Any], expected: Health
+) -> None:
+    assert compute(manifest, checks(**exprs)) == expected
+
+
+def test_health_check_exprs_replace_every_rule_of_their_kind_only() -> None:
+    # Not rolled out and stalled: kstatus says Failed; the expression alone decides.
+    stalled = deployment(
+        {"replicas": 2}, {"conditions": [cond("Stalled", "True", "Broken", "broken")]}
+    )
+    own = checks("apps/v1", "Deployment", current="metadata.name == 'x'")
+
+    assert compute(stalled, own) == Health(CURRENT, "")
+    # Another version of the same group and kind is the same kind.
+    assert compute({**stalled, "apiVersion": "apps/v1beta2"}, own) == Health(CURRENT, "")
+    assert compute(stalled, checks(current="true")) == Health(FAILED, "broken")
+    assert compute(stalled) == Health(FAILED, "broken")
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        pytest.param(
+            [{"apiVersion": "example.com/v1", "kind": "Widget", "current": "status.ready =="}],
+            "failed to create custom status evaluator for healthchecks[0]: failed to parse the "
+            "expression Current: failed to parse the CEL expression 'status.ready ==': "
+            "ERROR: <input>:1:16: Syntax error",
+            id="current",
+        ),
+        pytest.param(
+            [
+                {"apiVersion": "example.com/v1", "kind": "Gadget", "current": "true"},
+                {
+                    "apiVersion": "example.com/v1",
+                    "kind": "Widget",
+                    "current": "true",
+                    "failed": "has(status)",
+                },
+            ],
+            "failed to create custom status evaluator for healthchecks[1]: failed to parse the "
+            "expression Failed: failed to parse the CEL expression 'has(status)': "
+            "ERROR: <input>:1:5: invalid argument to has() macro",
+            id="failed",
+        ),
+        pytest.param(
+            [{"apiVersion": "example.com/v1", "kind": "Widget", "current": ""}],
+            "failed to create custom status evaluator for healthchecks[0]: "
+            "expression Current not specified",
+            id="current-empty",
+        ),
+        pytest.param(
+            [
+                {"apiVersion": "example.com/v1", "kind": "Widget", "current": "true"},
+                {"apiVersion": "example.com/v2", "kind": "Widget", "current": "false"},
+            ],
+            "duplicate custom health check for GroupKind Widget.example.com at healthchecks[1]",
+            id="duplicate-kind",
+        ),
+    ],
+)
+def test_health_check_exprs_that_do_not_compile_are_refused_in_flux_words(
+    items: list[dict[str, str]], message: str
+) -> None:
+    with pytest.raises(InvalidExpression) as caught:
+        custom_checks([CustomHealthCheck.model_validate(item) for item in items])
+
+    assert str(caught.value).startswith(message)
