@@ -55,7 +55,6 @@ BUILD_FAILED = "BuildFailed"
 DEPENDENCY_NOT_READY = "DependencyNotReady"
 HEALTH_CHECK_FAILED = "HealthCheckFailed"
 ACCESS_DENIED = "AccessDenied"
-UNSUPPORTED = "UnsupportedFeature"
 HEALTHY = "Healthy"
 # The OCI annotation whose value Flux reports as the origin revision.
 ORIGIN_REVISION_KEY = "org.opencontainers.image.revision"
