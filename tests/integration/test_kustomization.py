@@ -54,6 +54,16 @@ async def controllers(
         await server.cleanup()
 
 
+def git_repository(namespace: str, url: str) -> dict[str, Any]:
+    """The GitRepository ``app`` every test here applies from."""
+    return {
+        "apiVersion": GITREPO.api_version,
+        "kind": "GitRepository",
+        "metadata": {"name": "app", "namespace": namespace},
+        "spec": {"url": url, "interval": "10m", "ref": {"branch": "main"}},
+    }
+
+
 def config_map(name: str, value: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value}\n"
 
@@ -107,15 +117,7 @@ async def test_apply_prune_and_an_invalid_manifest(
         {"deploy/a.yaml": config_map("a", "one"), "deploy/b.yaml": config_map("b", "two")},
         "a and b",
     )
-    await kube.create(
-        GITREPO,
-        {
-            "apiVersion": GITREPO.api_version,
-            "kind": "GitRepository",
-            "metadata": {"name": "app", "namespace": namespace},
-            "spec": {"url": git_daemon.url(repo), "interval": "10m", "ref": {"branch": "main"}},
-        },
-    )
+    await kube.create(GITREPO, git_repository(namespace, git_daemon.url(repo)))
     # Made at once, before its source has an artifact: the source watch requeues it when the
     # artifact arrives (its retryInterval is 10m).
     await kube.create(
@@ -202,15 +204,7 @@ async def test_depends_on_history_and_deletion_policy(
         {"infra/cm.yaml": config_map("infra", "base"), "app/cm.yaml": config_map("app", "on")},
         "infra and app",
     )
-    await kube.create(
-        GITREPO,
-        {
-            "apiVersion": GITREPO.api_version,
-            "kind": "GitRepository",
-            "metadata": {"name": "app", "namespace": namespace},
-            "spec": {"url": git_daemon.url(repo), "interval": "10m", "ref": {"branch": "main"}},
-        },
-    )
+    await kube.create(GITREPO, git_repository(namespace, git_daemon.url(repo)))
     # app waits for infra, which does not exist yet.
     await kube.create(
         KS,
