@@ -1,4 +1,5 @@
-"""Kustomization end to end: Git → source artifact → kustomize build → apply → prune."""
+"""Kustomization reconciler in-process against the real control plane: dependsOn, history,
+deletionPolicy. The acceptance tests with controller processes are in test_kustomize_e2e.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane, free_port
 from controllers.kube import KubeClient
-from controllers.reconcile import REQUESTED_AT
 from kustomize.api_v1 import Kustomization
 from kustomize.build import find_kustomize
 from kustomize.kustomization import KustomizationReconciler
@@ -74,100 +74,6 @@ def applied(revision: str) -> Callable[[dict[str, Any]], bool]:
         return bool(status.get("lastAppliedRevision") == revision and is_ready(obj))
 
     return check
-
-
-def attempted_and_failed(revision: str) -> Callable[[dict[str, Any]], bool]:
-    def check(obj: dict[str, Any]) -> bool:
-        status = obj.get("status") or {}
-        conditions: list[dict[str, Any]] = status.get("conditions") or []
-        ready = next((c for c in conditions if c["type"] == "Ready"), {})
-        return bool(
-            status.get("lastAttemptedRevision") == revision and ready.get("status") == "False"
-        )
-
-    return check
-
-
-async def new_revision(kube: KubeClient, namespace: str, commit: str) -> str:
-    """Ask the source for the commit; the source watch brings the Kustomization along."""
-    await kube.patch(
-        GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: commit}}}
-    )
-    source = await wait_for_object(
-        kube,
-        GITREPO,
-        namespace,
-        "app",
-        lambda o: (o.get("status") or {}).get("artifact", {}).get("revision", "").endswith(commit),
-    )
-    return str(source["status"]["artifact"]["revision"])
-
-
-async def test_apply_prune_and_an_invalid_manifest(
-    kube: KubeClient,
-    namespace: str,
-    controllers: None,
-    git_daemon: GitDaemon,
-    git_repos: GitRepos,
-) -> None:
-    repo = f"ks-{namespace}"
-    git_repos.create(repo)
-    first = git_repos.commit(
-        repo,
-        {"deploy/a.yaml": config_map("a", "one"), "deploy/b.yaml": config_map("b", "two")},
-        "a and b",
-    )
-    await kube.create(GITREPO, git_repository(namespace, git_daemon.url(repo)))
-    # Made at once, before its source has an artifact: the source watch requeues it when the
-    # artifact arrives (its retryInterval is 10m).
-    await kube.create(
-        KS,
-        {
-            "apiVersion": KS.api_version,
-            "kind": "Kustomization",
-            "metadata": {"name": "app", "namespace": namespace},
-            "spec": {
-                "interval": "10m",
-                "path": "./deploy",
-                "prune": True,
-                "targetNamespace": namespace,
-                "sourceRef": {"kind": "GitRepository", "name": "app"},
-            },
-        },
-    )
-    obj = await wait_for_object(kube, KS, namespace, "app", applied(f"main@sha1:{first}"))
-    assert sorted(e["id"] for e in obj["status"]["inventory"]["entries"]) == [
-        f"{namespace}_a__ConfigMap",
-        f"{namespace}_b__ConfigMap",
-    ]
-    a = await kube.get(CONFIG_MAP, namespace, "a")
-    assert a["data"] == {"value": "one"}
-    assert a["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "app"
-
-    # A commit that removes b: b is pruned, a stays.
-    second = git_repos.commit(repo, {"deploy/b.yaml": None}, "drop b")
-    revision = await new_revision(kube, namespace, second)
-    await wait_for_object(kube, KS, namespace, "app", applied(revision))
-    assert await kube.get_or_none(CONFIG_MAP, namespace, "b") is None
-    assert await kube.get_or_none(CONFIG_MAP, namespace, "a") is not None
-
-    # An invalid manifest beside a new valid one: nothing is applied, the reason says why.
-    broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata: not-a-map\n"
-    third = git_repos.commit(
-        repo, {"deploy/c.yaml": config_map("c", "three"), "deploy/bad.yaml": broken}, "bad"
-    )
-    revision3 = await new_revision(kube, namespace, third)
-    failed = await wait_for_object(kube, KS, namespace, "app", attempted_and_failed(revision3))
-    ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
-    assert "bad" in ready["message"]
-    assert await kube.get_or_none(CONFIG_MAP, namespace, "c") is None
-    assert failed["status"]["lastAppliedRevision"] == revision
-
-    # Reverting the bad commit recovers.
-    fourth = git_repos.commit(repo, {"deploy/bad.yaml": None}, "revert bad")
-    revision4 = await new_revision(kube, namespace, fourth)
-    await wait_for_object(kube, KS, namespace, "app", applied(revision4))
-    assert (await kube.get(CONFIG_MAP, namespace, "c"))["data"] == {"value": "three"}
 
 
 def ready_reason(obj: dict[str, Any]) -> str | None:

@@ -347,7 +347,95 @@ async def test_two_overlays_are_applied_as_kustomize_builds_them(
     assert prod_config["data"] == {"GREETING": "hello", "LOG_LEVEL": "warn"}
 
 
-# 2. Drift is reverted
+# 2. Prune, an invalid commit, and its revert
+
+
+def config_map(name: str, value: str) -> str:
+    return yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": value}}
+    )
+
+
+async def push(
+    kube: KubeClient,
+    controllers: Controllers,
+    namespace: str,
+    git_repos: GitRepos,
+    files: Mapping[str, str | None],
+) -> str:
+    """Commit ``files`` (None deletes) and have the source pick the commit up at once."""
+    commit = git_repos.commit(f"e2e-{namespace}", dict(files), "change")
+    await kube.patch(
+        GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: commit}}}
+    )
+    revision = f"main@sha1:{commit}"
+    await controllers.wait_for(
+        kube,
+        GITREPO,
+        namespace,
+        "app",
+        lambda o: (o.get("status") or {}).get("artifact", {}).get("revision") == revision,
+        f"the artifact of {revision}",
+    )
+    return revision
+
+
+async def test_a_removed_object_is_pruned_and_a_bad_commit_applies_nothing(
+    kube: KubeClient,
+    namespace: str,
+    controllers: Controllers,
+    git_repos: GitRepos,
+    git_daemon: GitDaemon,
+) -> None:
+    files = {"app/a.yaml": config_map("a", "one"), "app/b.yaml": config_map("b", "two")}
+    first = await git_source(kube, namespace, git_repos, git_daemon, files)
+    await kube.create(KS, kustomization("app", namespace, "./app", targetNamespace=namespace))
+    await controllers.wait_for(kube, KS, namespace, "app", applied(first), "a and b applied")
+    assert (await kube.get(CONFIG_MAP, namespace, "b"))["data"] == {"v": "two"}
+
+    second = await push(kube, controllers, namespace, git_repos, {"app/b.yaml": None})
+    await controllers.wait_for(kube, KS, namespace, "app", applied(second), "b removed")
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "b") is None
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "a") is not None
+    await wait_for_event(
+        kube,
+        controllers,
+        namespace,
+        "app",
+        lambda e: f"ConfigMap/{namespace}/b deleted" in e["message"],
+    )
+
+    # A valid new object beside an invalid one: neither is applied, the status says why.
+    bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata: not-a-map\n"
+    third = await push(
+        kube,
+        controllers,
+        namespace,
+        git_repos,
+        {"app/c.yaml": config_map("c", "three"), "app/bad.yaml": bad},
+    )
+    obj = await controllers.wait_for(
+        kube,
+        KS,
+        namespace,
+        "app",
+        lambda o: (
+            (o.get("status") or {}).get("lastAttemptedRevision") == third
+            and ready_condition(o).get("status") == "False"
+        ),
+        "the bad commit refused",
+    )
+    assert "ConfigMap/" in ready_condition(obj)["message"]
+    assert "bad" in ready_condition(obj)["message"]
+    assert obj["status"]["lastAppliedRevision"] == second
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "c") is None
+
+    fourth = await push(kube, controllers, namespace, git_repos, {"app/bad.yaml": None})
+    await controllers.wait_for(kube, KS, namespace, "app", applied(fourth), "the revert applied")
+    assert (await kube.get(CONFIG_MAP, namespace, "c"))["data"] == {"v": "three"}
+
+
+# 3. Drift is reverted
 
 
 async def test_a_manual_scale_is_reverted_within_the_interval(
@@ -385,7 +473,7 @@ async def test_a_manual_scale_is_reverted_within_the_interval(
     assert (event["type"], event["reason"]) == ("Normal", "ReconciliationSucceeded")
 
 
-# 3. postBuild substitution
+# 4. postBuild substitution
 
 
 async def test_variables_come_from_the_spec_a_config_map_and_a_secret(
@@ -440,7 +528,7 @@ data:
     assert settings["data"] == {"greeting": "hello", "token": "t0k", "region": "eu-west-1"}
 
 
-# 4. SOPS
+# 5. SOPS
 
 
 def secret_manifest(name: str, password: str) -> bytes:
@@ -504,7 +592,7 @@ async def test_sops_secrets_are_applied_decrypted_and_never_with_the_wrong_key(
     assert await kube.get_or_none(SECRET, namespace, "db-rotated") is None
 
 
-# 5. The controllers share only CRD status and the artifact server
+# 6. The controllers share only CRD status and the artifact server
 
 
 async def test_the_artifact_server_is_the_only_channel_between_the_controllers(
@@ -546,7 +634,7 @@ async def test_the_artifact_server_is_the_only_channel_between_the_controllers(
     assert await kube.get_or_none(DEPLOYMENT, namespace, "dev-web") is not None
 
 
-# 6. dependsOn and health checks
+# 7. dependsOn and health checks
 
 
 def deployment(name: str, **pod_spec: Any) -> str:
@@ -648,7 +736,7 @@ async def test_a_deployment_that_never_becomes_available_fails_the_health_check(
     assert await kube.get_or_none(DEPLOYMENT, namespace, "stuck") is not None
 
 
-# 7. Impersonation
+# 8. Impersonation
 
 
 async def test_a_service_account_cannot_apply_beyond_its_role(
