@@ -290,6 +290,15 @@ class KubeClient:
         view._owns_api = False
         return view
 
+    def with_rate_limit(self, qps: float, burst: int) -> KubeClient:
+        """A view with a rate limit of its own (events, as client-go's recorder has one), so
+        that what it sends does not eat into the reconcilers' budget. Closing it does nothing.
+        """
+        view = copy.copy(self)
+        view._limit = _TokenBucket(qps, burst)
+        view._owns_api = False
+        return view
+
     @property
     def host(self) -> str:
         return str(self._api.configuration.host)

@@ -92,7 +92,10 @@ class Manager:
         )
         forwarder = EventForwarder(opts.events_addr) if opts.events_addr else None
         recorder = EventRecorder(
-            client, controller=opts.name, instance=opts.identity, forwarder=forwarder
+            client.with_rate_limit(opts.kube_api_qps, opts.kube_api_burst),
+            controller=opts.name,
+            instance=opts.identity,
+            forwarder=forwarder,
         )
         elector = None
         try:
