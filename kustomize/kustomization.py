@@ -173,11 +173,7 @@ class KustomizationReconciler:
             raise Stalling(f"source kind '{ref.kind}' is not supported", reason=ARTIFACT_FAILED)
         namespace = ref.namespace or obj.metadata.namespace
         name = f"{ref.kind}/{namespace}/{ref.name}"
-        if self.no_cross_namespace_refs and namespace != obj.metadata.namespace:
-            raise Stalling(
-                f"can't access '{name}', cross-namespace references have been blocked",
-                reason=ACCESS_DENIED,
-            )
+        self._refuse_cross_namespace(obj)
         source = await ctx.client.get_or_none(_source_info(ref.kind), namespace, ref.name)
         if source is None:
             raise Waiting(
@@ -220,17 +216,26 @@ class KustomizationReconciler:
             message = f"{TERMINAL_ERROR_MESSAGE}: {err}"
             raise Stalling(message, reason=INVALID_CEL_EXPRESSION) from err
 
+    def _refuse_cross_namespace(self, obj: Kustomization) -> None:
+        """With ``--no-cross-namespace-refs``, the source and dependencies must be in the
+        Kustomization's namespace; a spec that breaks it stalls before anything is read."""
+        if not self.no_cross_namespace_refs:
+            return
+        own = obj.metadata.namespace
+        ref = obj.spec.source_ref
+        refs: list[tuple[str, str | None, str]] = [(ref.kind, ref.namespace or own, ref.name)]
+        refs += [("Kustomization", d.namespace or own, d.name) for d in obj.spec.depends_on or []]
+        for kind, namespace, name in refs:
+            if namespace != own:
+                raise Stalling(
+                    f"can't access '{kind}/{namespace}/{name}', "
+                    "cross-namespace references have been blocked",
+                    reason=ACCESS_DENIED,
+                )
+
     async def _check_dependencies(self, ctx: RunContext, obj: Kustomization, revision: str) -> None:
         if not obj.spec.depends_on:
             return
-        if self.no_cross_namespace_refs:
-            for dep in obj.spec.depends_on:
-                if dep.namespace and dep.namespace != obj.metadata.namespace:
-                    raise Stalling(
-                        f"can't access 'Kustomization/{dep.namespace}/{dep.name}', "
-                        "cross-namespace references have been blocked",
-                        reason=ACCESS_DENIED,
-                    )
         try:
             await check_dependencies(
                 ctx.client, obj, revision, additive_cel=self.additive_cel_dependency_check

@@ -147,3 +147,28 @@ async def test_depends_on_history_and_deletion_policy(
     await wait_for_deletion(kube, KS, namespace, "app")
     assert await kube.get_or_none(CONFIG_MAP, namespace, "infra") is None
     assert await kube.get_or_none(CONFIG_MAP, namespace, "app") is not None
+
+
+async def test_no_cross_namespace_refs_stalls_references_to_other_namespaces(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    """With --no-cross-namespace-refs a tenant cannot reach another namespace's source or
+    Kustomization; it is told so and not retried until its spec changes."""
+    applier = options(control_plane, namespace, name="kustomize-controller")
+    reconciler = KustomizationReconciler(kustomize=find_kustomize(), no_cross_namespace_refs=True)
+    source_ref = {"kind": "GitRepository", "name": "shared", "namespace": "flux-system"}
+    depends_on = [{"name": "infra", "namespace": "flux-system"}]
+    async with running(applier, [reconciler]):
+        await kube.create(KS, kustomization(namespace, "source", path="./", sourceRef=source_ref))
+        await kube.create(KS, kustomization(namespace, "deps", path="./", dependsOn=depends_on))
+        for name, what in (
+            ("source", "GitRepository/flux-system/shared"),
+            ("deps", "Kustomization/flux-system/infra"),
+        ):
+            obj = await wait_for_object(
+                kube, KS, namespace, name, lambda o: ready_reason(o) == "AccessDenied"
+            )
+            stalled = next(c for c in obj["status"]["conditions"] if c["type"] == "Stalled")
+            assert stalled["message"] == (
+                f"can't access '{what}', cross-namespace references have been blocked"
+            )
