@@ -96,7 +96,7 @@ def kustomization(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-async def test_depends_on_history_and_deletion_policy(
+async def test_depends_on_history_and_deletion_policies(
     kube: KubeClient,
     namespace: str,
     controllers: None,
@@ -126,7 +126,10 @@ async def test_depends_on_history_and_deletion_policy(
     assert await kube.get_or_none(CONFIG_MAP, namespace, "app") is None
 
     # Once infra is ready, app follows at once, not after --requeue-dependency (30s).
-    await kube.create(KS, kustomization(namespace, "infra", path="./infra"))
+    await kube.create(
+        KS,
+        kustomization(namespace, "infra", path="./infra", prune=False, deletionPolicy="Delete"),
+    )
     revision = f"main@sha1:{commit}"
     app = await wait_for_object(kube, KS, namespace, "app", applied(revision), timeout=20)
     infra = await kube.get(KS, namespace, "infra")
@@ -139,8 +142,8 @@ async def test_depends_on_history_and_deletion_policy(
     assert snapshot["totalReconciliations"] == 1
     assert infra["status"]["history"][0]["digest"] != snapshot["digest"]
 
-    # Deleting them: infra (MirrorPrune, prune: true) takes its ConfigMap along, app
-    # (Orphan) leaves its own in place.
+    # Deleting them: infra (Delete, even with prune: false) takes its ConfigMap along, app
+    # (Orphan, with prune: true) leaves its own in place.
     await kube.delete(KS, namespace, "infra")
     await kube.delete(KS, namespace, "app")
     await wait_for_deletion(kube, KS, namespace, "infra")
