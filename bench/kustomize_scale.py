@@ -53,6 +53,8 @@ from controllers.envtest import (
 )
 from controllers.informer import Informer
 from controllers.kube import KubeClient
+from kustomize.api_v1 import Kustomization
+from source.api_v1 import GitRepository
 
 SIZES = (100, 500, 1000)
 # Flux's kustomize-controller default, and weir's (controllers.cmd.build_parser).
@@ -69,12 +71,8 @@ APP_PATH = "app"
 NAMESPACE = ResourceInfo(
     group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False
 )
-GITREPOSITORY = ResourceInfo(
-    group="source.toolkit.fluxcd.io", version="v1", kind="GitRepository", plural="gitrepositories"
-)
-KUSTOMIZATION = ResourceInfo(
-    group="kustomize.toolkit.fluxcd.io", version="v1", kind="Kustomization", plural="kustomizations"
-)
+GITREPOSITORY = GitRepository.info
+KUSTOMIZATION = Kustomization.info
 _SECRET_VALUE = base64.b64encode(b"not-a-real-secret").decode()
 APP_FILES = {
     "configmap.yaml": (

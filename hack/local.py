@@ -22,16 +22,14 @@ from typing import Any
 from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port
 from controllers.kube import Conflict, KubeClient
+from kustomize.api_v1 import Kustomization
+from source.api_v1 import GitRepository
 
 NAMESPACE = ResourceInfo(
     group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False
 )
-GITREPOSITORY = ResourceInfo(
-    group="source.toolkit.fluxcd.io", version="v1", kind="GitRepository", plural="gitrepositories"
-)
-KUSTOMIZATION = ResourceInfo(
-    group="kustomize.toolkit.fluxcd.io", version="v1", kind="Kustomization", plural="kustomizations"
-)
+GITREPOSITORY = GitRepository.info
+KUSTOMIZATION = Kustomization.info
 DEMO_FILES = {
     "deploy/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n",
     "deploy/config.yaml": (

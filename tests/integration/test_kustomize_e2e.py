@@ -232,6 +232,19 @@ def applied(revision: str) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
+def attempted_and_failed(revision: str) -> Callable[[dict[str, Any]], bool]:
+    """Tried ``revision`` and is not Ready."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        status = obj.get("status") or {}
+        return (
+            status.get("lastAttemptedRevision") == revision
+            and ready_condition(obj).get("status") == "False"
+        )
+
+    return check
+
+
 def failed(reason: str) -> Callable[[dict[str, Any]], bool]:
     def check(obj: dict[str, Any]) -> bool:
         ready = ready_condition(obj)
@@ -419,10 +432,7 @@ async def test_a_removed_object_is_pruned_and_a_bad_commit_applies_nothing(
         KS,
         namespace,
         "app",
-        lambda o: (
-            (o.get("status") or {}).get("lastAttemptedRevision") == third
-            and ready_condition(o).get("status") == "False"
-        ),
+        attempted_and_failed(third),
         "the bad commit refused",
     )
     assert "ConfigMap/" in ready_condition(obj)["message"]
@@ -779,10 +789,7 @@ async def test_a_service_account_cannot_apply_beyond_its_role(
             KS,
             namespace,
             "tenant",
-            lambda o: (
-                (o.get("status") or {}).get("lastAttemptedRevision") == revision
-                and ready_condition(o).get("status") == "False"
-            ),
+            attempted_and_failed(revision),
             "refused",
         )
         message = ready_condition(obj)["message"]
