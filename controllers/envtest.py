@@ -62,9 +62,15 @@ BUILT = {
     "kwok": (GO_MODULE_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
     "minio": (REPO_ROOT / "tests" / "s3", "github.com/minio/minio"),
     "kustomize": (REPO_ROOT / "hack" / "tools" / "kustomize", "sigs.k8s.io/kustomize/kustomize/v5"),
+    # The kustomize controller's build worker: weir's own Go code on the same kustomize pins.
+    "kustomize-build-worker": (
+        REPO_ROOT / "hack" / "tools" / "kustomize",
+        "github.com/weir/hack/tools/kustomize/buildworker",
+    ),
     "sops": (REPO_ROOT / "hack" / "tools" / "sops", "github.com/getsops/sops/v3/cmd/sops"),
     "age-keygen": (REPO_ROOT / "hack" / "tools" / "sops", "filippo.io/age/cmd/age-keygen"),
 }
+_OWN_GO_PACKAGES = "github.com/weir/"
 # Run as separate processes by name: the runtime never imports a controller.
 CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")
 ADMIN_USER = "weir-admin"
@@ -82,12 +88,15 @@ def cache_dir() -> Path:
 
 
 def _cached(name: str) -> Path:
-    """Where the cache keeps ``name``: keyed by its own module's pins, so changing one go.mod
-    rebuilds what it pins and nothing else."""
-    module = BUILT[name][0]
+    """Where the cache keeps ``name``: keyed by its own module's pins and Go sources, so
+    changing one go.mod (or weir's own Go code) rebuilds what it pins and nothing else."""
+    module, package = BUILT[name]
     pins = hashlib.sha256()
     with contextlib.suppress(OSError):
         pins.update((module / "go.mod").read_bytes())
+        own = package.startswith(_OWN_GO_PACKAGES)
+        for source in sorted(module.rglob("*.go")) if own else ():
+            pins.update(str(source.relative_to(module)).encode() + b"\0" + source.read_bytes())
     return cache_dir() / f"{name}-{pins.hexdigest()[:12]}" / name
 
 
