@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "MAX_DURATION_NS",
     "Artifact",
     "Condition",
     "CustomResource",
+    "Duration",
     "KubeModel",
     "LocalObjectReference",
     "ObjectMeta",
+    "OptionalDuration",
     "PrinterColumn",
     "ResourceInfo",
     "ResourceStatus",
     "format_duration",
     "parse_duration",
+    "parse_go_duration",
 ]
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -184,15 +188,168 @@ class CustomResource(KubeModel):
         return bool(getattr(getattr(self, "spec", None), "suspend", False))
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+# Go's time.ParseDuration, which Flux reads every duration with. Values are integer
+# nanoseconds held in Go's uint64 accumulator, so the bounds and the wrap-around are Go's.
+MAX_DURATION_NS = 2**63 - 1
+"""The longest ``time.Duration``, 2562047h47m16.854775807s (about 292 years)."""
+
+_UINT64 = 2**64
+_LIMIT = 2**63  # Go's accumulator may reach it: -2^63ns is a valid (negative) duration
+_NS_PER_UNIT = {
+    "ns": 1,
+    "us": 1_000,
+    "\u00b5s": 1_000,  # micro sign
+    "\u03bcs": 1_000,  # Greek small letter mu
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_FLUX_DURATION = re.compile(DURATION_PATTERN.strip("^$"))
+_EXAMPLES = "use e.g. 30s, 5m, 1h30m or 750ms"
+_UNITS = "units are ns, us (or \u00b5s), ms, s, m and h"
+_TOO_LONG = "durations are at most 2562047h47m16.854775807s (about 292 years)"
+# Values quoted in messages are cut to this many characters: a condition message has a limit.
+_SHOWN_HEAD, _SHOWN_TAIL = 40, 16
+
+
+def parse_go_duration(text: str) -> int:
+    """Nanoseconds in ``text``, read exactly as Go's ``time.ParseDuration`` reads it: an
+    optional sign, then numbers with optional fractions, each with a unit (ns, us, \u00b5s,
+    ms, s, m, h), or a lone ``0``. Raises ValueError with Go's message and a hint; anything
+    past 9223372036854775807ns (or below -9223372036854775808ns) is an error, as in Go."""
+    negative = text[:1] == "-"
+    pos = 1 if text[:1] in ("-", "+") else 0
+    if text[pos:] == "0":
+        return 0
+    if pos == len(text):
+        raise _duration_error("invalid duration", text, _EXAMPLES)
+    total = 0
+    while pos < len(text):
+        value, pos = _component(text, pos)
+        total = (total + value) % _UINT64  # Go sums in a uint64, which wraps
+        if total > _LIMIT:
+            raise _duration_error("invalid duration", text, _TOO_LONG)
+    if negative:
+        return -total
+    if total > MAX_DURATION_NS:
+        raise _duration_error("invalid duration", text, _TOO_LONG)
+    return total
+
+
+def _component(text: str, pos: int) -> tuple[int, int]:
+    """The nanoseconds of the number and unit at ``pos`` (Go's loop body), and where the next
+    one starts."""
+    if not (text[pos] == "." or "0" <= text[pos] <= "9"):
+        raise _duration_error("invalid duration", text, _EXAMPLES)
+    whole, end = _leading_int(text, pos)
+    if whole is None:
+        raise _duration_error("invalid duration", text, _TOO_LONG)
+    has_whole, pos = end != pos, end
+    fraction, scale, has_fraction = 0, 1.0, False
+    if pos < len(text) and text[pos] == ".":
+        fraction, scale, end = _leading_fraction(text, pos + 1)
+        has_fraction, pos = end != pos + 1, end
+    if not has_whole and not has_fraction:
+        raise _duration_error("invalid duration", text, _EXAMPLES)
+    end = pos
+    while end < len(text) and not (text[end] == "." or "0" <= text[end] <= "9"):
+        end += 1
+    if end == pos:
+        raise _duration_error("missing unit in duration", text, _UNITS)
+    unit = text[pos:end]
+    per_unit = _NS_PER_UNIT.get(unit)
+    if per_unit is None:
+        raise _duration_error(f"unknown unit {_go_quote(unit)} in duration", text, _UNITS)
+    if whole > _LIMIT // per_unit:
+        raise _duration_error("invalid duration", text, _TOO_LONG)
+    value = whole * per_unit
+    if fraction > 0:
+        # Go computes this in float64, so the rounding is Go's too.
+        value += int(float(fraction) * (float(per_unit) / scale))
+        if value > _LIMIT:
+            raise _duration_error("invalid duration", text, _TOO_LONG)
+    return value, end
+
+
+def _leading_int(text: str, pos: int) -> tuple[int | None, int]:
+    """Go's leadingInt: the digits at ``pos`` and where they end; None past 2^63."""
+    value = 0
+    while pos < len(text) and "0" <= text[pos] <= "9":
+        if value > _LIMIT // 10:
+            return None, pos
+        value = value * 10 + ord(text[pos]) - ord("0")
+        if value > _LIMIT:
+            return None, pos
+        pos += 1
+    return value, pos
+
+
+def _leading_fraction(text: str, pos: int) -> tuple[int, float, int]:
+    """Go's leadingFraction: the digits at ``pos`` as a numerator and a float64 scale; digits
+    past what a uint64 holds are consumed but no longer counted."""
+    value, scale, overflow = 0, 1.0, False
+    while pos < len(text) and "0" <= text[pos] <= "9":
+        if not overflow:
+            bigger = value * 10 + ord(text[pos]) - ord("0")
+            if value > (_LIMIT - 1) // 10 or bigger > _LIMIT:
+                overflow = True
+            else:
+                value, scale = bigger, scale * 10
+        pos += 1
+    return value, scale, pos
+
+
+def _duration_error(problem: str, text: str, hint: str) -> ValueError:
+    return ValueError(f"time: {problem} {_shown(text)}: {hint}")
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted as Go quotes it; a long value is cut in the middle at an unescaped
+    ellipsis (Go escapes every non-ASCII character, so it cannot be part of the value)."""
+    if len(text) <= _SHOWN_HEAD + _SHOWN_TAIL:
+        return _go_quote(text)
+    head, tail = _go_quote(text[:_SHOWN_HEAD]), _go_quote(text[-_SHOWN_TAIL:])
+    return f"{head[:-1]}\u2026{tail[1:]} ({len(text)} characters)"
+
+
+def _go_quote(text: str) -> str:
+    """Go's time.quote: ASCII as is (quote and backslash escaped), any other byte as \\xNN."""
+    out = ['"']
+    for char in text:
+        if " " <= char < "\x80":
+            out.append("\\" + char if char in '"\\' else char)
+        else:
+            encoded = char.encode("utf-8", "surrogatepass")
+            out.extend(f"\\x{byte:02x}" for byte in encoded)
+    out.append('"')
+    return "".join(out)
+
+
+def _check_go_duration(text: str | None) -> str | None:
+    if text is not None:
+        parse_go_duration(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_check_go_duration)]
+"""A duration field of an API model. The field's ``pattern`` (the CRD's, as in Flux) is checked
+first; then Go's bounds, which the pattern cannot express: a value Go rejects, such as
+``1000000000h``, fails validation when the object is read."""
+
+# Not ``Duration | None``: pydantic would drop the field's pattern from that union's schema.
+OptionalDuration = Annotated[str | None, AfterValidator(_check_go_duration)]
+"""A ``Duration`` field that may be unset."""
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration such as ``1m30s`` or ``750ms`` (Flux's allowed units)."""
-    if not re.fullmatch(DURATION_PATTERN.strip("^$"), text):
-        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h30m or 750ms")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    """Seconds in a duration of Flux's API such as ``1m30s`` or ``750ms``: the form the CRD
+    pattern allows (no sign, units ms, s, m and h), read as Go reads it, so that what Go
+    rejects (anything past 2562047h47m16.854775807s) raises ValueError here too."""
+    if not _FLUX_DURATION.fullmatch(text):
+        shown = repr(text) if len(text) <= _SHOWN_HEAD + _SHOWN_TAIL else _shown(text)
+        raise ValueError(f"invalid duration {shown}: {_EXAMPLES}")
+    return parse_go_duration(text) / 1_000_000_000
 
 
 def format_duration(seconds: float) -> str:

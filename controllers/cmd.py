@@ -80,6 +80,10 @@ def parse_options(name: str, args: argparse.Namespace) -> Options:
         raise SystemExit(f"{name}: --interval-jitter-percentage must be in [0, 100)")
     if args.concurrent < 1:
         raise SystemExit(f"{name}: --concurrent must be at least 1")
+    # Zero would retry failures, or renew the lease, in a loop without pause.
+    for flag in ("min_retry_delay", "max_retry_delay", "leader_election_retry_period"):
+        if getattr(args, flag) <= 0:
+            raise SystemExit(f"{name}: --{flag.replace('_', '-')} must be above zero")
     host = os.environ.get("POD_NAME") or socket.gethostname()
     return Options(
         name=name,

@@ -283,7 +283,7 @@ async def _work(queue: WorkQueue, controller: Controller[Any]) -> None:
             delay = queue.add_rate_limited(key)
             log.warning("reconcile failed", key=key, error=str(err), retry_in=round(delay, 2))
         else:
-            if run.outcome is Outcome.FAILED and run.requeue_after is None:
+            if run.requeue_after is None and run.outcome in (Outcome.FAILED, Outcome.WAITING):
                 queue.add_rate_limited(key)
             else:
                 queue.forget(key)

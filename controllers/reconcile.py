@@ -17,12 +17,20 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import structlog
+from pydantic import ValidationError
 
 from controllers import conditions as cond
-from controllers.api import Condition, CustomResource, ResourceInfo, parse_duration
+from controllers.api import (
+    Condition,
+    CustomResource,
+    ObjectMeta,
+    ResourceInfo,
+    ResourceStatus,
+    parse_duration,
+)
 from controllers.events import EventRecorder, EventType
 from controllers.kube import KubeClient
 from controllers.metrics import Metrics
@@ -31,6 +39,7 @@ from controllers.queue import jitter
 
 __all__ = [
     "FINALIZER",
+    "INVALID_SPEC",
     "REQUESTED_AT",
     "Controller",
     "Outcome",
@@ -46,6 +55,11 @@ __all__ = [
 
 FINALIZER = "finalizers.fluxcd.io"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+INVALID_SPEC = "InvalidSpec"
+"""The reason an object stalls with when its model rejects it, e.g. a duration Go rejects."""
+# An invalid object's message lists at most this many problems, and values up to this length.
+MAX_PROBLEMS = 5
+MAX_SHOWN_VALUE = 64
 
 T = TypeVar("T", bound=CustomResource)
 
@@ -219,7 +233,11 @@ class Controller(Generic[T]):
         if raw is None:
             self.metrics.forget(self.info.kind, namespace, name)
             return Run(Outcome.DELETED)
-        obj = self.reconciler.model.from_dict(raw)
+        invalid: ValidationError | None = None
+        try:
+            obj = self.reconciler.model.from_dict(raw)
+        except ValidationError as err:
+            obj, invalid = self._stand_in(raw), err
         reconcile_id = str(uuid.uuid4())
         log = structlog.get_logger().bind(
             controller=self.name,
@@ -237,6 +255,8 @@ class Controller(Generic[T]):
         )
         started = time.monotonic()
         try:
+            if invalid is not None:
+                return await self._stall_invalid(ctx, obj, raw, invalid, started)
             if obj.metadata.deletion_timestamp:
                 return await self._finalize(ctx, obj, raw)
             return await self._reconcile_live(ctx, obj, raw, started)
@@ -256,6 +276,36 @@ class Controller(Generic[T]):
             return await self._run_steps(ctx, obj, raw)
         finally:
             self.metrics.record_duration(obj, time.monotonic() - started)
+
+    def _stand_in(self, raw: dict[str, Any]) -> T:
+        """An object the model rejects, reduced to its metadata and conditions: enough to
+        write its status, record events and metrics, never to run steps on."""
+        status = ResourceStatus(conditions=_conditions(raw))
+        metadata = ObjectMeta.model_validate(raw.get("metadata") or {})
+        # model_construct skips validation; mypy types it as the base class.
+        return cast(T, self.reconciler.model.model_construct(metadata=metadata, status=status))
+
+    async def _stall_invalid(
+        self, ctx: RunContext, obj: T, raw: dict[str, Any], invalid: ValidationError, started: float
+    ) -> Run:
+        """Stall an object the model rejects until it changes, as a bad spec does; neither
+        steps nor finalizer run (a deleted one keeps its finalizer until the spec is fixed)."""
+        message = _problems(invalid)
+        if obj.metadata.deletion_timestamp:
+            message += "; the object is finalized once its spec is valid"
+        error = Stalling(message, reason=INVALID_SPEC)
+        ctx.log.warning("invalid object", error=message)
+        was = cond.find(ctx.conditions, cond.READY)
+        run = self._summarize(ctx, obj, Result(), error)
+        patcher = StatusPatcher(
+            self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
+        )
+        # Only the runtime's own fields: the model's (artifact, inventory...) stay as they are.
+        await patcher.patch(self._runtime_status(ctx, obj, raw))
+        await self._emit(ctx, obj, was, error)
+        self.metrics.record_conditions(obj, ctx.conditions)
+        self.metrics.record_duration(obj, time.monotonic() - started)
+        return run
 
     async def _finalize(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> Run:
         # Series go first: once the object is gone from the API, it is gone from /metrics.
@@ -292,16 +342,17 @@ class Controller(Generic[T]):
     def _summarize(
         self, ctx: RunContext, obj: T, result: Result, error: ReconcileError | None
     ) -> Run:
-        """The one place that derives Ready, Reconciling and Stalled from how the run ended."""
-        interval = self._interval(obj)
+        """The one place that derives Ready, Reconciling and Stalled from how the run ended.
+
+        A zero delay never requeues at once: ``interval: 0s`` means no periodic run, as in
+        Flux, and a zero retry or wait falls back to the per-key backoff."""
         if error is None:
             ctx.mark(
                 cond.READY, "True", cond.SUCCEEDED, result.message or "Reconciliation succeeded"
             )
             ctx.clear(cond.RECONCILING)
             ctx.clear(cond.STALLED)
-            after = min(interval, result.requeue_after or interval)
-            return Run(Outcome.SUCCEEDED, jitter(after, self.jitter_fraction))
+            return Run(Outcome.SUCCEEDED, self._next_run(obj, result.requeue_after))
         ctx.mark(cond.READY, "False", error.reason, error.message)
         if isinstance(error, Stalling):
             ctx.mark(cond.STALLED, "True", error.reason, error.message)
@@ -310,11 +361,17 @@ class Controller(Generic[T]):
         ctx.mark(cond.RECONCILING, "True", cond.PROGRESSING_WITH_RETRY, error.message)
         ctx.clear(cond.STALLED)
         if isinstance(error, Waiting):
-            return Run(Outcome.WAITING, error.requeue_after)
+            return Run(Outcome.WAITING, _positive(error.requeue_after))
         # Kinds with spec.retryInterval (Kustomization) retry on it, as Flux does; the
         # others back off per key.
         retry = getattr(obj, "retry_interval_seconds", None)
-        return Run(Outcome.FAILED, retry if isinstance(retry, float | int) else None)
+        return Run(Outcome.FAILED, _positive(retry) if isinstance(retry, float | int) else None)
+
+    def _next_run(self, obj: T, requested: float | None) -> float | None:
+        """After a success: ``spec.interval``, or a step's shorter ``requested`` delay, with
+        jitter; None (no periodic run) when neither is above zero."""
+        delays = [d for d in (self._interval(obj), requested) if d is not None and d > 0]
+        return jitter(min(delays), self.jitter_fraction) if delays else None
 
     async def _write_status(
         self,
@@ -325,6 +382,19 @@ class Controller(Generic[T]):
         *,
         final: bool = True,
     ) -> None:
+        status = self._runtime_status(ctx, obj, raw, final=final)
+        for key, value in self._model_status(obj).items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        await patcher.patch(status)
+
+    @staticmethod
+    def _runtime_status(
+        ctx: RunContext, obj: T, raw: dict[str, Any], *, final: bool = True
+    ) -> dict[str, Any]:
+        """``raw``'s status with the runtime's own fields as this run leaves them."""
         status = dict(raw.get("status") or {})
         status["conditions"] = [c.to_dict() for c in ctx.conditions]
         if not cond.is_true(ctx.conditions, cond.RECONCILING):
@@ -332,12 +402,7 @@ class Controller(Generic[T]):
         requested = (obj.metadata.annotations or {}).get(REQUESTED_AT)
         if requested and final:
             status["lastHandledReconcileAt"] = requested
-        for key, value in self._model_status(obj).items():
-            if value is None:
-                status.pop(key, None)
-            else:
-                status[key] = value
-        await patcher.patch(status)
+        return status
 
     def _model_status(self, obj: T) -> dict[str, Any]:
         """The model's status fields other than the runtime's own; None means remove."""
@@ -374,3 +439,35 @@ class Controller(Generic[T]):
     def _interval(self, obj: T) -> float:
         interval = getattr(getattr(obj, "spec", None), "interval", None)
         return parse_duration(interval) if isinstance(interval, str) else 600.0
+
+
+def _positive(seconds: float | None) -> float | None:
+    """``seconds`` if above zero; else None, which means the per-key backoff."""
+    return seconds if seconds is not None and seconds > 0 else None
+
+
+def _conditions(raw: dict[str, Any]) -> list[Condition]:
+    """The conditions in ``raw``'s status; none if they do not validate either."""
+    try:
+        items = (raw.get("status") or {}).get("conditions") or []
+        return [Condition.model_validate(item) for item in items]
+    except ValidationError:
+        return []
+
+
+def _problems(err: ValidationError) -> str:
+    """What the model found wrong, field by field: ``spec.interval: time: invalid duration
+    "1000000000h": durations are at most ...``. Long values are cut, and so is a long list."""
+    problems = []
+    for error in err.errors(include_url=False)[:MAX_PROBLEMS]:
+        where = ".".join(str(part) for part in error["loc"])
+        problem = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        if error["type"] != "value_error" and isinstance(value, str):
+            shown = value if len(value) <= MAX_SHOWN_VALUE else f"{value[:MAX_SHOWN_VALUE]}..."
+            problem += f", got {shown!r}"
+        problems.append(f"{where}: {problem}")
+    more = err.error_count() - MAX_PROBLEMS
+    if more > 0:
+        problems.append(f"and {more} more")
+    return "; ".join(problems)

@@ -16,8 +16,10 @@ from controllers.api import (
     DURATION_PATTERN,
     READY_COLUMNS,
     CustomResource,
+    Duration,
     KubeModel,
     LocalObjectReference,
+    OptionalDuration,
     ResourceInfo,
     ResourceStatus,
     parse_duration,
@@ -275,11 +277,11 @@ class KustomizationSpec(KubeModel):
     decryption: Decryption | None = Field(
         default=None, description="Decryption of Secrets before they are applied."
     )
-    interval: str = Field(
+    interval: Duration = Field(
         pattern=DURATION_PATTERN,
         description="How often the Kustomization is reconciled (with jitter).",
     )
-    retry_interval: str | None = Field(
+    retry_interval: OptionalDuration = Field(
         default=None,
         pattern=DURATION_PATTERN,
         description="How soon a failed reconciliation is retried; the interval when unset.",
@@ -343,7 +345,7 @@ class KustomizationSpec(KubeModel):
         description="Namespace set on every namespaced object, overriding the "
         "kustomization.yaml's.",
     )
-    timeout: str | None = Field(
+    timeout: OptionalDuration = Field(
         default=None,
         pattern=DURATION_PATTERN,
         description="Timeout of the build, apply and health checks; the interval less 30s "

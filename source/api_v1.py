@@ -16,6 +16,7 @@ from controllers.api import (
     READY_COLUMNS,
     Artifact,
     CustomResource,
+    Duration,
     KubeModel,
     LocalObjectReference,
     PrinterColumn,
@@ -150,11 +151,11 @@ class GitRepositorySpec(KubeModel):
         description="ServiceAccount used to authenticate; only for the 'azure' and 'aws' "
         "providers.",
     )
-    interval: str = Field(
+    interval: Duration = Field(
         pattern=DURATION_PATTERN,
         description="How often the repository is checked for updates (with jitter).",
     )
-    timeout: str = Field(
+    timeout: Duration = Field(
         default="60s",
         pattern=GIT_TIMEOUT_PATTERN,
         description="Timeout of Git operations such as cloning.",
@@ -348,11 +349,11 @@ class OCIRepositorySpec(KubeModel):
     proxy_secret_ref: LocalObjectReference | None = Field(
         default=None, description="Secret with the proxy settings used to reach the registry."
     )
-    interval: str = Field(
+    interval: Duration = Field(
         pattern=DURATION_PATTERN,
         description="How often the repository is checked for updates (with jitter).",
     )
-    timeout: str = Field(
+    timeout: Duration = Field(
         default="60s",
         # Flux caps OCI operation timeouts below an hour, as for Git.
         pattern=GIT_TIMEOUT_PATTERN,
@@ -515,11 +516,11 @@ class BucketSpec(KubeModel):
     proxy_secret_ref: LocalObjectReference | None = Field(
         default=None, description="Secret with the proxy settings used to reach the endpoint."
     )
-    interval: str = Field(
+    interval: Duration = Field(
         pattern=DURATION_PATTERN,
         description="How often the bucket is checked for updates (with jitter).",
     )
-    timeout: str = Field(
+    timeout: Duration = Field(
         default="60s",
         # Flux caps fetch timeouts below an hour, as for Git.
         pattern=GIT_TIMEOUT_PATTERN,

@@ -20,7 +20,7 @@ from controllers.artifact import ArtifactError, extract_tarball
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
 from source import git
-from source.api_v1 import GitRepository, GitRepositoryInclude
+from source.api_v1 import GitRepository, GitRepositoryInclude, GitRepositoryStatus
 from source.secrets import SecretError, proxy_url, secret_data
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import collect_garbage, reconcile_storage
@@ -98,7 +98,9 @@ class GitRepositoryReconciler:
         for include in obj.spec.include or []:
             name = include.repository.name
             raw = await ctx.client.get_or_none(GitRepository.info, obj.metadata.namespace, name)
-            artifact = GitRepository.from_dict(raw).status.artifact if raw else None
+            # Only its status: an include whose own spec is invalid still has an artifact.
+            status = GitRepositoryStatus.model_validate(raw.get("status") or {}) if raw else None
+            artifact = status.artifact if status else None
             if artifact is None:
                 why = "not found" if raw is None else "has no artifact yet"
                 message = f"included GitRepository '{name}' {why}"

@@ -23,6 +23,7 @@ from pygit2.enums import CheckoutStrategy
 
 AUTH_FAILED = "AuthenticationFailed"
 GIT_FAILED = "GitOperationFailed"
+MAX_LIBGIT2_TIMEOUT_MS = 2**31 - 1
 
 
 class Callbacks(pygit2.RemoteCallbacks):
@@ -67,7 +68,9 @@ def _configure(request: dict[str, Any], home: Path) -> None:
         ca = home / "ca.crt"
         ca.write_text(auth["ca.crt"])
         pygit2.settings.set_ssl_cert_locations(str(ca), None)
-    timeout_ms = int(float(request.get("timeout", 60)) * 1000)
+    # libgit2 takes a C int of milliseconds (about 24.8 days): a longer spec.timeout is
+    # left to the parent, which kills this process when it runs out.
+    timeout_ms = min(int(float(request.get("timeout", 60)) * 1000), MAX_LIBGIT2_TIMEOUT_MS)
     pygit2.settings.server_connect_timeout = timeout_ms
     pygit2.settings.server_timeout = timeout_ms
 
