@@ -64,8 +64,9 @@ def why_not_ready(
             return None
     if not is_ready(dependency):
         return f"dependency '{key}' is not ready"
-    parsed = Kustomization.from_dict(dependency)
-    if _source_key(parsed) == _source_key(obj) and parsed.status.last_applied_revision != revision:
+    # The raw object, not the model: a dependency whose spec the model now rejects is still
+    # judged by its status.
+    if _raw_source_key(dependency) == _source_key(obj) and _applied(dependency) != revision:
         return f"dependency '{key}' revision is not up to date"
     return None
 
@@ -106,6 +107,12 @@ def dependents_of_ready(
 
 def _applied(raw: dict[str, Any]) -> Any:
     return (raw.get("status") or {}).get("lastAppliedRevision")
+
+
+def _raw_source_key(raw: dict[str, Any]) -> tuple[str, str, str]:
+    ref = (raw.get("spec") or {}).get("sourceRef") or {}
+    namespace = ref.get("namespace") or (raw.get("metadata") or {}).get("namespace") or ""
+    return (ref.get("kind", ""), namespace, ref.get("name", ""))
 
 
 def _source_key(obj: Kustomization) -> tuple[str, str, str]:
