@@ -36,7 +36,12 @@ def modules_with_all() -> list[ModuleType]:
 def test_the_walk_finds_the_runtime_modules() -> None:
     names = {module.__name__ for module in modules_with_all()}
 
-    assert {"controllers.api", "controllers.queue", "controllers.patch"} <= names
+    assert {
+        "controllers.api",
+        "controllers.queue",
+        "controllers.patch",
+        "controllers.safeyaml",
+    } <= names
 
 
 @pytest.mark.parametrize(
