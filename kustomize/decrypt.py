@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import yaml
-
+from controllers import safeyaml
 from controllers.api import ResourceInfo
 from controllers.envtest import find_binary
 from controllers.gnupg import GnuPGError, gnupg_home
@@ -331,14 +330,18 @@ def _load_kustomization(root: Path, directory: Path) -> dict[str, Any] | None:
     file = present[0]
     if file.is_symlink() or not file.is_file() or file.stat().st_size > MAX_FILE_SIZE:
         raise DecryptionError(f"'{file.relative_to(root)}' is not a regular file within limits")
+    return _parse_kustomization(file.read_bytes(), f"'{file.relative_to(root)}'")
+
+
+def _parse_kustomization(data: bytes, what: str) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(file.read_bytes())
-    except yaml.YAMLError:
-        raise DecryptionError(f"cannot parse '{file.relative_to(root)}'") from None
+        loaded = safeyaml.load(data, what=what)
+    except safeyaml.YAMLLoadError as err:
+        raise DecryptionError(f"cannot parse {err}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise DecryptionError(f"'{file.relative_to(root)}' is not a kustomization")
+        raise DecryptionError(f"{what} is not a kustomization")
     return loaded
 
 

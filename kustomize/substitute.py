@@ -22,6 +22,10 @@ as it is, and ``$$`` is a literal ``$``, so ``$${var}`` writes ``${var}``. An un
 expands to the empty string, or with ``strict`` (Flux's ``StrictPostBuildSubstitutions`` feature
 gate) is an error unless a default operator handles it.
 
+The substituted text is bounded (:data:`MAX_EXPANDED_CHARS`) and read back with
+:mod:`controllers.safeyaml`, within its default limits: a value holding YAML aliases cannot make
+an object expand past them, here or in anything that reads the object later.
+
 Every error is a :class:`SubstitutionError` naming the object, the variable or the ConfigMap or
 Secret at fault; never a variable's value.
 """
@@ -38,11 +42,13 @@ from typing import Any
 
 import yaml
 
+from controllers import safeyaml
 from controllers.api import ResourceInfo
 from controllers.kube import ApiError, KubeClient
 from kustomize.api_v1 import PostBuild, SubstituteReference
 
 __all__ = [
+    "MAX_EXPANDED_CHARS",
     "MAX_NESTING",
     "SUBSTITUTE_KEY",
     "VARIABLE_NAME_PATTERN",
@@ -59,6 +65,10 @@ SUBSTITUTE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
 DISABLED = "disabled"
 # Flux has no limit; this one keeps a hostile manifest from exhausting the Python stack.
 MAX_NESTING = 32
+# Flux has no limit either: without one, many references to a long value, or a replacement
+# pattern that matches everywhere, grow an object without bound. Substituted text is read back
+# as YAML, whose own limit it matches.
+MAX_EXPANDED_CHARS = safeyaml.DEFAULT_LIMITS.max_bytes
 
 _CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
 _SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
@@ -196,21 +206,14 @@ def _substitute_object(
     except SubstitutionError as err:
         raise SubstitutionError(f"{where}: {err}") from None
     try:
-        loaded = yaml.load(expanded, Loader=_Loader)  # noqa: S506 (a safe loader)
-    except yaml.MarkedYAMLError as err:
-        # Neither the snippet PyYAML shows nor what it quotes (an alias, a tag, a character):
-        # either may come from a substituted value.
-        line = f" (line {err.problem_mark.line + 1} of the object)" if err.problem_mark else ""
-        problem = _QUOTED.sub(_redact, err.problem or "syntax error")
-        raise SubstitutionError(
-            f"{where}: not valid YAML after substitution{line}: {problem}"
-        ) from None
-    except yaml.YAMLError:
-        raise SubstitutionError(f"{where}: not valid YAML after substitution") from None
+        loaded = safeyaml.load(expanded, what=where, loader=_Loader)
+    except safeyaml.YAMLLoadError as err:
+        raise SubstitutionError(_not_loaded(where, err)) from None
     if not isinstance(loaded, dict):
         raise SubstitutionError(f"{where}: not an object after substitution")
     try:
-        # As Flux's YAML-to-JSON step: string keys, and only what JSON can hold.
+        # As Flux's YAML-to-JSON step: string keys, and only what JSON can hold. It expands
+        # what aliases share, which safeyaml has bounded, and leaves no object shared.
         converted: dict[str, Any] = json.loads(json.dumps(loaded, allow_nan=False))
     except (TypeError, ValueError):
         raise SubstitutionError(
@@ -219,18 +222,19 @@ def _substitute_object(
     return converted
 
 
+def _not_loaded(where: str, err: safeyaml.YAMLLoadError) -> str:
+    # safeyaml's problem never quotes the text, which holds substituted values.
+    line = f" (line {err.line} of the object)" if err.line else ""
+    if err.limit is not None:
+        return f"{where}: after substitution, {err.problem}{line}"
+    return f"{where}: not valid YAML after substitution{line}: {err.problem}"
+
+
 # YAML with the implicit types of go-yaml v2, which reads the substituted text in Flux:
 # YAML 1.1 booleans including y/n, no base-60 numbers, and timestamps left as strings. Writing
 # and reading share these rules, so a string that would read back as something else is quoted.
 
 _NO_WRAP = 1 << 30
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-# What PyYAML quotes that is its own vocabulary, not the document's: '<block end>', ']', ','.
-_YAML_TOKEN = re.compile(r"'(<[a-z ]+>|[^\w\s]{1,2})'")
-
-
-def _redact(quoted: re.Match[str]) -> str:
-    return quoted[0] if _YAML_TOKEN.fullmatch(quoted[0]) else "'...'"
 
 
 _IMPLICIT: list[tuple[str, re.Pattern[str], list[str]]] = [
@@ -260,7 +264,7 @@ _IMPLICIT: list[tuple[str, re.Pattern[str], list[str]]] = [
 ]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(safeyaml.Loader):
     pass
 
 
@@ -277,11 +281,11 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     )
 
 
-def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+def _construct_bool(loader: _Loader, node: yaml.Node) -> bool:
     return str(loader.construct_scalar(node)).lower() in {"y", "yes", "true", "on"}  # type: ignore[arg-type]
 
 
-def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int | str:
+def _construct_int(loader: _Loader, node: yaml.Node) -> int | str:
     text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
     digits = text.replace("_", "").lstrip("+-")
     sign = -1 if text.startswith("-") else 1
@@ -329,9 +333,10 @@ _DEFAULT_OPERATORS = frozenset({"=", ":=", ":-", ":+", ":?", "-", "+", "?"})
 
 def expand(text: str, variables: Mapping[str, str], *, strict: bool = False) -> str:
     """``text`` with every ``${...}`` expression expanded from ``variables`` and ``$$`` made
-    ``$``; with ``strict`` an unset variable outside a default operator is an error."""
+    ``$``; with ``strict`` an unset variable outside a default operator is an error. Text
+    that would grow past :data:`MAX_EXPANDED_CHARS` is an error."""
     nodes = _Parser(text).parse()
-    return "".join(_evaluate(node, variables, strict) for node in nodes)
+    return "".join(_bounded(_evaluate(node, variables, strict) for node in nodes))
 
 
 class _Parser:
@@ -506,13 +511,33 @@ def _evaluate(node: _Node, variables: Mapping[str, str], strict: bool) -> str:
     if isinstance(node, _Text):
         return node.value
     # Arguments first, as envsubst does: an unset variable in an unused default still fails.
-    arguments = [_evaluate(argument, variables, strict) for argument in node.arguments]
+    arguments = _bounded(_evaluate(argument, variables, strict) for argument in node.arguments)
     value = variables.get(node.variable)
     if value is None:
         if strict and node.operator not in _DEFAULT_OPERATORS:
             raise SubstitutionError(f"variable '{node.variable}' is not set (strict mode)")
         value = ""
-    return _apply(node.operator, value, arguments)
+    result = _apply(node.operator, value, arguments)
+    if len(result) > MAX_EXPANDED_CHARS:
+        raise _too_long()
+    return result
+
+
+def _bounded(parts: Iterable[str]) -> list[str]:
+    """``parts``, as long as together they stay within :data:`MAX_EXPANDED_CHARS`."""
+    collected, total = [], 0
+    for part in parts:
+        total += len(part)
+        if total > MAX_EXPANDED_CHARS:
+            raise _too_long()
+        collected.append(part)
+    return collected
+
+
+def _too_long() -> SubstitutionError:
+    return SubstitutionError(
+        f"substitution makes the text longer than the limit of {MAX_EXPANDED_CHARS} characters"
+    )
 
 
 def _apply(operator: str, value: str, arguments: list[str]) -> str:
@@ -540,7 +565,7 @@ def _apply(operator: str, value: str, arguments: list[str]) -> str:
         case "/":
             return value.replace(arguments[0], arguments[1] if len(arguments) > 1 else "", 1)
         case "//":
-            return value.replace(arguments[0], arguments[1] if len(arguments) > 1 else "")
+            return _replace_all(value, arguments[0], arguments[1] if len(arguments) > 1 else "")
         case "/#":
             if len(arguments) == 2 and value.startswith(arguments[0]):
                 return arguments[1] + value[len(arguments[0]) :]
@@ -554,21 +579,38 @@ def _apply(operator: str, value: str, arguments: list[str]) -> str:
             return value if value or not arguments else "".join(arguments)
 
 
+def _replace_all(value: str, pattern: str, replacement: str) -> str:
+    # Measured before it is built: a pattern that matches everywhere multiplies the value.
+    grown = value.count(pattern) * (len(replacement) - len(pattern))
+    if len(value) + grown > MAX_EXPANDED_CHARS:
+        raise _too_long()
+    return value.replace(pattern, replacement)
+
+
 _INTEGER = re.compile(r"[-+]?[0-9]+")
+
+
+def _go_int(text: str) -> int | None:
+    """``text`` as Go's ``strconv.Atoi`` reads it: None unless it is an int64."""
+    # Checked on the text first: Python refuses to convert more than 4300 digits.
+    if not _INTEGER.fullmatch(text) or len(text.lstrip("+-").lstrip("0")) > 19:
+        return None
+    number = int(text)
+    return number if -(2**63) <= number < 2**63 else None
 
 
 def _substring(value: str, arguments: list[str]) -> str:
     # bash keeps the whole value when a bound is not a number.
-    if not _INTEGER.fullmatch(arguments[0]):
+    start = _go_int(arguments[0])
+    if start is None:
         return value
-    start = int(arguments[0])
     if start < 0:
         start = max(len(value) + start, 0)
     if len(arguments) == 1:
         return value[start:]
-    if not _INTEGER.fullmatch(arguments[1]):
+    length = _go_int(arguments[1])
+    if length is None:
         return value
-    length = int(arguments[1])
     if length < 0:
         end = len(value) + length
         return value[start:end] if end >= start else ""

@@ -29,8 +29,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from controllers import safeyaml
 from controllers.api import ResourceInfo
 from controllers.conditions import FAILED
 from controllers.discovery import RestMapper
@@ -131,14 +130,15 @@ def kubeconfig_from_secret(secret: Mapping[str, Any], key: str | None) -> Any:
             f"KubeConfig secret '{name}' does not contain a '{wanted}' key with a kubeconfig",
             reason=FAILED,
         )
+    where = f"KubeConfig secret '{name}' key '{found}'"
+    message = f"{where} does not hold a YAML kubeconfig"
     try:
-        return yaml.safe_load(base64.b64decode(data[found], validate=True))
-    except (binascii.Error, yaml.YAMLError):
-        # Never the parser's message: it quotes the Secret's contents.
-        raise ReconcileError(
-            f"KubeConfig secret '{name}' key '{found}' does not hold a YAML kubeconfig",
-            reason=FAILED,
-        ) from None
+        return safeyaml.load(base64.b64decode(data[found], validate=True), what=where)
+    except binascii.Error:
+        raise ReconcileError(message, reason=FAILED) from None
+    except safeyaml.YAMLLoadError as err:
+        # A limit crossed is worth naming; a syntax error is not.
+        raise ReconcileError(message if err.limit is None else str(err), reason=FAILED) from None
 
 
 def check_kubeconfig(config: Any, options: TargetOptions) -> None:

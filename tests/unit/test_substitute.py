@@ -13,6 +13,7 @@ import pytest
 
 import kustomize.substitute
 from kustomize.substitute import (
+    MAX_EXPANDED_CHARS,
     MAX_NESTING,
     SubstitutionError,
     expand,
@@ -173,6 +174,41 @@ def test_expressions_nest_up_to_the_limit() -> None:
 def test_deeper_nesting_is_an_error() -> None:
     with pytest.raises(SubstitutionError, match=f"nested more than {MAX_NESTING} deep"):
         expand(nested(MAX_NESTING + 1), {})
+
+
+@pytest.mark.parametrize(
+    ("template", "variables"),
+    [
+        pytest.param("${big}" * 9, {"big": "x" * (MAX_EXPANDED_CHARS // 8)}, id="many-references"),
+        pytest.param(
+            "${v//a/" + "b" * 1000 + "}", {"v": "a" * (MAX_EXPANDED_CHARS // 500)}, id="replace-all"
+        ),
+        pytest.param(
+            "${v:=${big}${big}${big}}", {"big": "x" * (MAX_EXPANDED_CHARS // 2)}, id="in-a-default"
+        ),
+    ],
+)
+def test_text_cannot_grow_past_the_limit(template: str, variables: dict[str, str]) -> None:
+    with pytest.raises(SubstitutionError, match=f"limit of {MAX_EXPANDED_CHARS} characters"):
+        expand(template, variables)
+
+
+def test_text_up_to_the_limit_is_fine() -> None:
+    assert len(expand("${big}${big}", {"big": "x" * (MAX_EXPANDED_CHARS // 2)})) == (
+        MAX_EXPANDED_CHARS // 2 * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param("${v:" + "9" * 5000 + "}", "abc", id="start-past-int64"),
+        pytest.param("${v:1:" + "9" * 30 + "}", "abc", id="length-past-int64"),
+        pytest.param("${v:1:9223372036854775807}", "bc", id="length-at-int64-max"),
+    ],
+)
+def test_bounds_past_int64_keep_the_value_as_go_does(template: str, expected: str) -> None:
+    assert expand(template, {"v": "abc"}) == expected
 
 
 # Strict mode (the StrictPostBuildSubstitutions feature gate)
