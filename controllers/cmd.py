@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -18,6 +19,7 @@ from controllers.api import parse_duration
 from controllers.logs import configure_logging
 from controllers.manager import Manager, Options, Service
 from controllers.reconcile import Reconciler
+from controllers.scratch import claim_scratch_dir
 
 __all__ = ["build_parser", "duration_arg", "main", "parse_options"]
 
@@ -131,10 +133,13 @@ def main(
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_encoding)
     options = parse_options(name, args)
+    scratch = claim_scratch_dir(name)
     try:
         asyncio.run(_serve(Manager(options, reconcilers(args), services(args))))
     except Exception as err:
         structlog.get_logger().exception("controller failed", controller=name, error=str(err))
         print(f"{name}: {err}", file=sys.stderr)
         return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
