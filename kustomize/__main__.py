@@ -8,7 +8,7 @@ from typing import Any
 
 from controllers.cmd import build_parser, main
 from controllers.reconcile import Reconciler
-from kustomize.build import find_kustomize
+from kustomize.buildworker import DEFAULT_MEMORY_LIMIT, BuildWorkers, find_build_worker
 from kustomize.kustomization import KustomizationReconciler
 
 NAME = "kustomize-controller"
@@ -19,7 +19,19 @@ FEATURE_GATES = {"StrictPostBuildSubstitutions": False, "AdditiveCELDependencyCh
 
 def parser() -> argparse.ArgumentParser:
     p = build_parser(NAME)
-    p.add_argument("--kustomize", default=None, help="path to the kustomize binary")
+    p.add_argument(
+        "--kustomize-build-worker",
+        default=None,
+        metavar="PATH",
+        help="path to the kustomize build worker binary (default: the build cache)",
+    )
+    p.add_argument(
+        "--build-memory-limit",
+        type=byte_size,
+        default=DEFAULT_MEMORY_LIMIT,
+        metavar="SIZE",
+        help="resident memory one kustomize build may use, e.g. 512Mi or 1Gi (default 512Mi)",
+    )
     p.add_argument(
         "--no-remote-bases",
         action="store_true",
@@ -66,12 +78,26 @@ def feature_gates(text: str) -> dict[str, bool]:
     return gates
 
 
+_BYTE_UNITS = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """``512Mi`` → 536870912: a Kubernetes-style binary quantity (Ki, Mi, Gi or bytes)."""
+    number, unit = text.rstrip("KMGi"), text[len(text.rstrip("KMGi")) :]
+    if unit not in _BYTE_UNITS or not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 512Mi or 1Gi")
+    return int(number) * _BYTE_UNITS[unit]
+
+
 def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
     gates = {**FEATURE_GATES, **args.feature_gates}
     return [
         KustomizationReconciler(
-            kustomize=find_kustomize(args.kustomize),
-            allow_remote_bases=not args.no_remote_bases,
+            build_workers=BuildWorkers(
+                find_build_worker(args.kustomize_build_worker),
+                allow_remote_bases=not args.no_remote_bases,
+                memory_limit=args.build_memory_limit,
+            ),
             no_cross_namespace_refs=args.no_cross_namespace_refs,
             default_service_account=args.default_service_account,
             requeue_dependency=args.requeue_dependency,

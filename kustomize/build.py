@@ -1,7 +1,6 @@
-"""Render a Kustomization: run the real ``kustomize build`` over a source artifact.
+"""Render a Kustomization: kustomize's own build over a source artifact.
 
-What Flux does (fluxcd/pkg ``kustomize.Generator`` and ``SecureBuild``), reproduced with the
-kustomize binary:
+What Flux does (fluxcd/pkg ``kustomize.Generator`` and ``SecureBuild``), reproduced here:
 
 - a directory without a kustomization file gets one listing its manifests: every ``.yaml`` and
   ``.yml`` file below it, and every subdirectory that has a kustomization file of its own (not
@@ -12,33 +11,32 @@ kustomize binary:
 - files may be loaded from anywhere in the artifact (``LoadRestrictionsNone``) but never from
   outside it.
 
-Flux confines kustomize to the artifact with a filesystem that refuses paths outside it. A
-separate binary cannot be given one, so the tree is copied to a temporary directory (the
-source is never modified), symlinks out of it are refused, and every path a kustomization can
-load from is checked before kustomize runs (``_check_tree``). kustomize itself keeps remote
-bases inside their clones.
+The overlay is written here, in Python, into a copy of the artifact (the source is never
+modified; symlinks leaving it are refused). The build itself runs in a kustomize build worker
+(``kustomize/buildworker.py``): what confines it to the artifact is the worker's filesystem,
+which refuses every path that resolves outside, however a kustomization names it, and its
+refusal of remote bases under ``--no-remote-bases``. Every YAML document read here goes
+through ``controllers.safeyaml``, which bounds its size and alias expansion.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import posixpath
 import re
 import shutil
-import signal
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from controllers.envtest import cache_dir, find_binary
+from controllers.safeyaml import Limits, YAMLLoadError, load_all
 from kustomize.api_v1 import KustomizationSpec
+from kustomize.buildworker import MAX_OUTPUT_BYTES, BuildTimeout, BuildWorkers, WorkerError
 
-__all__ = ["KUSTOMIZATION_FILES", "BuildError", "build", "find_kustomize", "set_common_metadata"]
+__all__ = ["KUSTOMIZATION_FILES", "BuildError", "build", "set_common_metadata"]
 
 # The names kustomize recognises, in its order of preference.
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -52,45 +50,24 @@ _KUSTOMIZATION_FIELD_NAMES = (
     "secretGenerator helmGlobals helmCharts helmChartInflationGenerator generatorOptions "
     "configurations generators transformers validators buildMetadata"
 )
-_KUSTOMIZATION_FIELDS = frozenset(_KUSTOMIZATION_FIELD_NAMES.split())
-# Lists whose entries are loaded as kustomizations (directories) or files, and may be remote.
-_RESOURCE_LISTS = ("resources", "bases", "components")
-_PLUGIN_LISTS = ("generators", "transformers", "validators")
-# Keys, at any depth of a kustomization or builtin plugin configuration, naming files to load.
-_FILE_KEYS = frozenset(
-    {
-        "path",
-        "paths",
-        "files",
-        "envs",
-        "env",
-        "crds",
-        "configurations",
-        "patchesStrategicMerge",
-        "valuesFile",
-        "additionalValuesFiles",
-        "chartHome",
-    }
-)
-# Keys holding user data (label and annotation values may well look like paths): not searched.
-_USER_DATA_KEYS = frozenset(
-    {"metadata", "commonLabels", "commonAnnotations", "labels", "annotations", "pairs", "literals"}
-)
-# What kustomize takes for a remote base rather than a local path (api/internal/git/repospec.go),
-# besides http(s) files: a scheme, go-getter's git:: prefix, github.com shorthands, scp-like
-# user@host:path.
+# Go's JSON decoding matches field names case-insensitively, so Flux keeps 'Resources:' as
+# 'resources'; so does weir.
+_KUSTOMIZATION_FIELDS = {name.lower(): name for name in _KUSTOMIZATION_FIELD_NAMES.split()}
+# What kustomize takes for a remote base rather than a local path (api/internal/git/repospec.go):
+# spec.components must be local.
 _REMOTE = re.compile(
     r"^(?:git::|gh:|(?:https?|ssh|file)://|github\.com[/:]|[A-Za-z][A-Za-z0-9-]*@[^/:]+[/:])",
     re.IGNORECASE,
 )
-
-# libyaml's parser when PyYAML has it: outputs of thousands of objects parse ten times faster.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MAX_OUTPUT_BYTES = 256 * 1024 * 1024
-_MAX_ERROR_BYTES = 64 * 1024
+# The largest file of the artifact read here (kustomization files and, for a generated
+# kustomization, manifests); kustomize's output is bounded by the worker.
+_MAX_FILE_BYTES = 16 * 1024 * 1024
+_FILE_LIMITS = Limits(max_bytes=_MAX_FILE_BYTES)
+# kustomize's output is as large as the objects it builds (10,000 Deployments are about
+# 500,000 nodes); 2 million nodes take about 600 MiB to parse, the most one build may cost
+# the controller.
+_OUTPUT_LIMITS = Limits(max_bytes=MAX_OUTPUT_BYTES, max_nodes=2_000_000)
 _MAX_MESSAGE_CHARS = 4000
-# Passed on to kustomize (git needs PATH, remote bases may need a proxy); nothing else.
-_ENV_PASSED = ("PATH", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
 
 class BuildError(Exception):
@@ -103,55 +80,33 @@ class BuildError(Exception):
         self.reason = reason
 
 
-def find_kustomize(explicit: str | None = None) -> Path:
-    """The kustomize binary: ``explicit`` (a flag's value), else ``$WEIR_KUSTOMIZE``, else the
-    one ``python -m controllers.envtest build`` put in the cache, else ``kustomize`` on PATH.
-
-    Raises ``FileNotFoundError`` naming what was tried; a path given explicitly or in the
-    environment must be an executable file (no fallback past a wrong setting).
-    """
-    for what, candidate in (
-        ("given", explicit),
-        ("from WEIR_KUSTOMIZE", os.environ.get("WEIR_KUSTOMIZE")),
-    ):
-        if candidate:
-            if Path(candidate).is_file() and os.access(candidate, os.X_OK):
-                return Path(candidate)
-            raise FileNotFoundError(
-                f"kustomize binary {candidate} ({what}) is not an executable file"
-            )
-    if (cached := find_binary("kustomize")) is not None:
-        return cached
-    if on_path := shutil.which("kustomize"):
-        return Path(on_path)
-    raise FileNotFoundError(
-        "kustomize binary not found: no path given, WEIR_KUSTOMIZE not set, not in the build "
-        f"cache ({cache_dir()}) nor on PATH; build it with 'python -m controllers.envtest "
-        "build' (run by hack/setup.sh) or set WEIR_KUSTOMIZE"
-    )
-
-
 async def build(
     root: Path,
     path: str,
     spec: KustomizationSpec,
     *,
-    kustomize: Path,
-    allow_remote_bases: bool,
+    workers: BuildWorkers,
     timeout: float,
 ) -> list[dict[str, Any]]:
-    """The objects ``kustomize build`` makes of directory ``path`` of the artifact unpacked at
-    ``root``, with the spec's overlay fields merged in as Flux does; ``root`` is not modified.
+    """The objects kustomize builds of directory ``path`` of the artifact unpacked at ``root``,
+    with the spec's overlay fields merged in as Flux does; ``root`` is not modified.
 
     Raises ``BuildError`` for a path outside the artifact or missing, a link or reference
-    leaving the artifact, a remote base when ``allow_remote_bases`` is false, a kustomize
-    failure, or a run longer than ``timeout`` seconds.
+    leaving the artifact, a remote base when ``workers`` refuse them, a kustomize failure, a
+    build that runs out of memory, or a run longer than ``timeout`` seconds.
     """
     workdir = Path(tempfile.mkdtemp(prefix="weir-kustomize-"))
     tree = workdir / "source"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     try:
-        entry = await asyncio.to_thread(_prepare, root, path, spec, tree, allow_remote_bases)
-        output = await _run_kustomize(kustomize, entry, workdir, tree, timeout)
+        async with asyncio.timeout_at(deadline):
+            entry = await asyncio.to_thread(_prepare, root, path, spec, tree)
+        output = await workers.build(tree.resolve(), entry, timeout=deadline - loop.time())
+    except (TimeoutError, BuildTimeout):
+        raise BuildError(f"kustomize build timed out after {timeout:g}s") from None
+    except WorkerError as err:
+        raise BuildError(_summary(str(err), workdir)) from None
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
     # commonMetadata is not applied here: Flux sets it after decryption and substitution
@@ -176,10 +131,8 @@ def set_common_metadata(
 # Preparing the tree
 
 
-def _prepare(
-    root: Path, path: str, spec: KustomizationSpec, tree: Path, allow_remote_bases: bool
-) -> Path:
-    """Copy the artifact to ``tree``, write the overlay, check it; returns the entry directory."""
+def _prepare(root: Path, path: str, spec: KustomizationSpec, tree: Path) -> Path:
+    """Copy the artifact to ``tree`` and write the overlay; returns the entry directory."""
     # Flux joins the path under the root, so '/apps' means 'apps'.
     relative = posixpath.normpath(posixpath.join(".", (path or ".").lstrip("/")))
     if relative == ".." or relative.startswith("../"):
@@ -196,7 +149,6 @@ def _prepare(
             reason="ArtifactFailed",
         )
     _write_overlay(entry, spec, tree)
-    _check_tree(entry, tree, allow_remote_bases)
     return entry
 
 
@@ -232,13 +184,14 @@ def _write_overlay(entry: Path, spec: KustomizationSpec, tree: Path) -> None:
         kustomization = _generated_kustomization(entry, tree)
     else:
         kfile = existing
-        loaded = _load_yaml(existing, tree)
+        documents = _load_all(existing, tree)
+        loaded = documents[0] if documents else {}
         if not isinstance(loaded, dict):
             raise BuildError(f"{_shown(existing, tree)} is not a kustomization (not a mapping)")
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
-            **{key: value for key, value in loaded.items() if key in _KUSTOMIZATION_FIELDS},
+            **_known_fields(loaded),
         }
         if not kustomization.get("resources"):
             # Flux's guard against kustomize's "kustomization.yaml is empty" error.
@@ -247,6 +200,18 @@ def _write_overlay(entry: Path, spec: KustomizationSpec, tree: Path) -> None:
     # Replace rather than write through: the file may be a link to one other builds share.
     kfile.unlink(missing_ok=True)
     kfile.write_text(yaml.safe_dump(kustomization, sort_keys=False, allow_unicode=True))
+
+
+def _known_fields(loaded: dict[Any, Any]) -> dict[str, Any]:
+    """The fields of kustomize's type, named as it names them; as with Go's decoder, an exact
+    match wins over one that differs in case, and a later key over an earlier one."""
+    known: dict[str, Any] = {}
+    for exact in (False, True):
+        for key, value in loaded.items():
+            name = _KUSTOMIZATION_FIELDS.get(str(key).lower())
+            if name is not None and (key == name) == exact:
+                known[name] = value
+    return known
 
 
 def _merge_spec(
@@ -329,8 +294,8 @@ def _generated_kustomization(entry: Path, tree: Path) -> dict[str, Any]:
 
 def _check_manifest(path: Path, tree: Path) -> None:
     try:
-        documents = list(yaml.safe_load_all(path.read_text()))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        documents = load_all(_read(path), what=_shown(path, tree), limits=_FILE_LIMITS)
+    except (OSError, YAMLLoadError) as err:
         raise BuildError(
             f"failed to decode Kubernetes YAML from {_shown(path, tree)}: {_one_line(str(err))}"
         ) from None
@@ -341,190 +306,29 @@ def _check_manifest(path: Path, tree: Path) -> None:
         )
 
 
-# Checking what the kustomizations load
-
-
-def _check_tree(entry: Path, tree: Path, allow_remote_bases: bool) -> None:
-    """Refuse any path a kustomization reachable from ``entry`` would load from outside
-    ``tree``, and any remote base when they are not allowed."""
-    seen: set[Path] = set()
-
-    def check_path(value: str, base: Path, source: Path) -> Path | None:
-        if _REMOTE.match(value):
-            if "file://" in value.lower():
-                raise BuildError(
-                    f"{_shown(source, tree)} refers to the local repository '{value}', which is "
-                    "outside the source artifact; files can only be loaded from inside it"
-                )
-            if not allow_remote_bases:
-                raise BuildError(
-                    f"{_shown(source, tree)} refers to the remote base '{value}', which is not "
-                    "allowed (--no-remote-bases): resources must be files of the source artifact"
-                )
-            return None
-        target = Path(posixpath.normpath(base / value))
-        if not _inside(target, tree) or not _inside(Path(os.path.realpath(target)), tree):
-            raise BuildError(
-                f"{_shown(source, tree)} refers to '{value}', which is outside the source "
-                "artifact; files can only be loaded from inside it"
-            )
-        return target
-
-    def check_kustomization(directory: Path, *, plugin: bool) -> None:
-        if directory in seen:
-            return
-        seen.add(directory)
-        kfile = next(directory / n for n in KUSTOMIZATION_FILES if (directory / n).is_file())
-        document = _load_yaml(kfile, tree)
-        if not isinstance(document, dict):
-            return  # not a kustomization: kustomize says so
-        for value in _file_references(document):
-            check_path(value, directory, kfile)
-        for key in (*_RESOURCE_LISTS, *_PLUGIN_LISTS):
-            for value in _strings(document.get(key)):
-                is_plugin = plugin or key in _PLUGIN_LISTS
-                if "\n" in value:  # an inline plugin configuration
-                    for config in _load_inline(value, kfile, tree):
-                        for reference in _file_references(config):
-                            check_path(reference, directory, kfile)
-                    continue
-                target = check_path(value, directory, kfile)
-                if target is None:
-                    continue
-                if any((target / name).is_file() for name in KUSTOMIZATION_FILES):
-                    check_kustomization(target, plugin=is_plugin)
-                elif is_plugin and target.is_file():
-                    for config in _load_all(target, tree):
-                        for reference in _file_references(config):
-                            check_path(reference, directory, target)
-
-    check_kustomization(entry, plugin=False)
-
-
-def _file_references(document: Any) -> Iterator[str]:
-    """The values of file-naming keys anywhere in ``document``, without ``key=`` prefixes and
-    inline patches."""
-    if isinstance(document, dict):
-        for key, value in document.items():
-            if key in _USER_DATA_KEYS:
-                continue
-            if key in _FILE_KEYS:
-                for item in _strings(value):
-                    if "\n" not in item:
-                        yield item.split("=", 1)[1] if key == "files" and "=" in item else item
-            else:
-                yield from _file_references(value)
-    elif isinstance(document, list):
-        for item in document:
-            yield from _file_references(item)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [item for item in value if isinstance(item, str)]
-    return []
-
-
-def _load_yaml(path: Path, tree: Path) -> Any:
-    documents = _load_all(path, tree)
-    return documents[0] if documents else {}
-
-
 def _load_all(path: Path, tree: Path) -> list[Any]:
     try:
-        return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        documents = load_all(_read(path), what=_shown(path, tree), limits=_FILE_LIMITS)
+    except (OSError, YAMLLoadError) as err:
         raise BuildError(f"cannot read {_shown(path, tree)}: {_one_line(str(err))}") from None
+    return [doc for doc in documents if doc is not None]
 
 
-def _load_inline(text: str, source: Path, tree: Path) -> list[Any]:
-    try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as err:
-        raise BuildError(
-            f"invalid inline configuration in {_shown(source, tree)}: {_one_line(str(err))}"
-        ) from None
+def _read(path: Path) -> bytes:
+    """At most one byte more than the bound, so that a larger file is refused unread."""
+    with path.open("rb") as file:
+        return file.read(_MAX_FILE_BYTES + 1)
 
 
-# Running kustomize
+# Reading the output
 
 
-async def _run_kustomize(
-    kustomize: Path, entry: Path, workdir: Path, tree: Path, timeout: float
-) -> bytes:
-    env = {name: os.environ[name] for name in _ENV_PASSED if name in os.environ}
-    env |= {"HOME": str(workdir), "GIT_TERMINAL_PROMPT": "0", "LANG": "C"}
-    process = await asyncio.create_subprocess_exec(
-        str(kustomize),
-        "build",
-        "--load-restrictor",
-        "LoadRestrictionsNone",
-        str(entry),
-        cwd=workdir,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        # Its own process group, so a timeout also stops the git clones it started.
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    assert process.stderr is not None
-    try:
-        async with asyncio.timeout(timeout):
-            output, errors = await asyncio.gather(
-                _read_all(process.stdout, _MAX_OUTPUT_BYTES),
-                _read_head(process.stderr, _MAX_ERROR_BYTES),
-            )
-            code = await process.wait()
-    except TimeoutError:
-        raise BuildError(f"kustomize build timed out after {timeout:g}s") from None
-    except _TooLarge:
-        raise BuildError(
-            f"kustomize build output is larger than {_MAX_OUTPUT_BYTES // (1024 * 1024)} MiB"
-        ) from None
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-    if code != 0:
-        raise BuildError(f"kustomize build failed: {_summary(errors, tree)}")
-    return output
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_all(stream: asyncio.StreamReader, limit: int) -> bytes:
-    """Everything ``stream`` yields; raises ``_TooLarge`` past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await stream.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_head(stream: asyncio.StreamReader, limit: int) -> bytes:
-    """The first ``limit`` bytes of ``stream``; the rest is read and dropped."""
-    head = b""
-    while chunk := await stream.read(64 * 1024):
-        head = (head + chunk)[:limit]
-    return head
-
-
-def _summary(stderr: bytes, tree: Path) -> str:
-    """kustomize's error on one line, with paths relative to the artifact root."""
-    text = stderr.decode(errors="replace").replace(f"{tree}/", "").replace(str(tree), ".")
-    # The error comes after any warnings, on a line of its own, and may span lines.
-    error = re.search(r"^Error: (.*)", text, re.MULTILINE | re.DOTALL)
-    message = _one_line(error[1] if error else text) or "no error output"
+def _summary(error: str, workdir: Path) -> str:
+    """The worker's error on one line, with paths relative to the artifact root."""
+    tree = workdir / "source"
+    for prefix in {tree.resolve(), tree}:
+        error = error.replace(f"{prefix}/", "").replace(str(prefix), ".")
+    message = _one_line(error) or "no error output"
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[: _MAX_MESSAGE_CHARS - 3] + "..."
     return message
@@ -532,11 +336,13 @@ def _summary(stderr: bytes, tree: Path) -> str:
 
 def _parse_objects(output: bytes) -> list[dict[str, Any]]:
     try:
-        documents = [doc for doc in yaml.load_all(output, Loader=_LOADER) if doc is not None]
-    except yaml.YAMLError as err:
+        documents = load_all(output, what="kustomize build output", limits=_OUTPUT_LIMITS)
+    except YAMLLoadError as err:
         raise BuildError(f"kustomize build output is not YAML: {_one_line(str(err))}") from None
     objects = []
     for doc in documents:
+        if doc is None:
+            continue
         metadata = doc.get("metadata") if isinstance(doc, dict) else None
         if not (
             isinstance(doc, dict)

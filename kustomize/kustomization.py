@@ -33,6 +33,7 @@ from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply import ApplyOptions, PruneError, ResourceManager
 from kustomize.build import BuildError, build, set_common_metadata
+from kustomize.buildworker import BuildWorkers, find_build_worker
 from kustomize.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from kustomize.decrypt import (
     DecryptionError,
@@ -88,8 +89,7 @@ class KustomizationReconciler:
     def __init__(
         self,
         *,
-        kustomize: Path,
-        allow_remote_bases: bool = True,
+        build_workers: BuildWorkers | None = None,
         no_cross_namespace_refs: bool = False,
         default_service_account: str = "",
         requeue_dependency: float = 30.0,
@@ -98,8 +98,10 @@ class KustomizationReconciler:
         insecure_kubeconfig_exec: bool = False,
         insecure_kubeconfig_tls: bool = False,
     ) -> None:
-        self.kustomize = kustomize
-        self.allow_remote_bases = allow_remote_bases
+        # Remote bases allowed, as Flux allows them by default.
+        self.build_workers = build_workers or BuildWorkers(
+            find_build_worker(), allow_remote_bases=True
+        )
         self.no_cross_namespace_refs = no_cross_namespace_refs
         self.default_service_account = default_service_account
         self.requeue_dependency = requeue_dependency
@@ -264,8 +266,7 @@ class KustomizationReconciler:
                 run.root,
                 spec.path or "./",
                 spec,
-                kustomize=self.kustomize,
-                allow_remote_bases=self.allow_remote_bases,
+                workers=self.build_workers,
                 timeout=obj.timeout_seconds,
             )
             if keys is not None:
@@ -274,13 +275,18 @@ class KustomizationReconciler:
                 refuse_encrypted_secrets(objects)
             if spec.post_build is not None:
                 variables = await load_variables(ctx.client, namespace, spec.post_build)
-                objects = substitute_objects(
+                # Bounded, but seconds of CPU for a large object: off the event loop.
+                objects = await asyncio.to_thread(
+                    substitute_objects,
                     objects,
                     variables,
                     strict=self.strict_substitution,
                     always=obj.substitute_strategy == "Always",
                 )
-        except (BuildError, DecryptionError, SubstitutionError) as err:
+        except BuildError as err:
+            # ArtifactFailed for a path that is not in the artifact, as in Flux.
+            raise ReconcileError(str(err), reason=err.reason) from err
+        except (DecryptionError, SubstitutionError) as err:
             raise ReconcileError(str(err), reason=BUILD_FAILED) from err
         if spec.common_metadata is not None:
             metadata = spec.common_metadata

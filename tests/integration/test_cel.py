@@ -16,7 +16,6 @@ from controllers.envtest import ControlPlane
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from kustomize.api_v1 import Kustomization
-from kustomize.build import find_kustomize
 from kustomize.health import wait_for
 from kustomize.inventory import ObjectRef
 from kustomize.kustomization import KustomizationReconciler
@@ -45,7 +44,7 @@ async def kustomize_controller(
 ) -> AsyncIterator[None]:
     """The Kustomization reconciler beside the source controller, as in production."""
     opts = options(control_plane, namespace, name="kustomize-controller")
-    async with running(opts, [KustomizationReconciler(kustomize=find_kustomize())]):
+    async with running(opts, [KustomizationReconciler()]):
         yield
 
 

@@ -13,7 +13,6 @@ from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane, free_port
 from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
-from kustomize.build import find_kustomize
 from kustomize.kustomization import KustomizationReconciler
 from source.gitrepository import GitRepositoryReconciler
 from source.server import start_artifact_server
@@ -47,7 +46,7 @@ async def controllers(
     try:
         async with (
             running(source, [GitRepositoryReconciler(storage)]),
-            running(applier, [KustomizationReconciler(kustomize=find_kustomize())]),
+            running(applier, [KustomizationReconciler()]),
         ):
             yield
     finally:
@@ -158,7 +157,7 @@ async def test_no_cross_namespace_refs_stalls_references_to_other_namespaces(
     """With --no-cross-namespace-refs a tenant cannot reach another namespace's source or
     Kustomization; it is told so and not retried until its spec changes."""
     applier = options(control_plane, namespace, name="kustomize-controller")
-    reconciler = KustomizationReconciler(kustomize=find_kustomize(), no_cross_namespace_refs=True)
+    reconciler = KustomizationReconciler(no_cross_namespace_refs=True)
     source_ref = {"kind": "GitRepository", "name": "shared", "namespace": "flux-system"}
     depends_on = [{"name": "infra", "namespace": "flux-system"}]
     async with running(applier, [reconciler]):

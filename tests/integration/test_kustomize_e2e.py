@@ -15,11 +15,10 @@ import pytest
 import yaml
 
 from controllers.api import ResourceInfo
-from controllers.envtest import ControlPlane, ensure_binaries
+from controllers.envtest import ControlPlane, ensure_binaries, find_binary
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from kustomize.api_v1 import Kustomization
-from kustomize.build import find_kustomize
 from tests.gitserver import GitDaemon, GitRepos
 from tests.integration.harness import is_ready
 from tests.integration.kinds import EVENT, GITREPO, git_repository
@@ -204,7 +203,7 @@ def kustomize_build(files: Mapping[str, str], path: str, scratch: Path) -> list[
         (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         (scratch / name).write_text(content)
     out = subprocess.run(
-        [str(find_kustomize()), "build", str(scratch / path)],
+        [str(find_binary("kustomize")), "build", str(scratch / path)],
         capture_output=True,
         text=True,
         check=True,
