@@ -165,13 +165,14 @@ async def test_nothing_outside_the_artifact_is_read_and_nothing_remote_fetched(
 ) -> None:
     secret = tmp_path / "host-secret.yaml"
     secret.write_text(f"{MARKER}: {MARKER}\n")
-    # A real Git host and HTTP server: under --no-remote-bases it must never be asked anything.
-    git_repos.create("remote-base")
-    git_repos.commit("remote-base", {"base/kustomization.yaml": "resources: [cm.yaml]\n"}, "b")
+    # A real Git host and HTTP server: under --no-remote-bases it must never be asked for it.
+    base = f"remote-base-{namespace}"
+    git_repos.create(base)
+    git_repos.commit(base, {"base/kustomization.yaml": "resources: [cm.yaml]\n"}, "b")
     remote = {
-        "remote-file": f"Resources: [{git_https.http_url('remote-base')}/cm.yaml]\n",
-        "remote-git": f"RESOURCES: [{git_https.url('remote-base')}//base]\n",
-        "remote-git-component": f"components: ['{git_https.url('remote-base')}//base']\n",
+        "remote-file": f"Resources: [{git_https.http_url(base)}/cm.yaml]\n",
+        "remote-git": f"RESOURCES: [{git_https.url(base)}//base]\n",
+        "remote-git-component": f"components: ['{git_https.url(base)}//base']\n",
     }
     hostile = {**leaks(secret), **remote}
     files = {"good/cm.yaml": configmap("good")}
@@ -194,7 +195,7 @@ async def test_nothing_outside_the_artifact_is_read_and_nothing_remote_fetched(
         )
         assert "remote bases are not allowed (--no-remote-bases)" in ready_message(obj), name
 
-    assert git_https.requests == []
+    assert [r for r in git_https.requests if base in r.path] == []
     everything_said = await event_messages(kube, namespace) + "".join(
         [ready_message(await kube.get(KS, namespace, name)) for name in hostile]
     )
