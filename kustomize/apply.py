@@ -60,11 +60,11 @@ from controllers.kube import (
     APPLY_PATCH,
     JSON_PATCH,
     ApiError,
-    Gone,
     KubeClient,
     resource_path,
 )
 from controllers.reconcile import ReconcileError
+from controllers.wait import wait_until
 from kustomize import health
 from kustomize.inventory import ObjectRef, sort_key
 
@@ -651,13 +651,15 @@ class ResourceManager:
             uid = plan.existing["metadata"].get("uid")
             try:
                 await self._kube.delete(info, namespace, name, propagation="Background")
-                async with asyncio.timeout(options.wait_timeout):
-                    await self._wait_for(
-                        info,
-                        namespace,
-                        name,
-                        lambda obj: obj is None or obj["metadata"].get("uid") != uid,
-                    )
+                _, replaced = await wait_until(
+                    self._kube,
+                    self._mapper,
+                    [item.ref],
+                    lambda seen: seen[0].obj is None or seen[0].obj["metadata"].get("uid") != uid,
+                    options.wait_timeout,
+                )
+                if not replaced:
+                    raise TimeoutError
             except ApiError as err:
                 message = f"immutable field detected, failed to delete object: {err.message}"
                 raise failure(message) from err
@@ -703,38 +705,6 @@ class ResourceManager:
             await health.wait_for(self._kube, self._mapper, refs, options.wait_timeout)
         except health.HealthCheckError as err:
             raise ApplyError(err.message, change_set=change_set) from err
-
-    async def _wait_for(
-        self,
-        info: ResourceInfo,
-        namespace: str | None,
-        name: str,
-        done: Callable[[Mapping[str, Any] | None], bool],
-    ) -> None:
-        """Until ``done(object or None)`` holds, watching the object (no polling)."""
-        while True:
-            obj = await self._kube.get_or_none(info, namespace, name)
-            if done(obj):
-                return
-            if obj is not None:
-                version = obj["metadata"]["resourceVersion"]
-            else:
-                page = await self._kube.request(
-                    "GET", resource_path(info, namespace), query={"limit": "1"}
-                )
-                version = page["metadata"]["resourceVersion"]
-            try:
-                async for event in self._kube.watch(
-                    info, version, namespace=namespace, timeout_seconds=60
-                ):
-                    if event.type == "BOOKMARK":
-                        continue
-                    if (event.object.get("metadata") or {}).get("name") != name:
-                        continue
-                    if done(None if event.type == "DELETED" else event.object):
-                        return
-            except Gone:
-                continue
 
     # Pruning.
 

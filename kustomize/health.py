@@ -21,28 +21,21 @@ every rule above for their kinds.
 
 ``wait_for`` is fluxcd/pkg ssa ``WaitForSet``: it follows the objects until all are
 ``Current``, or until one is ``Failed`` when failing fast, and raises ``HealthCheckError``
-with Flux's message otherwise. Where Flux polls, it watches: one list+watch per kind and
-namespace, up to ``MAX_WATCHES`` of them so that a large set cannot hold every connection of
-the client's pool; the kinds and namespaces beyond are listed every ``RECHECK_SECONDS``.
+with Flux's message otherwise. Where Flux polls, it watches (``controllers.wait``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import aiohttp
-
-from controllers.api import ResourceInfo
-from controllers.discovery import RestMapper, UnknownKind
-from controllers.informer import Informer, object_key
-from controllers.kube import ApiError, KubeClient
+from controllers.discovery import RestMapper
+from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError
+from controllers.wait import NOT_OBSERVED, Observed, wait_until
 from kustomize.api_v1 import CustomHealthCheck
 from kustomize.cel import EvaluationError, Expression, InvalidExpression, compile_expression
 from kustomize.inventory import ObjectRef
@@ -60,12 +53,6 @@ __all__ = [
 
 HEALTH_CHECK_FAILED = "HealthCheckFailed"
 
-# How often cached objects are assessed again without a change (a Pod becomes Failed once
-# it stayed unschedulable long enough) and unknown kinds are looked up again.
-RECHECK_SECONDS = 2.0
-# Watches one wait holds at most; the other kinds and namespaces of a large set are listed
-# every RECHECK_SECONDS instead, so that it cannot take every connection of the pool.
-MAX_WATCHES = 10
 # kstatus gives a Pod this long to be scheduled before reporting it unschedulable.
 SCHEDULE_WINDOW = timedelta(seconds=15)
 _MAX_INT32 = 2**31 - 1
@@ -518,91 +505,6 @@ def compute(
 
 # Waiting.
 
-_Group = tuple[str, str, str]  # apiVersion, kind, namespace
-
-
-def _group_of(ref: ObjectRef) -> _Group:
-    return ref.api_version, ref.kind, ref.namespace
-
-
-class _Lister:
-    """An informer's stand-in that lists instead of watching, every RECHECK_SECONDS."""
-
-    def __init__(
-        self, client: KubeClient, info: ResourceInfo, changed: asyncio.Event, namespace: str | None
-    ) -> None:
-        self._client = client
-        self._changed = changed
-        self._namespace = namespace
-        self._cache: dict[str, dict[str, Any]] = {}
-        self.info = info
-        self.synced = asyncio.Event()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self._cache.get(key)
-
-    async def run(self) -> None:
-        while True:
-            # A failed list is tried again; what it would have said stays unknown meanwhile.
-            with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError):
-                page = await self._client.list(self.info, self._namespace)
-                self._cache = {object_key(item): item for item in page["items"]}
-                self.synced.set()
-                self._changed.set()
-            await asyncio.sleep(RECHECK_SECONDS)
-
-
-class _Watcher:
-    """The last seen state of every object of a set, per kind and namespace."""
-
-    def __init__(
-        self, client: KubeClient, mapper: RestMapper, custom: Mapping[str, CustomCheck]
-    ) -> None:
-        self._client = client
-        self._mapper = mapper
-        self._custom = custom
-        self._sources: dict[_Group, Informer | _Lister] = {}
-        self._errors: dict[_Group, str] = {}
-        self.changed = asyncio.Event()
-
-    def health(self, ref: ObjectRef) -> Health | None:
-        """The object's health as last seen, or None before it was seen at all."""
-        group = _group_of(ref)
-        if group in self._errors:
-            return Health(Status.UNKNOWN, self._errors[group])
-        source = self._sources.get(group)
-        if source is None or not source.synced.is_set():
-            return None
-        info = source.info
-        obj = source.get(f"{ref.namespace}/{ref.name}" if info.namespaced else ref.name)
-        if obj is None:
-            return compute(None)
-        # The items of a list carry no apiVersion and kind; the rules depend on them.
-        return compute({"apiVersion": info.api_version, "kind": info.kind, **obj}, self._custom)
-
-    async def follow(self, group: _Group, *, watch: bool) -> None:
-        """Watch (or list again and again) the objects of ``group`` once its kind is known;
-        until cancelled."""
-        api_version, kind, namespace = group
-        info: ResourceInfo | None = None
-        while info is None:
-            try:
-                info = await self._mapper.resource_for(api_version, kind)
-            except (UnknownKind, ApiError) as err:
-                # A CRD applied meanwhile makes the kind known; until then, say why not.
-                self._errors[group] = err.message if isinstance(err, ApiError) else str(err)
-                self.changed.set()
-                await asyncio.sleep(RECHECK_SECONDS)
-        self._errors.pop(group, None)
-        scope = (namespace or None) if info.namespaced else None
-        source: Informer | _Lister
-        if watch:
-            source = Informer(self._client, info, lambda *_: self.changed.set(), namespace=scope)
-        else:
-            source = _Lister(self._client, info, self.changed, scope)
-        self._sources[group] = source
-        await source.run()
-
 
 def _describe(ref: ObjectRef, health: Health) -> str:
     # Flux adds the status reader's error, which kstatus gives only for Unknown; weir also
@@ -623,9 +525,8 @@ async def wait_for(
     custom: Mapping[str, CustomCheck] | None = None,
 ) -> None:
     """Until every object of ``refs`` is ``Current``; or, with ``fail_fast``, until one is
-    ``Failed``. Watches the objects: one list+watch per kind and namespace, for the first
-    ``MAX_WATCHES`` of them; the others are listed every ``RECHECK_SECONDS``. The health of
-    the kinds of ``custom`` (``custom_checks``) is what their expressions say.
+    ``Failed``, watching them (``controllers.wait.wait_until``). The health of the kinds of
+    ``custom`` (``custom_checks``) is what their expressions say.
 
     Raises ``HealthCheckError`` (reason ``HealthCheckFailed``) in Flux's words:
     ``timeout waiting for: [Kind/ns/name status: 'InProgress', ...]`` listing every object
@@ -636,52 +537,25 @@ async def wait_for(
     refs = list(dict.fromkeys(refs))
     if not refs:
         return
-    watcher = _Watcher(client, mapper, custom or {})
-    groups = dict.fromkeys(_group_of(ref) for ref in refs)
-    tasks = [
-        asyncio.create_task(watcher.follow(group, watch=i < MAX_WATCHES))
-        for i, group in enumerate(groups)
-    ]
 
-    def seen() -> list[Health | None]:
-        return [watcher.health(ref) for ref in refs]
+    def health_of(seen: Observed) -> Health:
+        if seen.unknown_kind is not None:
+            # Its kind may be installed meanwhile: Unknown, with why, until then.
+            return Health(Status.UNKNOWN, seen.unknown_kind)
+        return compute(seen.obj, custom)
 
-    def done(healths: list[Health | None]) -> bool:
-        # Only once every object was seen, so that what is reported does not depend on
-        # which watch answered first.
-        if any(h is None for h in healths):
-            return False
-        if all(h is not None and h.status == Status.CURRENT for h in healths):
+    def done(seen: Sequence[Observed]) -> bool:
+        statuses = [health_of(s).status for s in seen]
+        if all(status == Status.CURRENT for status in statuses):
             return True
-        return fail_fast and any(h is not None and h.status == Status.FAILED for h in healths)
+        return fail_fast and Status.FAILED in statuses
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    timed_out = False
-    try:
-        while True:
-            watcher.changed.clear()
-            healths = seen()
-            if done(healths):
-                break
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                timed_out = True
-                break
-            for task in tasks:
-                if task.done():
-                    task.result()  # a watcher that crashed: its error is ours
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(RECHECK_SECONDS, remaining)):
-                    await watcher.changed.wait()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
+    seen, finished = await wait_until(client, mapper, refs, done, timeout)
+    timed_out = not finished
+    healths = [health_of(s) for s in seen]
     problems = []
-    for ref, health in zip(refs, healths, strict=True):
-        if health is None:
+    for ref, health, observed in zip(refs, healths, seen, strict=True):
+        if observed.unknown_kind == NOT_OBSERVED:
             problems.append(f"can't determine status for {ref}")
         elif health.status == Status.FAILED or (timed_out and health.status != Status.CURRENT):
             problems.append(_describe(ref, health))

@@ -18,7 +18,7 @@ from typing import Any
 from controllers import conditions as cond
 from controllers.api import Artifact, ResourceInfo, format_duration
 from controllers.artifact import ArtifactError, fetch_artifact
-from controllers.discovery import RestMapper, UnknownKind
+from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
 from controllers.reconcile import (
     ReconcileError,
@@ -29,6 +29,7 @@ from controllers.reconcile import (
     Waiting,
     Watch,
 )
+from controllers.wait import wait_until
 from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply import ApplyOptions, PruneError, ResourceManager
@@ -381,25 +382,13 @@ class KustomizationReconciler:
 async def _terminated(
     client: KubeClient, mapper: RestMapper, refs: Sequence[ObjectRef], timeout: float
 ) -> bool:
-    """Whether every object of ``refs`` is gone within ``timeout`` (checked every 2s, as
-    Flux's ``WaitForSetTermination`` does)."""
-    deadline = time.monotonic() + timeout
-    pending = list(refs)
-    while pending:
-        still = []
-        for ref in pending:
-            try:
-                info = await mapper.resource_for(ref.api_version, ref.kind)
-            except UnknownKind:
-                continue  # its kind is gone, so is the object
-            if await client.get_or_none(info, ref.namespace or None, ref.name) is not None:
-                still.append(ref)
-        pending = still
-        if pending:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(2)
-    return True
+    """Whether every object of ``refs`` is gone within ``timeout`` (Flux's
+    ``WaitForSetTermination``, watching where Flux polls); an object whose kind is no longer
+    served is gone with it."""
+    _, gone = await wait_until(
+        client, mapper, refs, lambda seen: all(s.obj is None for s in seen), timeout
+    )
+    return gone
 
 
 def _health_ref(ref: Any) -> ObjectRef:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from controllers import wait
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
-from kustomize import health
 from kustomize.health import HealthCheckError, Status, compute, wait_for
 from kustomize.inventory import ObjectRef
 from tests.integration.kinds import GITREPO, git_repository
@@ -139,7 +139,7 @@ async def test_a_deployment_that_becomes_available_passes(
 async def test_kinds_beyond_the_watches_are_listed_instead(
     kube: KubeClient, mapper: RestMapper, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(health, "MAX_WATCHES", 0)
+    monkeypatch.setattr(wait, "MAX_WATCHES", 0)
     manifest = deployment("web", namespace)
     ref = ObjectRef(namespace, "web", "apps", "Deployment", "v1")
     waiting = asyncio.create_task(wait_for(kube, mapper, [ref], timeout=30))

@@ -174,3 +174,37 @@ async def test_no_cross_namespace_refs_stalls_references_to_other_namespaces(
             assert stalled["message"] == (
                 f"can't access '{what}', cross-namespace references have been blocked"
             )
+
+
+async def test_wait_for_termination_holds_the_kustomization_until_its_objects_are_gone(
+    kube: KubeClient,
+    namespace: str,
+    controllers: None,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+) -> None:
+    repo = f"terminate-{namespace}"
+    git_repos.create(repo)
+    held = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n"
+        "  finalizers: [weir.test/hold]\ndata: {value: x}\n"
+    )
+    commit = git_repos.commit(repo, {"app/cm.yaml": held}, "an object that is slow to go")
+    await kube.create(GITREPO, git_repository(namespace, git_daemon.url(repo)))
+    await kube.create(
+        KS, kustomization(namespace, "app", path="./app", deletionPolicy="WaitForTermination")
+    )
+    await wait_for_object(kube, KS, namespace, "app", applied(f"main@sha1:{commit}"))
+
+    await kube.delete(KS, namespace, "app")
+    await wait_for_object(
+        kube, CONFIG_MAP, namespace, "held", lambda o: bool(o["metadata"].get("deletionTimestamp"))
+    )
+    # The ConfigMap is terminating but not gone: the Kustomization waits for it (up to its
+    # timeout, 30s), where the other policies let go at once.
+    with pytest.raises(TimeoutError):
+        await wait_for_deletion(kube, KS, namespace, "app", timeout=3)
+
+    await kube.patch(CONFIG_MAP, namespace, "held", {"metadata": {"finalizers": None}})
+    await wait_for_deletion(kube, KS, namespace, "app", timeout=10)
+    assert await kube.get_or_none(CONFIG_MAP, namespace, "held") is None
