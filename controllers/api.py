@@ -6,6 +6,7 @@ read with ``model_validate`` and written with ``model_dump(by_alias=True, exclud
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -27,8 +28,12 @@ __all__ = [
     "ResourceInfo",
     "ResourceStatus",
     "format_duration",
+    "micro_time_now",
+    "object_key",
     "parse_duration",
     "parse_go_duration",
+    "parse_time",
+    "time_now",
 ]
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -178,9 +183,10 @@ class CustomResource(KubeModel):
 
     @property
     def key(self) -> str:
-        """``namespace/name``, the work queue key."""
-        ns = self.metadata.namespace
-        return f"{ns}/{self.metadata.name}" if ns else self.metadata.name
+        """``namespace/name`` (``name`` when cluster-scoped), the work queue key."""
+        return object_key(
+            {"metadata": {"namespace": self.metadata.namespace, "name": self.metadata.name}}
+        )
 
     @property
     def suspended(self) -> bool:
@@ -368,3 +374,36 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}"
     return secs
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    """The work queue and cache key of a Kubernetes object: ``namespace/name``, or ``name``
+    for a cluster-scoped one."""
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
+
+
+# Times, as metav1.Time (seconds) and metav1.MicroTime (microseconds) serialise.
+
+_TIME = "%Y-%m-%dT%H:%M:%SZ"
+_MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def time_now() -> str:
+    """Now as a metav1.Time: RFC 3339 in UTC, to the second (conditions, artifacts)."""
+    return datetime.datetime.now(datetime.UTC).strftime(_TIME)
+
+
+def micro_time_now() -> str:
+    """Now as a metav1.MicroTime: RFC 3339 in UTC, to the microsecond (events, Leases)."""
+    return datetime.datetime.now(datetime.UTC).strftime(_MICRO_TIME)
+
+
+def parse_time(text: str) -> datetime.datetime | None:
+    """A metav1.Time or MicroTime as an aware datetime; None if it is not one."""
+    try:
+        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

@@ -7,11 +7,10 @@ True and never together; ``lastTransitionTime`` moves only when status, reason o
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from controllers.api import Condition
+from controllers.api import Condition, time_now
 
 __all__ = [
     "FAILED",
@@ -24,7 +23,6 @@ __all__ = [
     "find",
     "is_true",
     "kstatus_violations",
-    "now",
     "remove",
     "set_condition",
 ]
@@ -41,11 +39,6 @@ FAILED = "ReconciliationFailed"
 MAX_MESSAGE = 32768  # metav1.Condition's limit
 
 Status = Literal["True", "False", "Unknown"]
-
-
-def now() -> str:
-    """The current time as RFC 3339 with seconds, as metav1.Time serialises."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def find(conditions: Iterable[Condition] | None, type_: str) -> Condition | None:
@@ -75,7 +68,7 @@ def set_condition(
         reason=reason,
         message=message,
         observed_generation=generation,
-        last_transition_time=now() if moved or old is None else old.last_transition_time,
+        last_transition_time=time_now() if moved or old is None else old.last_transition_time,
     )
     if old is None:
         return [*conditions, new]

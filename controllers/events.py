@@ -7,14 +7,13 @@ POSTed as Flux's event JSON; a 429 there means "duplicate" and is not retried.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import secrets
 from typing import Any, Literal
 
 import httpx
 import structlog
 
-from controllers.api import CustomResource, ResourceInfo
+from controllers.api import CustomResource, ResourceInfo, micro_time_now, time_now
 from controllers.kube import ApiError, KubeClient
 
 __all__ = ["EVENT_INFO", "EventForwarder", "EventRecorder", "EventType", "flux_event"]
@@ -27,10 +26,6 @@ MAX_MESSAGE = 39_000
 log = structlog.get_logger()
 
 EventType = Literal["Normal", "Warning"]
-
-
-def _micro_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _involved(obj: CustomResource) -> dict[str, Any]:
@@ -60,7 +55,7 @@ def flux_event(
     return {
         "involvedObject": _involved(obj),
         "severity": "error" if type_ == "Warning" else "info",
-        "timestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timestamp": time_now(),
         "message": message[:MAX_MESSAGE],
         "reason": reason,
         "metadata": metadata,
@@ -128,7 +123,7 @@ class EventRecorder:
         revision: str | None = None,
     ) -> None:
         """Record one event; failures are logged, never raised (events are best effort)."""
-        now = _micro_now()
+        now = micro_time_now()
         meta = obj.metadata
         event: dict[str, Any] = {
             "apiVersion": "v1",

@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 import structlog
 
-from controllers.api import ResourceInfo
+from controllers.api import ResourceInfo, object_key
 from controllers.kube import ApiError, Gone, KubeClient
 
-__all__ = ["Handler", "Informer", "object_key"]
+__all__ = ["Handler", "Informer"]
 
 Handler = Callable[[str, dict[str, Any] | None, dict[str, Any] | None], None]
 """Called with (key, old object or None, new object or None) for each change."""
@@ -32,12 +32,6 @@ RECONNECT_MAX_SECONDS = 30.0
 WATCH_MIN_SECONDS = 300
 # A live stream carries at least a bookmark or the server's close before this.
 INACTIVITY_MARGIN_SECONDS = 60.0
-
-
-def object_key(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    namespace = meta.get("namespace")
-    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
 
 
 def _resource_version(obj: dict[str, Any]) -> str:

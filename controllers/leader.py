@@ -9,7 +9,6 @@ matter); the leader renews every ``retry_period`` and gives up if it cannot rene
 from __future__ import annotations
 
 import asyncio
-import datetime
 import random
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from controllers.api import ResourceInfo
+from controllers.api import ResourceInfo, micro_time_now
 from controllers.kube import ApiError, KubeClient, NotFound
 
 __all__ = ["LEASE_INFO", "LeaderElector", "LostLeadership"]
@@ -30,10 +29,6 @@ log = structlog.get_logger()
 
 class LostLeadership(Exception):
     """The Lease could not be renewed in time; the process must stop reconciling."""
-
-
-def _micro_time() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -85,7 +80,7 @@ class LeaderElector:
         return (lease.get("spec") or {}).get("holderIdentity")
 
     async def _try_acquire_or_renew(self) -> bool:
-        now = _micro_time()
+        now = micro_time_now()
         try:
             lease = await self.client.get(LEASE_INFO, self.namespace, self.name)
         except NotFound:

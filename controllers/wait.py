@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from controllers.api import ResourceInfo
+from controllers.api import ResourceInfo, object_key
 from controllers.discovery import RestMapper, UnknownKind
-from controllers.informer import Informer, object_key
+from controllers.informer import Informer
 from controllers.kube import ApiError, KubeClient
 
 __all__ = ["MAX_WATCHES", "NOT_OBSERVED", "RECHECK_SECONDS", "Observed", "Target", "wait_until"]
@@ -155,7 +155,8 @@ class _Watcher:
         if source is None or not source.synced.is_set():
             return None
         info = source.info
-        obj = source.get(f"{target.namespace}/{target.name}" if info.namespaced else target.name)
+        key = {"name": target.name, "namespace": target.namespace if info.namespaced else None}
+        obj = source.get(object_key({"metadata": key}))
         if obj is None:
             return Observed(None)
         # The items of a list carry no apiVersion and kind.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from controllers.api import object_key
 from controllers.kube import KubeClient
 from kustomize.api_v1 import DependencyReference, Kustomization
 from kustomize.cel import EvaluationError, InvalidExpression, compile_expression
@@ -100,7 +101,7 @@ def dependents_of_ready(
         ks_meta = ks.get("metadata") or {}
         for ref in (ks.get("spec") or {}).get("dependsOn") or []:
             if (ref.get("namespace") or ks_meta.get("namespace"), ref.get("name")) == target:
-                keys.append(f"{ks_meta.get('namespace')}/{ks_meta.get('name')}")
+                keys.append(object_key(ks))
                 break
     return keys
 

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from controllers.api import parse_time
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError
@@ -297,11 +298,8 @@ def _crash_looping(obj: Mapping[str, Any]) -> list[str]:
 
 
 def _created_at(obj: Mapping[str, Any]) -> datetime:
-    stamp = _str(obj, "metadata.creationTimestamp", "")
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
+    created = parse_time(_str(obj, "metadata.creationTimestamp", ""))
+    return created or datetime.min.replace(tzinfo=UTC)
 
 
 def _pod(obj: Mapping[str, Any]) -> Health:

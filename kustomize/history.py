@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controllers.conditions import now
+from controllers.api import time_now
 from kustomize.api_v1 import Snapshot
 
 __all__ = ["MAX_SNAPSHOTS", "digest", "upsert"]
@@ -31,7 +31,7 @@ def upsert(
 ) -> list[Snapshot]:
     """``history`` with this reconciliation counted: the snapshot with the same digest and
     status is updated and moved to the front, else a new one leads; at most five are kept."""
-    stamp = now()
+    stamp = time_now()
     rest = []
     found: Snapshot | None = None
     for snapshot in history or []:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from controllers import conditions as cond
-from controllers.api import Artifact, ResourceInfo, format_duration
+from controllers.api import Artifact, ResourceInfo, format_duration, object_key
 from controllers.artifact import ArtifactError, fetch_artifact
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
@@ -423,7 +423,7 @@ def _users_of_new_artifact(
         ref = (ks.get("spec") or {}).get("sourceRef") or {}
         same_namespace = (ref.get("namespace") or ks_meta.get("namespace")) == meta.get("namespace")
         if ref.get("kind") == kind and ref.get("name") == meta.get("name") and same_namespace:
-            keys.append(f"{ks_meta.get('namespace')}/{ks_meta.get('name')}")
+            keys.append(object_key(ks))
     return keys
 
 

@@ -33,12 +33,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from controllers.api import Artifact
+from controllers.api import Artifact, time_now
 from source.ignore import IgnoreRules, InvalidIgnoreFile, load_ignore_rules
 
 __all__ = ["ArtifactStorage", "StorageError"]
@@ -481,7 +480,7 @@ def _stored(artifact: Artifact, digest: str, size: int) -> Artifact:
         url=artifact.url,
         revision=artifact.revision,
         digest=digest,
-        last_update_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        last_update_time=time_now(),
         size=size,
         metadata=artifact.metadata,
     )
