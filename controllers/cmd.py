@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -40,28 +42,68 @@ def _flag_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def build_parser(name: str, *, concurrent: int = 4) -> argparse.ArgumentParser:
-    """The flags shared by every controller; a controller may add its own to the result."""
+@dataclass(frozen=True)
+class _Flag:
+    """A flag shared by every controller and the ``Options`` field it sets; the default is
+    the field's, written once, in ``Options``."""
+
+    name: str
+    field: str
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+    help: str | None = None
+
+
+_FLAGS = (
+    _Flag("--kubeconfig", "kubeconfig", help="path to a kubeconfig (default in-cluster)"),
+    _Flag("--concurrent", "concurrent", int, help="workers per kind"),
+    _Flag("--requeue-dependency", "requeue_dependency", duration_arg, "DURATION"),
+    _Flag("--metrics-addr", "metrics_addr"),
+    _Flag("--health-addr", "health_addr"),
+    _Flag("--events-addr", "events_addr", help="notification controller events URL"),
+    _Flag("--enable-leader-election", "enable_leader_election", _flag_bool),
+    _Flag("--leader-election-namespace", "leader_election_namespace"),
+    _Flag("--leader-election-lease-duration", "lease_duration", duration_arg, "DURATION"),
+    _Flag("--leader-election-renew-deadline", "renew_deadline", duration_arg, "DURATION"),
+    _Flag("--leader-election-retry-period", "retry_period", duration_arg, "DURATION"),
+    _Flag("--min-retry-delay", "min_retry_delay", duration_arg, "DURATION"),
+    _Flag("--max-retry-delay", "max_retry_delay", duration_arg, "DURATION"),
+    _Flag("--kube-api-qps", "kube_api_qps", float),
+    _Flag("--kube-api-burst", "kube_api_burst", int),
+    _Flag("--interval-jitter-percentage", "interval_jitter_percentage", float),
+    _Flag("--watch-all-namespaces", "watch_all_namespaces", _flag_bool),
+    _Flag("--watch-label-selector", "watch_label_selector"),
+    _Flag("--graceful-shutdown-timeout", "graceful_shutdown_timeout", duration_arg, "DURATION"),
+)
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
+
+
+def build_parser(name: str, *, concurrent: int | None = None) -> argparse.ArgumentParser:
+    """The flags shared by every controller; a controller may add its own to the result.
+    ``concurrent`` overrides the default number of workers per kind."""
     p = argparse.ArgumentParser(prog=name, description=f"weir {name}")
-    p.add_argument("--kubeconfig", default=None, help="path to a kubeconfig (default in-cluster)")
-    p.add_argument("--concurrent", type=int, default=concurrent, help="workers per kind")
-    p.add_argument("--requeue-dependency", type=duration_arg, default=30.0, metavar="DURATION")
-    p.add_argument("--metrics-addr", default=":8080")
-    p.add_argument("--health-addr", default=":9440")
-    p.add_argument("--events-addr", default="", help="notification controller events URL")
-    p.add_argument(
-        "--enable-leader-election", type=_flag_bool, nargs="?", const=True, default=False
-    )
-    p.add_argument(
-        "--leader-election-namespace", default=os.environ.get("RUNTIME_NAMESPACE", "flux-system")
-    )
-    p.add_argument("--leader-election-lease-duration", type=duration_arg, default=35.0)
-    p.add_argument("--leader-election-renew-deadline", type=duration_arg, default=30.0)
-    p.add_argument("--leader-election-retry-period", type=duration_arg, default=5.0)
-    p.add_argument("--min-retry-delay", type=duration_arg, default=0.75, metavar="DURATION")
-    p.add_argument("--max-retry-delay", type=duration_arg, default=900.0, metavar="DURATION")
-    p.add_argument("--kube-api-qps", type=float, default=50.0)
-    p.add_argument("--kube-api-burst", type=int, default=300)
+    defaults = {
+        **_DEFAULTS,
+        "leader_election_namespace": os.environ.get(
+            "RUNTIME_NAMESPACE", _DEFAULTS["leader_election_namespace"]
+        ),
+    }
+    if concurrent is not None:
+        defaults["concurrent"] = concurrent
+    for flag in _FLAGS:
+        extra: dict[str, Any] = {}
+        if flag.type is _flag_bool:
+            # --flag alone means true, as with Go's boolean flags.
+            extra = {"nargs": "?", "const": True}
+        p.add_argument(
+            flag.name,
+            dest=flag.field,
+            type=flag.type,
+            default=defaults[flag.field],
+            metavar=flag.metavar,
+            help=flag.help,
+            **extra,
+        )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "error"])
     p.add_argument(
         "--log-encoding",
@@ -69,10 +111,6 @@ def build_parser(name: str, *, concurrent: int = 4) -> argparse.ArgumentParser:
         choices=["json", "console"],
         help="default json, console on a terminal",
     )
-    p.add_argument("--interval-jitter-percentage", type=float, default=5.0)
-    p.add_argument("--watch-all-namespaces", type=_flag_bool, nargs="?", const=True, default=True)
-    p.add_argument("--watch-label-selector", default=None)
-    p.add_argument("--graceful-shutdown-timeout", type=duration_arg, default=30.0)
     return p
 
 
@@ -83,33 +121,16 @@ def parse_options(name: str, args: argparse.Namespace) -> Options:
     if args.concurrent < 1:
         raise SystemExit(f"{name}: --concurrent must be at least 1")
     # Zero would retry failures, or renew the lease, in a loop without pause.
-    for flag in ("min_retry_delay", "max_retry_delay", "leader_election_retry_period"):
-        if getattr(args, flag) <= 0:
-            raise SystemExit(f"{name}: --{flag.replace('_', '-')} must be above zero")
+    positive = ("min_retry_delay", "max_retry_delay", "retry_period")
+    for flag in _FLAGS:
+        if flag.field in positive and getattr(args, flag.field) <= 0:
+            raise SystemExit(f"{name}: {flag.name} must be above zero")
     host = os.environ.get("POD_NAME") or socket.gethostname()
     return Options(
         name=name,
         identity=f"{host}_{uuid.uuid4().hex[:8]}",
-        kubeconfig=args.kubeconfig,
-        concurrent=args.concurrent,
-        requeue_dependency=args.requeue_dependency,
-        metrics_addr=args.metrics_addr,
-        health_addr=args.health_addr,
-        events_addr=args.events_addr,
-        enable_leader_election=args.enable_leader_election,
-        leader_election_namespace=args.leader_election_namespace,
-        lease_duration=args.leader_election_lease_duration,
-        renew_deadline=args.leader_election_renew_deadline,
-        retry_period=args.leader_election_retry_period,
-        min_retry_delay=args.min_retry_delay,
-        max_retry_delay=args.max_retry_delay,
-        kube_api_qps=args.kube_api_qps,
-        kube_api_burst=args.kube_api_burst,
-        interval_jitter_percentage=args.interval_jitter_percentage,
-        watch_all_namespaces=args.watch_all_namespaces,
         watch_namespace=os.environ.get("RUNTIME_NAMESPACE"),
-        watch_label_selector=args.watch_label_selector,
-        graceful_shutdown_timeout=args.graceful_shutdown_timeout,
+        **{flag.field: getattr(args, flag.field) for flag in _FLAGS},
     )
 
 

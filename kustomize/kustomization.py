@@ -20,6 +20,7 @@ from controllers.api import Artifact, ResourceInfo, format_duration, object_key
 from controllers.artifact import ArtifactError, fetch_artifact
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
+from controllers.manager import Options
 from controllers.reconcile import (
     ReconcileError,
     Result,
@@ -93,7 +94,7 @@ class KustomizationReconciler:
         build_workers: BuildWorkers | None = None,
         no_cross_namespace_refs: bool = False,
         default_service_account: str = "",
-        requeue_dependency: float = 30.0,
+        requeue_dependency: float = Options.requeue_dependency,
         strict_substitution: bool = False,
         additive_cel_dependency_check: bool = False,
         insecure_kubeconfig_exec: bool = False,
