@@ -4,10 +4,13 @@ The same idea as controller-runtime's envtest: real binaries, client-certificate
 the CRDs from ``crds/`` installed and established before anyone uses it. The tests and the
 local demo both run on it.
 
-Binaries are found in this order: ``WEIR_<NAME>`` (e.g. ``WEIR_KUBE_APISERVER``), then
-``$KUBEBUILDER_ASSETS/<name>``, then the cache directory (``$WEIR_CACHE_DIR``, default
+Binaries are found as ``controllers.binaries`` says (``WEIR_<NAME>``, then
+``$KUBEBUILDER_ASSETS/<name>``, then the cache directory, ``$WEIR_CACHE_DIR`` or
 ``~/.cache/weir``); the ones in ``BUILT`` missing from all of those are built once from their
-pinned Go modules (``tests/controlplane/...``) into the cache.
+pinned Go modules (``tests/controlplane/...``, ``hack/tools/...``) into the cache.
+
+Test and development support only: no controller, and nothing else in the runtime, imports it
+(import-linter contracts in ``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ import argparse
 import contextlib
 import ctypes
 import datetime
-import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import signal
 import socket
@@ -40,11 +41,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from controllers.binaries import BUILT, cache_dir, cached_path, find_binary
+
 __all__ = [
     "ControlPlane",
     "ControlPlaneError",
     "die_with_parent",
     "ensure_binaries",
+    "find_binary",
     "free_port",
     "main",
 ]
@@ -53,24 +57,6 @@ KUBERNETES_VERSION = "v1.34.4"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GO_MODULE_DIR = REPO_ROOT / "tests" / "controlplane"
 CRD_DIR = REPO_ROOT / "crds"
-# Built from Go modules when not found: name -> (module directory, package).
-BUILT = {
-    "etcd": (GO_MODULE_DIR / "etcd", "go.etcd.io/etcd/server/v3"),
-    "kube-apiserver": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-apiserver"),
-    "kube-controller-manager": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-controller-manager"),
-    "kube-scheduler": (GO_MODULE_DIR, "k8s.io/kubernetes/cmd/kube-scheduler"),
-    "kwok": (GO_MODULE_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
-    "minio": (REPO_ROOT / "tests" / "s3", "github.com/minio/minio"),
-    "kustomize": (REPO_ROOT / "hack" / "tools" / "kustomize", "sigs.k8s.io/kustomize/kustomize/v5"),
-    # The kustomize controller's build worker: weir's own Go code on the same kustomize pins.
-    "kustomize-build-worker": (
-        REPO_ROOT / "hack" / "tools" / "kustomize",
-        "github.com/weir/hack/tools/kustomize/buildworker",
-    ),
-    "sops": (REPO_ROOT / "hack" / "tools" / "sops", "github.com/getsops/sops/v3/cmd/sops"),
-    "age-keygen": (REPO_ROOT / "hack" / "tools" / "sops", "filippo.io/age/cmd/age-keygen"),
-}
-_OWN_GO_PACKAGES = "github.com/weir/"
 # Run as separate processes by name: the runtime never imports a controller.
 CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")
 ADMIN_USER = "weir-admin"
@@ -82,44 +68,21 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built or started; the message says why."""
 
 
-def cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "weir"
-    return Path(os.environ.get("WEIR_CACHE_DIR", default))
-
-
-def _cached(name: str) -> Path:
-    """Where the cache keeps ``name``: keyed by its own module's pins and Go sources, so
-    changing one go.mod (or weir's own Go code) rebuilds what it pins and nothing else."""
-    module, package = BUILT[name]
-    pins = hashlib.sha256()
-    with contextlib.suppress(OSError):
-        pins.update((module / "go.mod").read_bytes())
-        own = package.startswith(_OWN_GO_PACKAGES)
-        for source in sorted(module.rglob("*.go")) if own else ():
-            pins.update(str(source.relative_to(module)).encode() + b"\0" + source.read_bytes())
-    return cache_dir() / f"{name}-{pins.hexdigest()[:12]}" / name
-
-
-def find_binary(name: str) -> Path | None:
-    """Where ``name`` is, by the lookup order in the module docstring; None if nowhere."""
-    explicit = os.environ.get("WEIR_" + name.upper().replace("-", "_"))
-    if explicit:
-        return Path(explicit)
-    candidates = []
-    if assets := os.environ.get("KUBEBUILDER_ASSETS"):
-        candidates.append(Path(assets) / name)
-    if name in BUILT:
-        candidates.append(_cached(name))
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def ensure_binaries() -> dict[str, Path]:
-    """Find every binary of the control plane, building from Go modules what is missing."""
+    """Find every binary in ``BUILT`` (the control plane's, MinIO, kustomize, the build worker,
+    sops, age-keygen), building from their pinned Go modules the ones that are missing."""
     missing = [name for name in BUILT if not find_binary(name)]
+    if missing and not shutil.which("go"):
+        raise ControlPlaneError(
+            f"cannot build {', '.join(missing)}: no Go toolchain on PATH (hack/setup.sh "
+            "installs Go and builds them; or set WEIR_<NAME> to each binary)"
+        )
     if missing:
+        print(
+            f"building {', '.join(missing)} from their pinned Go modules into {cache_dir()}; "
+            "only the first time (everything: about 11 minutes on 2 cores)",
+            flush=True,
+        )
         _build(missing)
     found = {name: find_binary(name) for name in ("etcd", *BUILT)}
     absent = [name for name, path in found.items() if path is None]
@@ -131,8 +94,6 @@ def ensure_binaries() -> dict[str, Path]:
 
 
 def _build(names: list[str]) -> None:
-    if not shutil.which("go"):
-        raise ControlPlaneError(f"cannot build {', '.join(names)}: no Go toolchain on PATH")
     by_module: dict[Path, list[str]] = {}
     for name in names:
         by_module.setdefault(BUILT[name][0], []).append(name)
@@ -148,8 +109,8 @@ def _build(names: list[str]) -> None:
             cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging), *packages]
             subprocess.run(cmd, cwd=module, check=True)
             for name in group:
-                _cached(name).parent.mkdir(parents=True, exist_ok=True)
-                (staging / _go_output_name(BUILT[name][1])).rename(_cached(name))
+                cached_path(name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / _go_output_name(BUILT[name][1])).rename(cached_path(name))
         except subprocess.CalledProcessError as err:
             raise ControlPlaneError(
                 f"go build of {', '.join(group)} failed with exit code {err.returncode}"
@@ -720,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     """``build``: make sure the binaries exist; ``up``: run a control plane until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m controllers.envtest")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="find or build etcd, kube-apiserver, kube-controller-manager")
+    sub.add_parser("build", help="find, or build from Go, every binary weir's tests run")
     up = sub.add_parser("up", help="run a local control plane until interrupted")
     up.add_argument("--dir", type=Path, default=Path(".weir/cluster"))
     args = parser.parse_args(argv)

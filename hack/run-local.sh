@@ -5,5 +5,7 @@
 # the kubeconfig and the artifact are; Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Also installs Go if missing and, the first time, builds the control plane, kustomize's build worker and
+# sops from their pinned Go modules (about 11 minutes on 2 cores; cached in ~/.cache/weir).
 hack/setup.sh
 exec .venv/bin/python hack/local.py "$@"

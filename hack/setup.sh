@@ -2,8 +2,19 @@
 # Installs everything weir's tests and local run need, on a fresh Debian machine or an old one.
 # Idempotent: a second run only checks. Python packages go to .venv; binaries built from Go
 # modules go to ~/.cache/weir (outside the repository), so a fresh clone reuses them.
+#
+# --no-go: everything but Go and the binaries built with it; enough for the linters, the type
+# checks and the unit tests (hack/test.sh with arguments uses it: if integration tests are
+# selected, pytest builds what is missing before the first one, tests/integration/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+go=yes
+case "${1:-}" in
+  "") ;;
+  --no-go) go=no ;;
+  *) echo "usage: hack/setup.sh [--no-go]" >&2; exit 2 ;;
+esac
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -11,7 +22,7 @@ packages=()
 command -v git >/dev/null || packages+=(git)
 # gpg verifies commit signatures (spec.verify) and decrypts SOPS PGP keys.
 command -v gpg >/dev/null && command -v gpgconf >/dev/null || packages+=(gnupg)
-command -v go >/dev/null || packages+=(golang-go)
+[ "$go" = no ] || command -v go >/dev/null || packages+=(golang-go)
 # sshd serves the Git repositories of the GitRepository tests over ssh://.
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
 # A real forward proxy for proxySecretRef tests.
@@ -37,8 +48,10 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   touch .venv/.installed
 fi
 
+[ "$go" = yes ] || exit 0
 # kube-apiserver and kube-controller-manager from k8s.io/kubernetes (tests/controlplane/go.mod);
 # about 5 minutes on 2 cores the first time, then cached. Also kwok, and MinIO for the Bucket
-# tests (tests/s3/go.mod, about 2.5 more minutes). sops and age-keygen for SOPS decryption
-# (hack/tools/sops/go.mod, about 3 more minutes).
+# tests (tests/s3/go.mod, about 2.5 more minutes). kustomize and the kustomize build worker
+# (hack/tools/kustomize), sops and age-keygen for SOPS decryption (hack/tools/sops/go.mod, about
+# 3 more minutes). Prints what it builds; once everything is cached, only checks.
 .venv/bin/python -m controllers.envtest build

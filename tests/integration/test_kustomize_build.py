@@ -1,4 +1,7 @@
-"""Rendering Kustomizations with the real kustomize binary (no Kubernetes needed)."""
+"""Rendering Kustomizations with the real kustomize binary (no Kubernetes needed).
+
+An integration test all the same: the build worker and kustomize are built from Go.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ Objects = list[dict[str, Any]]
 def kustomize() -> Path:
     """The kustomize binary of the same pins, to compare the worker's builds with."""
     binary = find_binary("kustomize")
-    assert binary is not None, "kustomize is built by hack/setup.sh"
+    assert binary is not None, "kustomize is built before the integration tests start"
     return binary
 
 
