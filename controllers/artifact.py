@@ -21,21 +21,20 @@ Messages name the URL without user info, query or fragment, so never a credentia
 from __future__ import annotations
 
 import asyncio
-import functools
 import gzip
-import hashlib
 import io
 import os
 import re
 import shutil
-import ssl
 import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 import httpx
+
+from controllers.download import BodyTooLarge, save_body
+from controllers.tls import system_context
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -56,7 +55,6 @@ DEFAULT_MAX_ENTRIES = 50_000
 
 _DIGEST_SIZES = {"sha256": 64, "sha384": 96, "sha512": 128}
 _CHUNK = 256 * 1024
-_WRITE_BATCH = 1024 * 1024
 # Tar headers and padding are read on top of file content; a pax or long-name header can
 # hold some kilobytes. This much per entry, plus a base, is allowed; a header that is bigger
 # than that is a bomb, not a path.
@@ -156,23 +154,15 @@ def extract_tarball(
 # -- download ---------------------------------------------------------------------------------
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context per process: building one loads the CA bundle, ~30 ms of CPU on the
-    event loop, which a client per download paid every time."""
-    return ssl.create_default_context()
-
-
 async def _download(
     url: str, shown: str, archive: Path, algorithm: str, max_size: int, timeout: float
 ) -> str:
     """Stream ``url`` to ``archive``; the hex digest of what was received."""
-    hasher = hashlib.new(algorithm)
     try:
         async with (
             asyncio.timeout(timeout),
             httpx.AsyncClient(
-                timeout=timeout, follow_redirects=True, verify=_tls_context()
+                timeout=timeout, follow_redirects=True, verify=system_context()
             ) as client,
             # The digest is of the file as stored: ask for it without content coding.
             client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response,
@@ -188,10 +178,14 @@ async def _download(
                     f"GET {shown} returned the artifact with Content-Encoding {coding!r}; "
                     "the artifact server must send the file as stored"
                 )
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_size:
-                raise _too_large_download(shown, max_size)
-            await _receive(response, archive, hasher, shown, max_size)
+            try:
+                saved = await save_body(response, archive, algorithm=algorithm, max_size=max_size)
+            except BodyTooLarge:
+                raise ArtifactTooLarge(
+                    f"artifact at {shown} is larger than the {max_size} byte limit; "
+                    "exclude files from the source (.sourceignore or spec.ignore) or raise the "
+                    "limit"
+                ) from None
     except TimeoutError:
         raise ArtifactUnavailable(
             f"downloading {shown} did not finish within {timeout:g}s"
@@ -200,39 +194,7 @@ async def _download(
         raise ArtifactUnavailable(
             f"cannot download {shown}: {_describe(err, url, shown)}"
         ) from None
-    return hasher.hexdigest()
-
-
-async def _receive(
-    response: httpx.Response, archive: Path, hasher: hashlib._Hash, shown: str, max_size: int
-) -> None:
-    received = 0
-    batch: list[bytes] = []
-    batched = 0
-    with archive.open("wb") as out:
-        async for chunk in response.aiter_raw():
-            received += len(chunk)
-            if received > max_size:
-                raise _too_large_download(shown, max_size)
-            batch.append(chunk)
-            batched += len(chunk)
-            if batched >= _WRITE_BATCH:
-                await asyncio.to_thread(_write_batch, out, hasher, batch)
-                batch, batched = [], 0
-        await asyncio.to_thread(_write_batch, out, hasher, batch)
-
-
-def _write_batch(out: BinaryIO, hasher: hashlib._Hash, batch: list[bytes]) -> None:
-    for chunk in batch:
-        hasher.update(chunk)
-        out.write(chunk)
-
-
-def _too_large_download(shown: str, max_size: int) -> ArtifactTooLarge:
-    return ArtifactTooLarge(
-        f"artifact at {shown} is larger than the {max_size} byte limit; "
-        "exclude files from the source (.sourceignore or spec.ignore) or raise the limit"
-    )
+    return saved.digest
 
 
 def _status_hint(status: int) -> str:

@@ -3,18 +3,20 @@
 :func:`gnupg_home` makes a private scratch directory with an empty GnuPG home inside it,
 yields a :class:`GnuPGHome` to import keys into and run ``gpg`` against, and on the way out
 stops any agent that ``gpg`` (or a program like ``sops`` given ``GNUPGHOME``) started there
-and removes the directory. Every ``gpg`` run is bounded by a timeout.
+and removes the directory. Every ``gpg`` run is bounded by a timeout, and leaves no process
+behind (:mod:`controllers.child`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from controllers import child
 
 __all__ = ["GnuPGError", "GnuPGHome", "gnupg_home"]
 
@@ -41,28 +43,12 @@ class GnuPGHome:
         self, *args: str, stdin: bytes | None = None, timeout: float = TIMEOUT_SECONDS
     ) -> tuple[int, str]:
         """Run ``gpg --batch`` on this home; return its exit code and standard output."""
+        argv = ["gpg", "--batch", "--no-tty", "--homedir", str(self.home), *args]
         try:
-            process = await asyncio.create_subprocess_exec(
-                "gpg",
-                "--batch",
-                "--no-tty",
-                "--homedir",
-                str(self.home),
-                *args,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-        except OSError as err:
-            raise GnuPGError(f"cannot run gpg: {err.strerror}") from None
-        try:
-            async with asyncio.timeout(timeout):
-                out, _ = await process.communicate(stdin)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise GnuPGError("gpg timed out") from None
-        return process.returncode or 0, out.decode(errors="replace")
+            done = await child.run(argv, stdin=stdin, timeout=timeout)
+        except child.ChildError as err:
+            raise GnuPGError(str(err)) from None
+        return done.returncode, done.stdout.decode(errors="replace")
 
     async def import_key(self, armored: bytes | str) -> bool:
         """Import one armored key (public or private); False if gpg refused it."""
@@ -96,20 +82,7 @@ async def _stop_agent(home: Path) -> None:
     # socket may live under /run/user rather than the home, so ask gpgconf rather than look.
     if not shutil.which("gpgconf"):
         return
-    with contextlib.suppress(OSError):
-        process = await asyncio.create_subprocess_exec(
-            "gpgconf",
-            "--homedir",
-            str(home),
-            "--kill",
-            "all",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+    with contextlib.suppress(child.ChildError):
+        await child.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"], timeout=TIMEOUT_SECONDS
         )
-        try:
-            async with asyncio.timeout(TIMEOUT_SECONDS):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()

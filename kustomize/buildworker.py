@@ -15,17 +15,16 @@ fresh worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from controllers.envtest import cache_dir, find_binary
+from controllers.binaries import cache_dir, find_binary
+from controllers.child import kill_group
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -103,7 +102,10 @@ class BuildWorkers:
         ran out of memory or produced more than ``MAX_OUTPUT_BYTES``.
         """
         worker = self._idle.pop() if self._idle else None
-        if worker is None or worker.exited:
+        if worker is not None and worker.exited:
+            await worker.stop()  # its directory and stderr reader go with it
+            worker = None
+        if worker is None:
             worker = await _Worker.start(self)
         try:
             output, error = await worker.build(root, directory, timeout)
@@ -232,8 +234,7 @@ class _Worker:
     async def stop(self) -> None:
         """Kill the worker and its children, and remove its directory."""
         if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            kill_group(self.process)
         try:
             await self.process.wait()
             await self._drain

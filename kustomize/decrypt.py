@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import json
 import os
@@ -39,11 +38,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from controllers import safeyaml
-from controllers.api import ResourceInfo
-from controllers.envtest import find_binary
+from controllers import child, safeyaml
+from controllers.binaries import find_binary
 from controllers.gnupg import GnuPGError, gnupg_home
-from controllers.kube import ApiError, KubeClient
+from controllers.kube import KubeClient
+from controllers.secrets import SecretData, SecretError, read_secret
 
 __all__ = [
     "DECRYPT_KEY",
@@ -63,7 +62,6 @@ TIMEOUT_SECONDS = 30.0
 AGE_SUFFIX = ".agekey"
 PGP_SUFFIX = ".asc"
 
-_SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 _KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # What SOPS leaves in an encrypted document of each format (binary is a JSON envelope).
 _MARKERS = {
@@ -101,15 +99,17 @@ class DecryptionKeys:
         return f"DecryptionKeys(age={sorted(self.age)}, pgp={sorted(self.pgp)})"
 
 
-def keys_from_secret(secret: Mapping[str, Any]) -> DecryptionKeys:
-    """The age and PGP keys in a Secret's ``data`` (other entries are ignored)."""
+def keys_from_secret(secret: SecretData | Mapping[str, Any]) -> DecryptionKeys:
+    """The age and PGP keys in a Secret's data, or in a Secret object's (other entries are
+    ignored)."""
+    data = secret if isinstance(secret, SecretData) else SecretData.from_object(secret)
     age, pgp = {}, {}
-    for name, encoded in sorted((secret.get("data") or {}).items()):
+    for name in sorted(data):
         if not name.endswith((AGE_SUFFIX, PGP_SUFFIX)):
             continue
         try:
-            value = base64.b64decode(encoded, validate=True).decode()
-        except (binascii.Error, ValueError):
+            value = data.text(name)
+        except SecretError:
             raise DecryptionError(f"entry '{name}' of the decryption Secret is not text") from None
         if name.endswith(PGP_SUFFIX):
             pgp[name] = value
@@ -127,13 +127,9 @@ def keys_from_secret(secret: Mapping[str, Any]) -> DecryptionKeys:
 async def load_keys(client: KubeClient, namespace: str, name: str) -> DecryptionKeys:
     """The keys in the decryption Secret ``namespace/name``."""
     try:
-        secret = await client.get_or_none(_SECRET, namespace, name)
-    except ApiError as err:
-        raise DecryptionError(
-            f"cannot read decryption Secret '{namespace}/{name}': {err}"
-        ) from None
-    if secret is None:
-        raise DecryptionError(f"decryption Secret '{namespace}/{name}' not found")
+        secret = await read_secret(client, namespace, name)
+    except SecretError as err:
+        raise DecryptionError(f"decryption Secret '{namespace}/{name}' {err.problem}") from None
     return keys_from_secret(secret)
 
 
@@ -187,14 +183,18 @@ def _is_encrypted(obj: Mapping[str, Any]) -> bool:
 
 def _encrypted_data(obj: Mapping[str, Any]) -> dict[str, tuple[bytes, str]]:
     """A Secret's ``data`` values that are SOPS documents: key -> (document, input format)."""
-    data = obj.get("data")
-    if obj.get("kind") != "Secret" or not isinstance(data, Mapping) or _decryption_disabled(obj):
+    if (
+        obj.get("kind") != "Secret"
+        or not isinstance(obj.get("data"), Mapping)
+        or _decryption_disabled(obj)
+    ):
         return {}
+    data = SecretData.from_object(obj)
     found = {}
-    for key, encoded in data.items():
+    for key in data:
         try:
-            document = base64.b64decode(str(encoded), validate=True)
-        except (binascii.Error, ValueError):
+            document = data.binary(key)
+        except SecretError:
             continue  # not ours to judge: the API server rejects it on apply
         for input_format in ("yaml", "json", "dotenv", "ini"):
             if _MARKERS[input_format] in document:
@@ -403,30 +403,23 @@ class _Sops:
         args = ["decrypt", "--input-type", input_format, "--output-type", output_format]
         if not check_mac:
             args.append("--ignore-mac")
+        # Never keeps stderr: sops may quote the document in its errors. Decrypted text is
+        # shorter than its encrypted form (base64 and metadata); the cap leaves sops room to
+        # re-emit it in another style.
         try:
-            process = await asyncio.create_subprocess_exec(
-                str(self.binary),
-                *args,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                # Never shown: sops may quote the document in its errors.
-                stderr=asyncio.subprocess.DEVNULL,
-                cwd=self.workdir,
+            done = await child.run(
+                [str(self.binary), *args],
+                stdin=document,
+                timeout=TIMEOUT_SECONDS,
                 env=self.env,
+                cwd=self.workdir,
+                max_output=2 * len(document) + MAX_FILE_SIZE,
             )
-        except OSError as err:
-            raise _SopsFailed(f"cannot run sops: {err.strerror}") from None
-        try:
-            async with asyncio.timeout(TIMEOUT_SECONDS):
-                plain, _ = await process.communicate(document)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise _SopsFailed(f"sops did not finish within {TIMEOUT_SECONDS:.0f}s") from None
-        if process.returncode:
-            code = process.returncode
+        except child.ChildError as err:
+            raise _SopsFailed(str(err)) from None
+        if code := done.returncode:
             raise _SopsFailed(_SOPS_FAILURES.get(code, f"sops failed with exit code {code}"))
-        return plain
+        return done.stdout
 
 
 def _sops_binary() -> Path:

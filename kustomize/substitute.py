@@ -32,8 +32,6 @@ Secret at fault; never a variable's value.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -43,8 +41,9 @@ from typing import Any
 import yaml
 
 from controllers import safeyaml
-from controllers.api import ResourceInfo
+from controllers.kinds import CONFIG_MAP
 from controllers.kube import ApiError, KubeClient
+from controllers.secrets import SecretError, SecretNotFound, read_secret
 from kustomize.api_v1 import PostBuild, SubstituteReference
 
 __all__ = [
@@ -69,9 +68,6 @@ MAX_NESTING = 32
 # pattern that matches everywhere, grow an object without bound. Substituted text is read back
 # as YAML, whose own limit it matches.
 MAX_EXPANDED_CHARS = safeyaml.DEFAULT_LIMITS.max_bytes
-
-_CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
-_SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 
 
 class SubstitutionError(Exception):
@@ -104,32 +100,33 @@ async def load_variables(
 async def _read_source(
     client: KubeClient, namespace: str, reference: SubstituteReference
 ) -> dict[str, str]:
-    kinds = {"ConfigMap": _CONFIG_MAP, "Secret": _SECRET}
-    info = kinds.get(reference.kind)
     where = f"{reference.kind} '{namespace}/{reference.name}'"
-    if info is None:
+    if reference.kind == "Secret":
+        try:
+            secret = await read_secret(client, namespace, reference.name)
+            # Decoded leniently: a Secret may hold binary values beside its variables, and
+            # Flux takes every value as it is.
+            return {
+                key: secret.binary(key).decode(errors="replace").replace("\n", "") for key in secret
+            }
+        except SecretNotFound:
+            if reference.optional:
+                return {}
+            raise SubstitutionError(f"substituteFrom {where} not found") from None
+        except SecretError as err:
+            raise SubstitutionError(f"substituteFrom {where}: {err.detail}") from None
+    if reference.kind != "ConfigMap":
         raise SubstitutionError(f"substituteFrom {where}: kind must be ConfigMap or Secret")
     try:
-        obj = await client.get_or_none(info, namespace, reference.name)
+        obj = await client.get_or_none(CONFIG_MAP, namespace, reference.name)
     except ApiError as err:
-        raise SubstitutionError(f"cannot read substituteFrom {where}: {err}") from None
+        raise SubstitutionError(f"substituteFrom {where}: cannot be read: {err}") from None
     if obj is None:
         if reference.optional:
             return {}
         raise SubstitutionError(f"substituteFrom {where} not found")
     data: Mapping[str, str] = obj.get("data") or {}
-    if info is _CONFIG_MAP:
-        return {key: value.replace("\n", "") for key, value in data.items()}
-    values = {}
-    for key, encoded in data.items():
-        try:
-            raw = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise SubstitutionError(
-                f"substituteFrom {where}: key '{key}' is not valid base64"
-            ) from None
-        values[key] = raw.decode(errors="replace").replace("\n", "")
-    return values
+    return {key: value.replace("\n", "") for key, value in data.items()}
 
 
 # Substituting objects

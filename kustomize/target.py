@@ -22,17 +22,15 @@ nothing behind.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from controllers import safeyaml
-from controllers.api import ResourceInfo
 from controllers.conditions import FAILED
 from controllers.discovery import RestMapper
+from controllers.kinds import SERVICE_ACCOUNT
 from controllers.kube import (
     ApiError,
     KubeClient,
@@ -40,6 +38,7 @@ from controllers.kube import (
     current_cluster_and_user,
 )
 from controllers.reconcile import ReconcileError, Stalling
+from controllers.secrets import SecretData, SecretError, read_secret
 from kustomize.api_v1 import Kustomization
 
 __all__ = [
@@ -52,10 +51,6 @@ __all__ = [
     "service_account_user",
 ]
 
-SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
-SERVICE_ACCOUNT = ResourceInfo(
-    group="", version="v1", kind="ServiceAccount", plural="serviceaccounts"
-)
 # Tried in this order when secretRef names no key, as Flux.
 DEFAULT_KEYS = ("value", "value.yaml")
 
@@ -117,24 +112,23 @@ def service_account_for(obj: Kustomization, default_service_account: str) -> str
     return obj.spec.service_account_name or default_service_account or None
 
 
-def kubeconfig_from_secret(secret: Mapping[str, Any], key: str | None) -> Any:
-    """The parsed kubeconfig under ``key`` of ``secret``, else under ``value`` or
-    ``value.yaml``; ``ReconcileError`` if there is none or it is not YAML."""
-    meta = secret.get("metadata") or {}
-    name = f"{meta.get('namespace')}/{meta.get('name')}"
-    data = secret.get("data") or {}
+def kubeconfig_from_secret(secret: SecretData | Mapping[str, Any], key: str | None) -> Any:
+    """The parsed kubeconfig under ``key`` of ``secret`` (its data, or the Secret object),
+    else under ``value`` or ``value.yaml``; ``ReconcileError`` if there is none or it is not
+    YAML."""
+    data = secret if isinstance(secret, SecretData) else SecretData.from_object(secret)
     found = key if key else next((k for k in DEFAULT_KEYS if k in data), None)
     if found is None or found not in data:
         wanted = key or DEFAULT_KEYS[0]
         raise ReconcileError(
-            f"KubeConfig secret '{name}' does not contain a '{wanted}' key with a kubeconfig",
+            f"KubeConfig secret '{data.ref}' does not contain a '{wanted}' key with a kubeconfig",
             reason=FAILED,
         )
-    where = f"KubeConfig secret '{name}' key '{found}'"
+    where = f"KubeConfig secret '{data.ref}' key '{found}'"
     message = f"{where} does not hold a YAML kubeconfig"
     try:
-        return safeyaml.load(base64.b64decode(data[found], validate=True), what=where)
-    except binascii.Error:
+        return safeyaml.load(data.binary(found), what=where)
+    except SecretError:
         raise ReconcileError(message, reason=FAILED) from None
     except safeyaml.YAMLLoadError as err:
         # A limit crossed is worth naming; a syntax error is not.
@@ -193,15 +187,11 @@ class Targets:
             )
         name = f"{namespace}/{ref.secret_ref.name}"
         try:
-            secret = await client.get_or_none(SECRET, namespace, ref.secret_ref.name)
-        except ApiError as err:
+            secret = await read_secret(client, namespace, ref.secret_ref.name)
+        except SecretError as err:
             raise ReconcileError(
-                f"unable to read KubeConfig secret '{name}': {err}", reason=FAILED
+                f"unable to read KubeConfig secret '{name}': {err.problem}", reason=FAILED
             ) from None
-        if secret is None:
-            raise ReconcileError(
-                f"unable to read KubeConfig secret '{name}': not found", reason=FAILED
-            )
         config = kubeconfig_from_secret(secret, ref.secret_ref.key)
         try:
             check_kubeconfig(config, self.options)

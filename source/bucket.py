@@ -15,7 +15,8 @@ refused before anything is downloaded, and one fetch downloads at most
 ``max_download_size`` bytes.
 
 Only the ``generic`` provider (and ``aws`` with static credentials) is implemented: both are
-S3 with AWS Signature Version 4 (:mod:`source.s3`).
+S3 with AWS Signature Version 4 (:mod:`source.s3`). ``certSecretRef`` gives the CA and the
+client certificate, as for Git and OCI (:func:`controllers.tls.context_from_secret`).
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import ssl
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from controllers.api import LocalObjectReference, parse_duration
+from controllers.api import parse_duration
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
+from controllers.secrets import SecretError, SecretNotFound, read_secret
+from controllers.tls import TLSConfigError, context_from_secret
 from source.api_v1 import Bucket
 from source.ignore import IGNORE_FILE, IgnoreRules, InvalidIgnoreFile
 from source.s3 import S3Client, S3Error, S3Object
-from source.secrets import SecretError, proxy_url, secret_data
+from source.secrets import proxy_url
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import reconcile_storage
 
@@ -137,7 +141,7 @@ class _Connection:
 
     access_key: str | None
     secret_key: str | None
-    ca_pem: str | None
+    tls: ssl.SSLContext | None
     proxy: str | None
 
 
@@ -207,14 +211,12 @@ class BucketReconciler:
                 region=spec.region,
                 access_key=connection.access_key,
                 secret_key=connection.secret_key,
-                ca_pem=connection.ca_pem,
+                tls=connection.tls,
                 proxy=connection.proxy,
                 timeout=timeout,
             )
         except ValueError as err:
             raise _FetchError(str(err), URL_INVALID, stalled=True) from None
-        except S3Error as err:
-            raise _FetchError(err.message, AUTH_FAILED) from None
         async with client:
             try:
                 async with asyncio.timeout(timeout):
@@ -322,35 +324,35 @@ class BucketReconciler:
         return etag
 
     async def _connection(self, client: KubeClient, obj: Bucket) -> _Connection:
+        """Credentials, TLS (the CA and client certificate of ``certSecretRef``) and proxy;
+        an unusable Secret fails authentication."""
         spec = obj.spec
-        namespace = obj.metadata.namespace
-        access_key = secret_key = ca_pem = proxy = None
-        if spec.secret_ref is not None:
-            data = await _secret_data(client, namespace, spec.secret_ref)
-            if "accesskey" not in data or "secretkey" not in data:
-                raise _FetchError(
-                    f"invalid '{spec.secret_ref.name}' secret data: required fields "
-                    "'accesskey' and 'secretkey'",
-                    AUTH_FAILED,
-                )
-            access_key, secret_key = data["accesskey"], data["secretkey"]
-        if spec.cert_secret_ref is not None:
-            data = await _secret_data(client, namespace, spec.cert_secret_ref)
-            if "tls.crt" in data or "tls.key" in data:
-                raise _FetchError(
-                    "TLS client certificates (tls.crt/tls.key) are not supported yet", AUTH_FAILED
-                )
-            if "ca.crt" not in data:
-                raise _FetchError(
-                    f"certificate secret '{spec.cert_secret_ref.name}' does not contain any "
-                    "TLS configuration ('ca.crt')",
-                    AUTH_FAILED,
-                )
-            ca_pem = data["ca.crt"]
-        if spec.proxy_secret_ref is not None:
-            data = await _secret_data(client, namespace, spec.proxy_secret_ref)
-            proxy = _proxy_url(data, f"{namespace}/{spec.proxy_secret_ref.name}")
-        return _Connection(access_key, secret_key, ca_pem, proxy)
+        namespace = obj.metadata.namespace or ""
+        access_key = secret_key = tls = proxy = None
+        try:
+            if spec.secret_ref is not None:
+                data = await read_secret(client, namespace, spec.secret_ref.name)
+                if "accesskey" not in data or "secretkey" not in data:
+                    raise _FetchError(
+                        f"invalid '{spec.secret_ref.name}' secret data: required fields "
+                        "'accesskey' and 'secretkey'",
+                        AUTH_FAILED,
+                    )
+                access_key, secret_key = data["accesskey"], data["secretkey"]
+            if spec.cert_secret_ref is not None:
+                data = await read_secret(client, namespace, spec.cert_secret_ref.name)
+                tls = await asyncio.to_thread(context_from_secret, data, data.ref, required=True)
+            if spec.proxy_secret_ref is not None:
+                data = await read_secret(client, namespace, spec.proxy_secret_ref.name)
+                proxy = proxy_url(data, data.ref)
+        except SecretNotFound as err:
+            # Flux's wording.
+            raise _FetchError(
+                f"failed to get secret '{err.secret}': not found", AUTH_FAILED
+            ) from None
+        except (SecretError, TLSConfigError) as err:
+            raise _FetchError(str(err), AUTH_FAILED) from None
+        return _Connection(access_key, secret_key, tls, proxy)
 
     async def reconcile_artifact(self, ctx: RunContext, obj: Bucket) -> Result:
         """Archive the downloaded objects into storage and record the artifact in status."""
@@ -490,23 +492,3 @@ def _first_failure(failures: ExceptionGroup[Exception], bucket: str) -> Exceptio
 
 def _stored(revision: str) -> str:
     return f"stored artifact: revision '{revision}'"
-
-
-async def _secret_data(
-    client: KubeClient, namespace: str | None, ref: LocalObjectReference
-) -> dict[str, str]:
-    try:
-        return await secret_data(client, namespace, ref.name)
-    except SecretError as err:
-        # Flux's wording for a missing Secret.
-        why = "not found" if err.missing else str(err)
-        raise _FetchError(
-            f"failed to get secret '{namespace}/{ref.name}': {why}", AUTH_FAILED
-        ) from None
-
-
-def _proxy_url(data: dict[str, str], name: str) -> str:
-    try:
-        return proxy_url(data, name)
-    except SecretError as err:
-        raise _FetchError(str(err), AUTH_FAILED) from None

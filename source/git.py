@@ -7,7 +7,6 @@ default being branch ``master``; revisions look like ``main@sha1:<hash>``,
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controllers import child
 from source import semver
 from source.api_v1 import GitRepositoryRef
 from source.httpsbridge import https_bridge, needs_bridge
@@ -25,6 +25,10 @@ __all__ = ["Checkout", "GitError", "Target", "checkout", "list_heads", "resolve"
 
 DEFAULT_BRANCH = "master"
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z+]+://)[^/@\s]+@")
+# The worker's JSON answer: every ref of a large remote (100,000 refs are about 10 MiB).
+_MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# Only the last line of its stderr is shown (why it crashed).
+_STDERR_TAIL_BYTES = 8192
 
 
 class GitError(Exception):
@@ -192,25 +196,25 @@ async def _checkout(
 
 async def _run(request: dict[str, Any], timeout: float) -> dict[str, Any]:
     request["timeout"] = timeout
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "source.gitworker",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    argv = [sys.executable, "-m", "source.gitworker"]
     try:
-        async with asyncio.timeout(timeout):
-            out, err = await process.communicate(json.dumps(request).encode())
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+        done = await child.run(
+            argv,
+            stdin=json.dumps(request).encode(),
+            timeout=timeout,
+            max_output=_MAX_ANSWER_BYTES,
+            stderr_tail=_STDERR_TAIL_BYTES,
+        )
+    except child.ChildTimedOut:
         raise GitError(f"git operation timed out after {timeout:g}s") from None
-    if process.returncode != 0 or not out:
-        detail = sanitize(err.decode(errors="replace").strip().splitlines()[-1:][0] if err else "")
-        raise GitError(f"git worker failed (exit {process.returncode}): {detail}")
-    answer: dict[str, Any] = json.loads(out)
+    except child.ChildError as err:
+        raise GitError(f"git worker failed: {err}") from None
+    if done.returncode != 0 or not done.stdout:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(
+            f"git worker failed (exit {done.returncode}): {sanitize(said[-1] if said else '')}"
+        )
+    answer: dict[str, Any] = json.loads(done.stdout)
     if "error" in answer:
         raise GitError(sanitize(answer["error"]), reason=answer.get("reason", "GitOperationFailed"))
     return answer

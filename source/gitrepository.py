@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controllers.api import Artifact, LocalObjectReference, parse_duration
+from controllers.api import Artifact, parse_duration
 from controllers.artifact import ArtifactError, extract_tarball
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
+from controllers.secrets import SecretError, read_secret
 from source import git
 from source.api_v1 import GitRepository, GitRepositoryInclude, GitRepositoryStatus
-from source.secrets import SecretError, proxy_url, secret_data
+from source.secrets import proxy_url
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import collect_garbage, reconcile_storage
 from source.verify import VerificationError, verify_signature
@@ -120,10 +121,7 @@ class GitRepositoryReconciler:
         spec = obj.spec
         timeout = parse_duration(spec.timeout or "60s")
         try:
-            auth = await _secret_data(ctx.client, obj.metadata.namespace, spec.secret_ref)
-            proxy = _proxy_url(
-                await _secret_data(ctx.client, obj.metadata.namespace, spec.proxy_secret_ref)
-            )
+            auth, proxy = await _credentials(ctx.client, obj)
             _check_auth(spec.url, auth)
             ref = spec.ref
             heads = None
@@ -164,7 +162,9 @@ class GitRepositoryReconciler:
             obj.status.source_verification_mode = None
             return
         mode = "HEAD" if spec.mode in (None, "head") else spec.mode
-        keys = await _secret_data(ctx.client, obj.metadata.namespace, spec.secret_ref)
+        keys = dict(
+            await read_secret(ctx.client, obj.metadata.namespace or "", spec.secret_ref.name)
+        )
         checks = []
         if mode in ("Tag", "TagAndHEAD"):
             if not (obj.spec.ref and (obj.spec.ref.tag or obj.spec.ref.semver)):
@@ -277,22 +277,23 @@ def _stored(revision: str) -> str:
     return f"stored artifact for revision '{revision}'"
 
 
-async def _secret_data(
-    client: KubeClient, namespace: str | None, ref: LocalObjectReference | None
-) -> dict[str, str]:
-    if ref is None:
-        return {}
+async def _credentials(client: KubeClient, obj: GitRepository) -> tuple[dict[str, str], str | None]:
+    """The ``secretRef`` Secret's data (every value as text: the git worker gets them as JSON)
+    and the ``proxySecretRef`` proxy URL; an unusable Secret fails authentication."""
+    spec, namespace = obj.spec, obj.metadata.namespace or ""
     try:
-        return await secret_data(client, namespace, ref.name)
+        auth = (
+            dict(await read_secret(client, namespace, spec.secret_ref.name))
+            if spec.secret_ref
+            else {}
+        )
+        proxy = None
+        if spec.proxy_secret_ref is not None:
+            data = await read_secret(client, namespace, spec.proxy_secret_ref.name)
+            proxy = proxy_url(data, data.ref)
     except SecretError as err:
         raise git.GitError(str(err), reason=AUTH_FAILED) from None
-
-
-def _proxy_url(data: dict[str, str]) -> str | None:
-    try:
-        return proxy_url(data, "proxySecretRef") if data else None
-    except SecretError as err:
-        raise git.GitError(str(err), reason=AUTH_FAILED) from None
+    return auth, proxy
 
 
 def _check_auth(url: str, auth: dict[str, str]) -> None:

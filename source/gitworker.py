@@ -2,7 +2,8 @@
 
 libgit2's TLS trust store, home directory (where it finds ``.ssh/known_hosts``) and timeouts
 are process-wide, and a libgit2 call cannot be interrupted; one process per operation gives
-each operation its own settings and lets the parent enforce ``spec.timeout`` by killing it.
+each operation its own settings and lets the parent end it by killing it, at ``spec.timeout``
+or when the reconcile is cancelled (``controllers.child``).
 
 The request arrives as JSON on stdin (so credentials never appear in argv), the answer goes
 to stdout as JSON: ``{"heads": {...}}`` or ``{"commit": ..., "message": ...}``, or

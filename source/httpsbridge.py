@@ -9,17 +9,17 @@ The worker process never sees the key or the passwords.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
-import ssl
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 from aiohttp import web
+
+from controllers.tls import context_from_secret
 
 __all__ = ["Bridge", "https_bridge", "needs_bridge"]
 
@@ -52,28 +52,12 @@ def needs_bridge(url: str, auth: dict[str, str], proxy: str | None) -> bool:
     return http and (proxy is not None or (url.startswith("https://") and "tls.crt" in auth))
 
 
-def _tls_context(auth: dict[str, str], scratch: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if auth.get("ca.crt"):
-        context.load_verify_locations(cadata=auth["ca.crt"])
-    if auth.get("tls.crt"):
-        # The ssl module loads a key pair from files only; they live for this operation.
-        cert, key = scratch / "tls.crt", scratch / "tls.key"
-        cert.write_text(auth["tls.crt"])
-        key.touch(mode=0o600)
-        key.write_text(auth.get("tls.key", ""))
-        try:
-            context.load_cert_chain(cert, key)
-        except ssl.SSLError as err:
-            raise ValueError("tls.crt and tls.key are not a matching certificate and key") from err
-    return context
-
-
 @contextlib.asynccontextmanager
 async def https_bridge(
     url: str, auth: dict[str, str], *, proxy: str | None, timeout: float
 ) -> AsyncIterator[Bridge]:
-    """Yield a Bridge whose ``http://127.0.0.1`` URL reaches ``url``."""
+    """Yield a Bridge whose ``http://127.0.0.1`` URL reaches ``url``. Unusable TLS settings
+    in ``auth`` raise :class:`controllers.tls.TLSConfigError`, a ``ValueError``."""
     parts = urlsplit(url)
     upstream = f"{parts.scheme}://{parts.netloc}"
     prefix = "/" + secrets.token_hex(16)
@@ -82,60 +66,59 @@ async def https_bridge(
         headers["Authorization"] = f"Bearer {auth['bearerToken']}"
     basic = (auth["username"], auth.get("password", "")) if auth.get("username") else None
     bridge = Bridge("")
-    with tempfile.TemporaryDirectory(prefix="weir-tls-") as scratch:
-        context = _tls_context(auth, Path(scratch))
-        # No keep-alive: a proxy may drop an idle connection the pool would then reuse.
-        async with httpx.AsyncClient(
-            verify=context,
-            proxy=proxy,
-            timeout=timeout,
-            auth=basic,
-            headers=headers,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        ) as client:
+    context = await asyncio.to_thread(context_from_secret, auth)
+    # No keep-alive: a proxy may drop an idle connection the pool would then reuse.
+    async with httpx.AsyncClient(
+        verify=context,
+        proxy=proxy,
+        timeout=timeout,
+        auth=basic,
+        headers=headers,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    ) as client:
 
-            async def forward(request: web.Request) -> web.StreamResponse:
-                if not request.path.startswith(prefix + "/"):
-                    return web.Response(status=404)
-                target = upstream + request.path.removeprefix(prefix)
-                if request.query_string:
-                    target += "?" + request.query_string
-                sent = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
-                outgoing = client.build_request(
-                    request.method, target, headers=sent, content=request.content.iter_any()
-                )
-                try:
-                    answer = await client.send(outgoing, stream=True)
-                except httpx.HTTPError as err:
-                    bridge.errors.append(f"{upstream}: {type(err).__name__}: {err}")
-                    return web.Response(status=502)
-                try:
-                    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED}
-                    kept.pop("content-encoding", None)  # httpx hands over decoded bytes
-                    response = web.StreamResponse(status=answer.status_code, headers=kept)
-                    await response.prepare(request)
-                    try:
-                        async for chunk in answer.aiter_bytes():
-                            await response.write(chunk)
-                    except httpx.HTTPError as err:
-                        # Cut short: libgit2 sees a broken response, the reason is kept here.
-                        bridge.errors.append(f"{upstream}: {type(err).__name__}: {err}")
-                        response.force_close()
-                        return response
-                    await response.write_eof()
-                    return response
-                finally:
-                    await answer.aclose()
-
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", forward)
-            runner = web.AppRunner(app, access_log=None, auto_decompress=False)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = runner.addresses[0][1]
-            bridge.url = f"http://127.0.0.1:{port}{prefix}{parts.path}"
+        async def forward(request: web.Request) -> web.StreamResponse:
+            if not request.path.startswith(prefix + "/"):
+                return web.Response(status=404)
+            target = upstream + request.path.removeprefix(prefix)
+            if request.query_string:
+                target += "?" + request.query_string
+            sent = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
+            outgoing = client.build_request(
+                request.method, target, headers=sent, content=request.content.iter_any()
+            )
             try:
-                yield bridge
+                answer = await client.send(outgoing, stream=True)
+            except httpx.HTTPError as err:
+                bridge.errors.append(f"{upstream}: {type(err).__name__}: {err}")
+                return web.Response(status=502)
+            try:
+                kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED}
+                kept.pop("content-encoding", None)  # httpx hands over decoded bytes
+                response = web.StreamResponse(status=answer.status_code, headers=kept)
+                await response.prepare(request)
+                try:
+                    async for chunk in answer.aiter_bytes():
+                        await response.write(chunk)
+                except httpx.HTTPError as err:
+                    # Cut short: libgit2 sees a broken response, the reason is kept here.
+                    bridge.errors.append(f"{upstream}: {type(err).__name__}: {err}")
+                    response.force_close()
+                    return response
+                await response.write_eof()
+                return response
             finally:
-                await runner.cleanup()
+                await answer.aclose()
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", forward)
+        runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        bridge.url = f"http://127.0.0.1:{port}{prefix}{parts.path}"
+        try:
+            yield bridge
+        finally:
+            await runner.cleanup()

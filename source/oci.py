@@ -29,24 +29,22 @@ reference, never a credential, token or Secret value:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
-import functools
 import hashlib
 import json
-import os
 import re
 import ssl
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import Any, Self
 
 import httpx
 
+from controllers.download import BodyTooLarge, save_body
+from controllers.tls import TLSConfigError, context_from_secret, system_context
 from source import semver
 from source.api_v1 import OCIRepositoryRef
 
@@ -110,7 +108,6 @@ _DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _DOCKER_HUB_API = "registry-1.docker.io"
 _CHUNK = 256 * 1024
-_WRITE_BATCH = 1024 * 1024
 _MAX_ERROR_BODY = 64 * 1024
 # httpx leaves a TLS alert that arrives after the handshake (a refused client certificate,
 # with TLS 1.3) as a bare ssl.SSLError.
@@ -343,37 +340,12 @@ def _registry_key(key: str) -> str:
 
 
 def tls_context(data: Mapping[str, str], secret_name: str) -> ssl.SSLContext:
-    """A verifying TLS context from a Secret's ``ca.crt`` (added to the system CAs, as Flux
-    does) and ``tls.crt``/``tls.key`` (a client certificate; both or neither)."""
-    context = ssl.create_default_context()
-    if data.get("ca.crt"):
-        try:
-            context.load_verify_locations(cadata=data["ca.crt"])
-        except (ssl.SSLError, ValueError):
-            raise AuthenticationError(
-                f"secret '{secret_name}': 'ca.crt' is not a PEM certificate"
-            ) from None
-    cert, key = data.get("tls.crt"), data.get("tls.key")
-    if bool(cert) != bool(key):
-        raise AuthenticationError(
-            f"secret '{secret_name}': 'tls.crt' and 'tls.key' must be given together"
-        )
-    if cert and key:
-        # The ssl module loads key pairs from files only: a private directory, gone at once.
-        with tempfile.TemporaryDirectory(prefix="weir-oci-tls-") as scratch:
-            cert_file, key_file = Path(scratch, "tls.crt"), Path(scratch, "tls.key")
-            for path, text in ((cert_file, cert), (key_file, key)):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as out:
-                    out.write(text)
-            try:
-                context.load_cert_chain(cert_file, key_file)
-            except ssl.SSLError:
-                raise AuthenticationError(
-                    f"secret '{secret_name}': 'tls.crt' and 'tls.key' are not a matching PEM "
-                    "certificate and key"
-                ) from None
-    return context
+    """The TLS context a ``certSecretRef`` Secret's (decoded) data makes
+    (:func:`controllers.tls.context_from_secret`), its errors as :class:`AuthenticationError`."""
+    try:
+        return context_from_secret(data, secret_name, required=True)
+    except TLSConfigError as err:
+        raise AuthenticationError(str(err)) from None
 
 
 # -- challenges and links ---------------------------------------------------------------------
@@ -567,7 +539,7 @@ class RegistryClient:
         self._credentials = credentials
         self._authorization: str | None = None
         self._client = httpx.AsyncClient(
-            verify=tls if tls is not None else _system_tls_context(),
+            verify=tls if tls is not None else system_context(),
             proxy=proxy,
             timeout=httpx.Timeout(timeout),
             follow_redirects=True,
@@ -656,36 +628,24 @@ class RegistryClient:
                 f"{max_size} byte limit"
             )
         algorithm, _, expected = descriptor.digest.partition(":")
-        hasher = hashlib.new(algorithm)
-        received = 0
         url = f"{self.repository.base_url}/blobs/{descriptor.digest}"
         response = await self._send("GET", url)
         try:
             await self._check_answer(response, f"blob {descriptor.digest}")
-            with await asyncio.to_thread(dest.open, "xb") as out:
-                batch: list[bytes] = []
-                batched = 0
-                async for chunk in response.aiter_raw(_CHUNK):
-                    received += len(chunk)
-                    if received > descriptor.size:
-                        raise ContentError(
-                            f"layer {descriptor.digest} is larger than the {descriptor.size} "
-                            "bytes its descriptor says"
-                        )
-                    batch.append(chunk)
-                    batched += len(chunk)
-                    if batched >= _WRITE_BATCH:
-                        await asyncio.to_thread(_write_batch, out, hasher, batch)
-                        batch, batched = [], 0
-                await asyncio.to_thread(_write_batch, out, hasher, batch)
+            saved = await save_body(response, dest, algorithm=algorithm, max_size=descriptor.size)
+        except BodyTooLarge:
+            raise ContentError(
+                f"layer {descriptor.digest} is larger than the {descriptor.size} "
+                "bytes its descriptor says"
+            ) from None
         except _NETWORK_ERRORS as err:
             raise RegistryError(f"downloading {url} failed: {_describe(err)}") from None
         finally:
             await response.aclose()
-        if received != descriptor.size or hasher.hexdigest() != expected:
+        if saved.size != descriptor.size or saved.digest != expected:
             raise ContentError(
-                f"layer {descriptor.digest} downloaded with {received} bytes and digest "
-                f"{algorithm}:{hasher.hexdigest()}; the registry served other content than "
+                f"layer {descriptor.digest} downloaded with {saved.size} bytes and digest "
+                f"{algorithm}:{saved.digest}; the registry served other content than "
                 "asked for"
             )
 
@@ -845,18 +805,6 @@ class RegistryClient:
         if response.status_code == httpx.codes.NOT_FOUND:
             raise RegistryError(f"{what} not found in {self.repository} ({status})")
         raise RegistryError(f"{what} of {self.repository}: the registry answered {status}")
-
-
-@functools.cache
-def _system_tls_context() -> ssl.SSLContext:
-    # Loading the system CAs takes a while; one context serves every client that adds none.
-    return ssl.create_default_context()
-
-
-def _write_batch(out: BinaryIO, hasher: Any, batch: list[bytes]) -> None:
-    for chunk in batch:
-        hasher.update(chunk)
-        out.write(chunk)
 
 
 def _describe(err: Exception) -> str:

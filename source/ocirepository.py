@@ -17,21 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controllers.api import ResourceInfo, parse_duration
+from controllers.api import parse_duration
 from controllers.artifact import DEFAULT_MAX_SIZE, ArtifactError, extract_tarball
+from controllers.kinds import SERVICE_ACCOUNT
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
+from controllers.secrets import SecretError, read_secret
 from source import oci
 from source.api_v1 import OCIRepository
-from source.secrets import SecretError, proxy_url, secret_data
+from source.secrets import proxy_url
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import reconcile_storage
 
 __all__ = ["OCIRepositoryReconciler"]
 
-SERVICE_ACCOUNT = ResourceInfo(
-    group="", version="v1", kind="ServiceAccount", plural="serviceaccounts"
-)
 KIND = "OCIRepository"
 
 # Flux's condition types.
@@ -220,6 +219,10 @@ class OCIRepositoryReconciler:
         spec, namespace = obj.spec, obj.metadata.namespace or ""
         try:
             credentials = await _credentials(ctx.client, namespace, obj, repository.host)
+        except SecretError as err:
+            message = f"failed to get credential: {err}"
+            ctx.mark(FETCH_FAILED, "True", AUTH_FAILED, message)
+            raise ReconcileError(message, reason=AUTH_FAILED) from None
         except oci.OCIError as err:
             message = f"failed to get credential: {err.message}"
             ctx.mark(FETCH_FAILED, "True", AUTH_FAILED, message)
@@ -227,16 +230,14 @@ class OCIRepositoryReconciler:
         try:
             tls = None
             if spec.cert_secret_ref is not None:
-                name = spec.cert_secret_ref.name
-                data = await _secret_data(ctx.client, namespace, name)
-                tls = await asyncio.to_thread(oci.tls_context, data, f"{namespace}/{name}")
+                data = await read_secret(ctx.client, namespace, spec.cert_secret_ref.name)
+                tls = await asyncio.to_thread(oci.tls_context, data, data.ref)
             proxy = None
             if spec.proxy_secret_ref is not None:
-                name = spec.proxy_secret_ref.name
-                data = await _secret_data(ctx.client, namespace, name)
-                proxy = _proxy_url(data, f"{namespace}/{name}")
-        except oci.OCIError as err:
-            message = f"failed to generate transport for '{spec.url}': {err.message}"
+                data = await read_secret(ctx.client, namespace, spec.proxy_secret_ref.name)
+                proxy = proxy_url(data, data.ref)
+        except (SecretError, oci.OCIError) as err:
+            message = f"failed to generate transport for '{spec.url}': {err}"
             ctx.mark(FETCH_FAILED, "True", AUTH_FAILED, message)
             raise ReconcileError(message, reason=AUTH_FAILED) from None
         return oci.RegistryClient(
@@ -353,7 +354,8 @@ async def _credentials(
     client: KubeClient, namespace: str, obj: OCIRepository, host: str
 ) -> oci.Credentials | None:
     """Credentials for ``host`` from spec.secretRef, then the image pull secrets of
-    spec.serviceAccountName, in that order; None for anonymous access."""
+    spec.serviceAccountName, in that order; None for anonymous access. An unusable Secret
+    raises ``SecretError``, anything else ``oci.OCIError``."""
     names: list[str] = []
     if obj.spec.secret_ref is not None:
         names.append(obj.spec.secret_ref.name)
@@ -367,23 +369,8 @@ async def _credentials(
             )
         names += [ref["name"] for ref in account.get("imagePullSecrets") or [] if ref.get("name")]
     for name in names:
-        credentials = oci.credentials_from_secret(
-            await _secret_data(client, namespace, name), host, f"{namespace}/{name}"
-        )
+        data = await read_secret(client, namespace, name)
+        credentials = oci.credentials_from_secret(data, host, data.ref)
         if credentials is not None:
             return credentials
     return None
-
-
-async def _secret_data(client: KubeClient, namespace: str, name: str) -> dict[str, str]:
-    try:
-        return await secret_data(client, namespace, name)
-    except SecretError as err:
-        raise oci.AuthenticationError(str(err)) from None
-
-
-def _proxy_url(data: dict[str, str], name: str) -> str:
-    try:
-        return proxy_url(data, name)
-    except SecretError as err:
-        raise oci.AuthenticationError(str(err)) from None

@@ -24,6 +24,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from controllers.tls import system_context
+
 __all__ = ["DEFAULT_REGION", "S3Client", "S3Error", "S3Object", "endpoint_url"]
 
 DEFAULT_REGION = "us-east-1"
@@ -88,8 +90,9 @@ def endpoint_url(endpoint: str, *, secure: bool) -> str:
 class S3Client:
     """Reads from the S3 compatible server at ``endpoint`` (``host[:port]``).
 
-    ``secure=False`` talks plain HTTP. ``ca_pem`` adds trusted CA certificates to the system
-    ones; ``proxy`` is an ``http(s)://`` proxy URL. Use as an async context manager.
+    ``secure=False`` talks plain HTTP. ``tls`` verifies HTTPS (default: the system CAs,
+    :func:`controllers.tls.system_context`) and may present a client certificate; ``proxy`` is
+    an ``http(s)://`` proxy URL. Use as an async context manager.
     """
 
     def __init__(
@@ -100,7 +103,7 @@ class S3Client:
         region: str | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
-        ca_pem: str | None = None,
+        tls: ssl.SSLContext | None = None,
         proxy: str | None = None,
         timeout: float = 60.0,
     ) -> None:
@@ -110,16 +113,8 @@ class S3Client:
         self._credentials = (
             Credentials(access_key, secret_key) if access_key and secret_key else None
         )
-        verify: ssl.SSLContext | bool = True
-        if ca_pem:
-            context = ssl.create_default_context()
-            try:
-                context.load_verify_locations(cadata=ca_pem)
-            except (ssl.SSLError, ValueError) as err:
-                raise S3Error(f"invalid CA certificate: {err}") from None
-            verify = context
         self._http = httpx.AsyncClient(
-            verify=verify,
+            verify=tls if tls is not None else system_context(),
             proxy=proxy,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -220,7 +215,9 @@ class S3Client:
                     body = await _read_bounded(resp, _MAX_ERROR_SIZE, "error", lenient=True)
                     raise _status_error(resp.status_code, _parse_error(body))
                 yield resp
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, ssl.SSLError) as err:
+            # httpx leaves a TLS alert that comes after the handshake (a refused client
+            # certificate, with TLS 1.3) as a bare ssl.SSLError.
             raise _transport_error(err) from None
 
 
@@ -314,11 +311,15 @@ def _status_error(status: int, error: _ErrorBody) -> S3Error:
     return S3Error(text, code=error.code, status=status)
 
 
-def _transport_error(err: httpx.HTTPError) -> S3Error:
+def _transport_error(err: httpx.HTTPError | ssl.SSLError) -> S3Error:
     if isinstance(err, httpx.TimeoutException):
         return S3Error(f"request timed out ({type(err).__name__})")
-    # httpx's message names the cause: connection refused, certificate verify failed, ...
-    return S3Error(str(err) or type(err).__name__)
+    # httpx's message names the cause: connection refused, certificate verify failed, ...;
+    # some errors (a connection reset after the TLS handshake) name it only in their cause.
+    cause: BaseException | None = err
+    while cause is not None and not str(cause):
+        cause = cause.__cause__ or cause.__context__
+    return S3Error(str(cause) if cause is not None else type(err).__name__)
 
 
 def _size(text: str | None) -> int:

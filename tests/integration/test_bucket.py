@@ -16,11 +16,11 @@ import pytest
 from controllers.artifact import fetch_artifact
 from controllers.conditions import kstatus_violations
 from controllers.envtest import ControlPlane, free_port
+from controllers.kinds import SECRET
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from source.api_v1 import Bucket
 from source.bucket import BucketReconciler
-from source.secrets import SECRET
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.integration.harness import is_ready, options, running, wait_for_object

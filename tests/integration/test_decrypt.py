@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.api import ResourceInfo
 from controllers.envtest import ensure_binaries
+from controllers.kinds import SECRET
 from controllers.kube import KubeClient
 from kustomize.decrypt import (
     DecryptionError,
@@ -34,8 +34,6 @@ from tests.sops import (
 )
 
 pytestmark = pytest.mark.integration
-
-SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 
 
 @pytest.fixture(scope="session")

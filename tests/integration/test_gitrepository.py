@@ -17,10 +17,10 @@ import pytest
 
 from controllers.artifact import fetch_artifact
 from controllers.envtest import ControlPlane, free_port
+from controllers.kinds import SECRET
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from source.gitrepository import GitRepositoryReconciler
-from source.secrets import SECRET
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.gitserver import (

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from controllers.artifact import fetch_artifact
+from controllers.kinds import SECRET, SERVICE_ACCOUNT
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from source.api_v1 import OCIRepository
-from source.ocirepository import SERVICE_ACCOUNT
-from source.secrets import SECRET
 from tests.integration.conftest import SourceController
 from tests.integration.harness import is_ready, wait_for_deletion, wait_for_object
 from tests.proxyserver import TinyProxy

@@ -7,15 +7,12 @@ from typing import Any
 
 import pytest
 
-from controllers.api import ResourceInfo
+from controllers.kinds import CONFIG_MAP, SECRET
 from controllers.kube import KubeClient
 from kustomize.api_v1 import PostBuild
 from kustomize.substitute import SubstitutionError, load_variables, substitute_objects
 
 pytestmark = pytest.mark.integration
-
-CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
-SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 
 
 async def create_config_map(kube: KubeClient, namespace: str, name: str, **data: str) -> None:

@@ -1,7 +1,8 @@
 """The runtime's public surface, and the layers between the runtime and the controllers.
 
 The layering check duplicates the import-linter contracts in pyproject.toml on purpose, so that
-plain pytest enforces them too.
+plain pytest enforces them too: the runtime imports no controller, controllers do not import
+each other, and neither imports envtest (test and development support).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import controllers
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = "controllers"
+TEST_SUPPORT = "controllers.envtest"
 CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "image_automation", "notification")
 
 
@@ -41,6 +43,11 @@ def test_the_walk_finds_the_runtime_modules() -> None:
         "controllers.queue",
         "controllers.patch",
         "controllers.safeyaml",
+        "controllers.child",
+        "controllers.download",
+        "controllers.kinds",
+        "controllers.secrets",
+        "controllers.tls",
     } <= names
 
 
@@ -56,7 +63,8 @@ def test_every_name_in_all_exists(module: ModuleType) -> None:
 
 def imports(path: Path, module: str) -> Iterator[tuple[ast.stmt, list[str]]]:
     """Every import statement in ``path`` (``module``), with the absolute module names it
-    imports from; relative imports are resolved."""
+    imports from (and, for ``from m import a``, ``m.a`` too, since ``a`` may be a module);
+    relative imports are resolved."""
     is_package = path.name == "__init__.py"
     package = module.split(".") if is_package else module.split(".")[:-1]
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -64,12 +72,13 @@ def imports(path: Path, module: str) -> Iterator[tuple[ast.stmt, list[str]]]:
             yield node, [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
-            yield node, [".".join([*base, *([node.module] if node.module else [])])]
+            name = ".".join([*base, *([node.module] if node.module else [])])
+            yield node, [name, *(f"{name}.{alias.name}" for alias in node.names)]
 
 
 def layer_violations(root: Path) -> list[str]:
-    """Each import that crosses a layer (the runtime importing a controller, or a controller
-    importing another controller), as ``file:line: statement``."""
+    """Each import that crosses a layer (the runtime importing a controller, a controller
+    importing another controller, anything importing envtest), as ``file:line: statement``."""
     problems = []
     for package in (RUNTIME, *CONTROLLER_PACKAGES):
         forbidden = {p for p in CONTROLLER_PACKAGES if p != package}
@@ -77,9 +86,13 @@ def layer_violations(root: Path) -> list[str]:
             relative = path.relative_to(root)
             module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
             for node, names in imports(path, module):
-                if any(name.split(".")[0] in forbidden for name in names):
+                if any(name.split(".")[0] in forbidden or _is_test_support(name) for name in names):
                     problems.append(f"{relative}:{node.lineno}: {ast.unparse(node)}")
     return problems
+
+
+def _is_test_support(name: str) -> bool:
+    return name == TEST_SUPPORT or name.startswith(TEST_SUPPORT + ".")
 
 
 def test_runtime_and_controllers_respect_the_layers() -> None:
@@ -117,6 +130,24 @@ def test_runtime_and_controllers_respect_the_layers() -> None:
             "image_automation/update.py:2: import image_automation.api, notification",
             id="import-inside-function",
         ),
+        pytest.param(
+            "controllers/cmd.py",
+            "from controllers.envtest import free_port\n",
+            "controllers/cmd.py:1: from controllers.envtest import free_port",
+            id="runtime-imports-envtest",
+        ),
+        pytest.param(
+            "kustomize/decrypt.py",
+            "from controllers import binaries, envtest\n",
+            "kustomize/decrypt.py:1: from controllers import binaries, envtest",
+            id="controller-imports-envtest",
+        ),
+        pytest.param(
+            "controllers/manager.py",
+            "from . import envtest\n",
+            "controllers/manager.py:1: from . import envtest",
+            id="runtime-imports-envtest-relative",
+        ),
     ],
 )
 def test_layer_check_names_the_offending_file_and_import(
@@ -139,6 +170,12 @@ def test_layer_check_names_the_offending_file_and_import(
         pytest.param("source/git/__init__.py", "from .. import api_v1\n", id="own-parent"),
         pytest.param("helm/chart.py", "from controllers import patch\n", id="runtime"),
         pytest.param("controllers/kube.py", "import sourcehut\n", id="similar-name"),
+        pytest.param(
+            "kustomize/decrypt.py", "from controllers.binaries import find_binary\n", id="binaries"
+        ),
+        pytest.param(
+            "controllers/cmd.py", "import controllers.envtestlike\n", id="similar-to-envtest"
+        ),
     ],
 )
 def test_layer_check_allows_what_the_layers_allow(tmp_path: Path, path: str, source: str) -> None:
