@@ -13,12 +13,12 @@ from typing import Any, Literal
 import httpx
 import structlog
 
-from controllers.api import CustomResource, ResourceInfo, micro_time_now, time_now
+from controllers.api import CustomResource, micro_time_now, time_now
+from controllers.kinds import EVENT
 from controllers.kube import ApiError, KubeClient
 
-__all__ = ["EVENT_INFO", "EventForwarder", "EventRecorder", "EventType", "flux_event"]
+__all__ = ["EventForwarder", "EventRecorder", "EventType", "flux_event"]
 
-EVENT_INFO = ResourceInfo(group="", version="v1", kind="Event", plural="events")
 FORWARD_TIMEOUT_SECONDS = 5.0
 FORWARD_ATTEMPTS = 3
 MAX_MESSAGE = 39_000
@@ -146,7 +146,7 @@ class EventRecorder:
         if revision:
             event["metadata"]["annotations"] = {f"{obj.info.group}/revision": revision}
         try:
-            await self._client.create(EVENT_INFO, event)
+            await self._client.create(EVENT, event)
         except ApiError as err:
             log.warning("event not recorded", reason=reason, error=str(err))
         if self.forwarder is not None:

@@ -13,11 +13,10 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import structlog
 
 from controllers.api import ResourceInfo, object_key
-from controllers.kube import ApiError, Gone, KubeClient
+from controllers.kube import ApiError, Gone, KubeClient, TransportError
 
 __all__ = ["Handler", "Informer"]
 
@@ -101,7 +100,7 @@ class Informer:
             except Gone:
                 log.info("watch expired, relisting", kind=self.info.kind)
                 resource_version = None
-            except (ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as err:
+            except (ApiError, TransportError, OSError, TimeoutError, ValueError) as err:
                 log.warning(
                     "watch failed", kind=self.info.kind, error=str(err), retry_in=round(delay, 2)
                 )

@@ -14,10 +14,11 @@ import binascii
 import contextlib
 import copy
 import json
+import math
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ __all__ = [
     "Gone",
     "KubeClient",
     "KubeConfigError",
+    "KubeError",
     "NotFound",
+    "TransportError",
     "WatchEvent",
     "current_cluster_and_user",
 ]
@@ -49,9 +52,19 @@ JSON_PATCH = "application/json-patch+json"
 
 # Bounded so that a stuck API server cannot hold a worker forever.
 REQUEST_TIMEOUT_SECONDS = 30.0
+# A server with API Priority and Fairness names the flow schema of every request it answers.
+FLOW_SCHEMA_HEADER = "X-Kubernetes-PF-FlowSchema-UID"
+# client-go's: a 429 or 5xx with Retry-After is tried again this many times.
+MAX_RETRY_AFTER = 10
+MAX_RETRY_AFTER_SECONDS = 10.0
 
 
-class ApiError(Exception):
+class KubeError(Exception):
+    """Root of what the Kubernetes client raises (besides ``TimeoutError`` for a watch that
+    went silent, and cancellation)."""
+
+
+class ApiError(KubeError):
     """The API server answered with an error status."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
@@ -73,7 +86,13 @@ class Gone(ApiError):
     """410: the requested resourceVersion is older than the server keeps."""
 
 
-class KubeConfigError(ValueError):
+class TransportError(KubeError):
+    """The API server could not be reached, or the connection broke mid-answer (refused,
+    reset, TLS, a request past its timeout). The HTTP library's own errors never leave this
+    module: they become this."""
+
+
+class KubeConfigError(KubeError, ValueError):
     """A kubeconfig that cannot be used: malformed, or not self-contained."""
 
 
@@ -191,6 +210,28 @@ def _error_for(status: int, body: bytes | str) -> ApiError:
     return kind(status, reason, message[:2000])
 
 
+def _retry_after(status: int, headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait before sending again, for a 429 or 5xx that says so; else None."""
+    if status != 429 and status < 500:
+        return None
+    try:
+        seconds = float(headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+@contextlib.contextmanager
+def _transport_errors(method: str, path: str) -> Iterator[None]:
+    """aiohttp's errors as ``TransportError`` (its timeouts are aiohttp errors too)."""
+    try:
+        yield
+    except aiohttp.ClientError as err:
+        raise TransportError(f"{method} {path}: {type(err).__name__}: {err}") from err
+
+
 def _client_timeout(timeout: float | tuple[float, float]) -> aiohttp.ClientTimeout:
     """A total timeout, or (connect, read) for streams that may stay open for long."""
     if isinstance(timeout, tuple):
@@ -216,6 +257,9 @@ class _TokenBucket:
         self._tokens = self._burst
         self._stamp = time.monotonic()
         self._lock = asyncio.Lock()
+
+    def disable(self) -> None:
+        self._qps = 0
 
     async def take(self) -> None:
         if self._qps <= 0:
@@ -319,13 +363,42 @@ class KubeClient:
         headers: dict[str, str] | None = None,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
     ) -> dict[str, Any]:
-        """Send one request and return the decoded JSON body; raise ApiError on error."""
-        response = await self._send(method, path, query, body, content_type, headers, timeout)
-        async with response:
-            data = await response.read()
-            if not 200 <= response.status <= 299:
-                raise _error_for(response.status, data)
+        """Send one request and return the decoded JSON body; raise ApiError on error.
+
+        A 429 or 5xx answer with ``Retry-After`` (how a server with flow control sheds load)
+        is sent again after that many seconds, up to ``MAX_RETRY_AFTER`` times, as client-go
+        does."""
+        for attempt in range(MAX_RETRY_AFTER + 1):
+            with _transport_errors(method, path):
+                response = await self._send(
+                    method, path, query, body, content_type, headers, timeout
+                )
+                async with response:
+                    data = await response.read()
+            wait = _retry_after(response.status, response.headers)
+            if wait is None or attempt == MAX_RETRY_AFTER:
+                break
+            await asyncio.sleep(wait)
+        if not 200 <= response.status <= 299:
+            raise _error_for(response.status, data)
         return json.loads(data) if data else {}
+
+    async def has_flow_control(self) -> bool:
+        """Whether the API server runs API Priority and Fairness, seen in the headers of its
+        answer to ``/livez/ping`` (as fluxcd/pkg's runtime client checks)."""
+        with _transport_errors("GET", "/livez/ping"):
+            response = await self._send(
+                "GET", "/livez/ping", None, None, "text/plain", None, REQUEST_TIMEOUT_SECONDS
+            )
+            async with response:
+                await response.read()
+        return FLOW_SCHEMA_HEADER in response.headers
+
+    def drop_rate_limit(self) -> None:
+        """Send without a client-side limit (this client and every view sharing its limit):
+        what Flux does towards a server with flow control, whose own limits and 429s pace
+        the client."""
+        self._limit.disable()
 
     async def _send(
         self,
@@ -462,22 +535,27 @@ class KubeClient:
         }
         if label_selector:
             query["labelSelector"] = label_selector
-        response = await self._send(
-            "GET",
-            resource_path(info, namespace),
-            query,
-            None,
-            "application/json",
-            None,
-            (REQUEST_TIMEOUT_SECONDS, inactivity_seconds),
-        )
+        path = resource_path(info, namespace)
+        with _transport_errors("WATCH", path):
+            response = await self._send(
+                "GET",
+                path,
+                query,
+                None,
+                "application/json",
+                None,
+                (REQUEST_TIMEOUT_SECONDS, inactivity_seconds),
+            )
         async with response:
             if response.status != 200:
-                raise _error_for(response.status, await response.read())
+                with _transport_errors("WATCH", path):
+                    data = await response.read()
+                raise _error_for(response.status, data)
             while True:
                 # Not wait_for: on 3.11 it can swallow a cancel racing a finished read.
                 async with asyncio.timeout(inactivity_seconds):
-                    line = await response.content.readline()
+                    with _transport_errors("WATCH", path):
+                        line = await response.content.readline()
                 if not line:
                     return
                 event = json.loads(line)

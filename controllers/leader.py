@@ -14,15 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import structlog
 
-from controllers.api import ResourceInfo, micro_time_now
-from controllers.kube import ApiError, KubeClient, NotFound
+from controllers.api import micro_time_now
+from controllers.kinds import LEASE
+from controllers.kube import ApiError, KubeClient, NotFound, TransportError
 
-__all__ = ["LEASE_INFO", "LeaderElector", "LostLeadership"]
+__all__ = ["LeaderElector", "LostLeadership"]
 
-LEASE_INFO = ResourceInfo(group="coordination.k8s.io", version="v1", kind="Lease", plural="leases")
 
 log = structlog.get_logger()
 
@@ -71,8 +70,8 @@ class LeaderElector:
         lease = dict(self._observed)
         lease["spec"] = {**lease["spec"], "holderIdentity": None, "leaseDurationSeconds": 1}
         try:
-            await self.client.replace(LEASE_INFO, lease)
-        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as err:
+            await self.client.replace(LEASE, lease)
+        except (ApiError, TransportError, OSError, TimeoutError) as err:
             log.warning("lease not released", error=str(err))
 
     @staticmethod
@@ -82,10 +81,10 @@ class LeaderElector:
     async def _try_acquire_or_renew(self) -> bool:
         now = micro_time_now()
         try:
-            lease = await self.client.get(LEASE_INFO, self.namespace, self.name)
+            lease = await self.client.get(LEASE, self.namespace, self.name)
         except NotFound:
             return await self._write(None, now)
-        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as err:
+        except (ApiError, TransportError, OSError, TimeoutError) as err:
             log.warning("lease not read", error=str(err))
             return False
         if lease.get("spec") != (self._observed or {}).get("spec"):
@@ -111,7 +110,7 @@ class LeaderElector:
                     "metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": spec,
                 }
-                written = await self.client.create(LEASE_INFO, body)
+                written = await self.client.create(LEASE, body)
             else:
                 old = lease.get("spec") or {}
                 if self._holder(lease) == self.identity:
@@ -120,8 +119,8 @@ class LeaderElector:
                 else:
                     spec["acquireTime"] = now
                     spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + 1
-                written = await self.client.replace(LEASE_INFO, {**lease, "spec": spec})
-        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as err:
+                written = await self.client.replace(LEASE, {**lease, "spec": spec})
+        except (ApiError, TransportError, OSError, TimeoutError) as err:
             log.debug("lease not written", error=str(err))
             return False
         self._observed, self._observed_at = written, time.monotonic()

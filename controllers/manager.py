@@ -19,7 +19,7 @@ from aiohttp import web
 
 from controllers.events import EventForwarder, EventRecorder
 from controllers.informer import Informer
-from controllers.kube import KubeClient
+from controllers.kube import KubeClient, KubeError
 from controllers.leader import LeaderElector, LostLeadership
 from controllers.metrics import Metrics
 from controllers.queue import ExponentialBackoff, QueueShutDown, WorkQueue
@@ -60,6 +60,20 @@ class Options:
     graceful_shutdown_timeout: float = 30.0
 
 
+async def _use_flow_control(client: KubeClient) -> None:
+    """As Flux does: towards an API server with API Priority and Fairness, no client-side
+    rate limit (--kube-api-qps and --kube-api-burst apply only without it); the server's
+    flow control, and its 429s with Retry-After, pace the client. Events keep their own."""
+    try:
+        enabled = await client.has_flow_control()
+    except (KubeError, OSError, TimeoutError) as err:
+        log.warning("cannot tell whether the API server has flow control", error=str(err))
+        return
+    if enabled:
+        client.drop_rate_limit()
+        log.info("the API server has flow control: no client-side rate limit")
+
+
 def _split_addr(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     return host or "0.0.0.0", int(port)  # noqa: S104 - Flux's ":8080" means all interfaces
@@ -90,6 +104,7 @@ class Manager:
         client = await KubeClient.connect(
             opts.kubeconfig, qps=opts.kube_api_qps, burst=opts.kube_api_burst
         )
+        await _use_flow_control(client)
         forwarder = EventForwarder(opts.events_addr) if opts.events_addr else None
         recorder = EventRecorder(
             client.with_rate_limit(opts.kube_api_qps, opts.kube_api_burst),

@@ -16,12 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
-
 from controllers.api import ResourceInfo, object_key
 from controllers.discovery import RestMapper, UnknownKind
 from controllers.informer import Informer
-from controllers.kube import ApiError, KubeClient
+from controllers.kube import ApiError, KubeClient, TransportError
 
 __all__ = ["MAX_WATCHES", "NOT_OBSERVED", "RECHECK_SECONDS", "Observed", "Target", "wait_until"]
 
@@ -128,7 +126,7 @@ class _Lister:
     async def run(self) -> None:
         while True:
             # A failed list is tried again; what it would have said stays unknown meanwhile.
-            with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError):
+            with contextlib.suppress(ApiError, TransportError, OSError, TimeoutError):
                 page = await self._client.list(self.info, self._namespace)
                 self._cache = {object_key(item): item for item in page["items"]}
                 self.synced.set()

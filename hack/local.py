@@ -19,15 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port
+from controllers.kinds import NAMESPACE
 from controllers.kube import Conflict, KubeClient
 from kustomize.api_v1 import Kustomization
 from source.api_v1 import GitRepository
 
-NAMESPACE = ResourceInfo(
-    group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False
-)
 GITREPOSITORY = GitRepository.info
 KUSTOMIZATION = Kustomization.info
 DEMO_FILES = {

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.api import ResourceInfo
+from controllers.kinds import EVENT, LEASE, NAMESPACE
 from source.api_v1 import GitRepository
 
-NAMESPACE = ResourceInfo(
-    group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False
-)
-EVENT = ResourceInfo(group="", version="v1", kind="Event", plural="events")
-LEASE = ResourceInfo(group="coordination.k8s.io", version="v1", kind="Lease", plural="leases")
+__all__ = ["EVENT", "GITREPO", "LEASE", "NAMESPACE", "git_repository"]
+
 GITREPO = GitRepository.info
 
 

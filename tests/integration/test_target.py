@@ -9,14 +9,14 @@ import json
 import sys
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
 from controllers.api import ResourceInfo
 from controllers.conditions import FAILED
 from controllers.envtest import ADMIN_USER, UNPRIVILEGED_USER, ControlPlane
-from controllers.kube import ApiError, KubeClient
+from controllers.kinds import CONFIG_MAP, SECRET, SERVICE_ACCOUNT
+from controllers.kube import ApiError, KubeClient, TransportError
 from controllers.reconcile import ReconcileError, Stalling
 from kustomize.api_v1 import Kustomization
 from kustomize.target import TargetOptions, Targets, service_account_user
@@ -25,11 +25,6 @@ from tests.integration.kinds import NAMESPACE
 pytestmark = pytest.mark.integration
 
 RBAC = "rbac.authorization.k8s.io"
-CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
-SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
-SERVICE_ACCOUNT = ResourceInfo(
-    group="", version="v1", kind="ServiceAccount", plural="serviceaccounts"
-)
 ROLE = ResourceInfo(group=RBAC, version="v1", kind="Role", plural="roles")
 ROLE_BINDING = ResourceInfo(group=RBAC, version="v1", kind="RoleBinding", plural="rolebindings")
 CLUSTER_ROLE = ResourceInfo(
@@ -435,7 +430,7 @@ async def test_tls_is_verified_against_the_system_roots_without_a_ca(
     )
 
     async with Targets().open(kube, kustomization(namespace, **remote("remote"))) as target:
-        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        with pytest.raises(TransportError, match="ClientConnectorCertificateError"):
             await target.client.list(NAMESPACE)
 
 
