@@ -479,7 +479,6 @@ class ControlPlane:
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
-            "--enable-priority-and-fairness=false",
             "--endpoint-reconciler-type=none",
             "--v=1",
         ]

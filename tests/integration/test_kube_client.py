@@ -36,3 +36,15 @@ async def test_a_view_with_its_own_limit_is_not_held_up_by_the_parents(
         await client.get(NAMESPACE, None, "default")
         await client.close()
     assert finished == ["first", "view", "parent"]
+
+
+async def test_the_local_control_plane_has_flow_control_as_a_cluster_does(
+    control_plane: ControlPlane,
+) -> None:
+    # As on a real cluster, so that the controllers behave here as they do there: without a
+    # client-side rate limit (controllers.manager).
+    client = await KubeClient.connect(str(control_plane.admin_kubeconfig))
+    try:
+        assert await client.has_flow_control()
+    finally:
+        await client.close()
