@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from controllers.kinds import EVENT, LEASE, NAMESPACE
+from kustomize.api_v1 import Kustomization
 from source.api_v1 import GitRepository
 
-__all__ = ["EVENT", "GITREPO", "LEASE", "NAMESPACE", "git_repository"]
+__all__ = ["EVENT", "GITREPO", "KS", "LEASE", "NAMESPACE", "git_repository", "kustomization"]
 
 GITREPO = GitRepository.info
+KS = Kustomization.info
 
 
 def git_repository(
@@ -21,4 +23,20 @@ def git_repository(
         "kind": GITREPO.kind,
         "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
         "spec": {"url": "https://example.invalid/repo.git", "interval": "10m", **spec},
+    }
+
+
+def kustomization(name: str, namespace: str, path: str, **spec: Any) -> dict[str, Any]:
+    """A Kustomization of the GitRepository ``app``, as a user would write it."""
+    return {
+        "apiVersion": KS.api_version,
+        "kind": KS.kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "interval": "10m",
+            "path": path,
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": "app"},
+            **spec,
+        },
     }

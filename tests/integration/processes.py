@@ -9,11 +9,12 @@ the test process (``die_with_parent``) and is stopped with SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,13 @@ from controllers.envtest import ControlPlane, die_with_parent, free_port
 from controllers.kube import KubeClient
 from tests.integration.harness import wait_for_object
 
-__all__ = ["ControllerProcess", "Controllers", "kustomize_controller", "source_controller"]
+__all__ = [
+    "ControllerProcess",
+    "Controllers",
+    "kustomize_controller",
+    "running_controllers",
+    "source_controller",
+]
 
 # The children run the code of this checkout, whatever their working directory.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -194,3 +201,27 @@ class Controllers:
                 f"{info.kind}/{namespace}/{name}: not {what} after {timeout:.0f}s\n"
                 f"last status: {status}\n{self.logs()}"
             ) from None
+
+
+@contextlib.asynccontextmanager
+async def running_controllers(
+    control_plane: ControlPlane,
+    namespace: str,
+    workdir: Path,
+    *,
+    source_flags: Sequence[str] = (),
+    kustomize_flags: Sequence[str] = (),
+) -> AsyncIterator[Controllers]:
+    """Both controllers as processes watching only ``namespace``; each must exit 0 on SIGTERM.
+    Their logs are printed at the end, which pytest shows when the test failed."""
+    both = Controllers(
+        source_controller(control_plane, namespace, workdir / "source", *source_flags),
+        kustomize_controller(control_plane, namespace, workdir / "kustomize", *kustomize_flags),
+    )
+    try:
+        await asyncio.gather(*(process.start() for process in both.processes))
+        yield both
+    finally:
+        codes = {p.name: await p.stop() for p in both.processes if p.process is not None}
+        print(both.logs())
+    assert codes == {"source-controller": 0, "kustomize-controller": 0}

@@ -18,16 +18,14 @@ from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane, ensure_binaries, find_binary
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
-from kustomize.api_v1 import Kustomization
 from tests.gitserver import GitDaemon, GitRepos
 from tests.integration.harness import is_ready
-from tests.integration.kinds import EVENT, GITREPO, git_repository
-from tests.integration.processes import Controllers, kustomize_controller, source_controller
+from tests.integration.kinds import EVENT, GITREPO, KS, git_repository, kustomization
+from tests.integration.processes import Controllers, running_controllers
 from tests.sops import SECRET_REGEX, new_age_identity, pgp_key, sops_encrypt
 
 pytestmark = pytest.mark.integration
 
-KS = Kustomization.info
 DEPLOYMENT = ResourceInfo(group="apps", version="v1", kind="Deployment", plural="deployments")
 SERVICE = ResourceInfo(group="", version="v1", kind="Service", plural="services")
 CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
@@ -50,21 +48,11 @@ OWNER_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
 async def controllers(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> AsyncIterator[Controllers]:
-    """Both controllers as processes watching only ``namespace``; each must exit 0 on SIGTERM.
-    Their logs are printed at the end, which pytest shows when the test failed."""
-    both = Controllers(
-        source_controller(control_plane, namespace, tmp_path / "source"),
-        kustomize_controller(
-            control_plane, namespace, tmp_path / "kustomize", "--requeue-dependency=2s"
-        ),
-    )
-    try:
-        await asyncio.gather(*(process.start() for process in both.processes))
+    """Both controllers as processes watching only ``namespace``."""
+    async with running_controllers(
+        control_plane, namespace, tmp_path, kustomize_flags=["--requeue-dependency=2s"]
+    ) as both:
         yield both
-    finally:
-        codes = {p.name: await p.stop() for p in both.processes if p.process is not None}
-        print(both.logs())
-    assert codes == {"source-controller": 0, "kustomize-controller": 0}
 
 
 # Manifests
@@ -160,22 +148,6 @@ def app_files(namespace: str) -> dict[str, str]:
         },
     }
     return {path: yaml.safe_dump(doc) for path, doc in {**base, **overlays}.items()}
-
-
-def kustomization(name: str, namespace: str, path: str, **spec: Any) -> dict[str, Any]:
-    """A Kustomization of the GitRepository ``app``, as a user would write it."""
-    return {
-        "apiVersion": KS.api_version,
-        "kind": KS.kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "interval": "10m",
-            "path": path,
-            "prune": True,
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
-            **spec,
-        },
-    }
 
 
 async def git_source(

@@ -17,15 +17,13 @@ import yaml
 from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane
 from controllers.kube import KubeClient
-from kustomize.api_v1 import Kustomization
 from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos
 from tests.integration.harness import is_ready, wait_for_deletion
-from tests.integration.kinds import EVENT, GITREPO, git_repository
-from tests.integration.processes import Controllers, kustomize_controller, source_controller
+from tests.integration.kinds import EVENT, GITREPO, KS, git_repository, kustomization
+from tests.integration.processes import Controllers, kustomize_controller, running_controllers
 
 pytestmark = pytest.mark.integration
 
-KS = Kustomization.info
 CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
 SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 MARKER = "weir-host-secret-never-read"
@@ -42,39 +40,11 @@ async def controllers(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> AsyncIterator[Controllers]:
     """The source controller and a kustomize controller run as a locked-down cluster runs it."""
-    both = Controllers(
-        source_controller(control_plane, namespace, tmp_path / "source"),
-        kustomize_controller(
-            control_plane,
-            namespace,
-            tmp_path / "kustomize",
-            "--no-remote-bases",
-            f"--build-memory-limit={BUILD_MEMORY_LIMIT_MIB}Mi",
-        ),
-    )
-    try:
-        await asyncio.gather(*(process.start() for process in both.processes))
+    flags = ["--no-remote-bases", f"--build-memory-limit={BUILD_MEMORY_LIMIT_MIB}Mi"]
+    async with running_controllers(
+        control_plane, namespace, tmp_path, kustomize_flags=flags
+    ) as both:
         yield both
-    finally:
-        codes = {p.name: await p.stop() for p in both.processes if p.process is not None}
-        print(both.logs())
-    assert codes == {"source-controller": 0, "kustomize-controller": 0}
-
-
-def kustomization(name: str, namespace: str, path: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": KS.api_version,
-        "kind": KS.kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "interval": "10m",
-            "path": path,
-            "prune": True,
-            "targetNamespace": namespace,
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
-            **spec,
-        },
-    }
 
 
 async def serve(
@@ -181,7 +151,7 @@ async def test_nothing_outside_the_artifact_is_read_and_nothing_remote_fetched(
         files[f"{name}/cm.yaml"] = configmap("cm")
     await serve(kube, namespace, git_repos, git_daemon, files)
     for name in [*hostile, "good"]:
-        await kube.create(KS, kustomization(name, namespace, f"./{name}"))
+        await kube.create(KS, tenant(name, namespace, f"./{name}"))
 
     await controllers.wait_for(kube, KS, namespace, "good", is_ready, "Ready")
     for name in leaks(secret):
@@ -214,6 +184,11 @@ def nested_aliases(levels: int, width: int = 9) -> list[str]:
     return lines
 
 
+def tenant(name: str, namespace: str, path: str, **spec: Any) -> dict[str, Any]:
+    """A Kustomization applying ``path`` into the test's namespace."""
+    return kustomization(name, namespace, path, targetNamespace=namespace, **spec)
+
+
 def kustomization_bomb() -> str:
     """About 500 bytes; ten levels of nine aliases each expand to 9^10 nodes."""
     return "\n".join(["resources: [cm.yaml]", "x:", *("  " + line for line in nested_aliases(10))])
@@ -244,8 +219,8 @@ async def test_alias_bombs_fail_within_their_timeout_while_others_reconcile(
             files[f"{name}/bomb.yaml"] = manifest_bomb()
     await serve(kube, namespace, git_repos, git_daemon, files)
     for name in bombs:
-        await kube.create(KS, kustomization(name, namespace, f"./{name}", timeout="60s"))
-    await kube.create(KS, kustomization("good", namespace, "./good"))
+        await kube.create(KS, tenant(name, namespace, f"./{name}", timeout="60s"))
+    await kube.create(KS, tenant("good", namespace, "./good"))
     await controllers.wait_for(kube, KS, namespace, "good", is_ready, "Ready")
 
     started = asyncio.get_running_loop().time()
@@ -262,7 +237,7 @@ async def test_alias_bombs_fail_within_their_timeout_while_others_reconcile(
             assert f"more than {BUILD_MEMORY_LIMIT_MIB} MiB" in message
     # The bombs took no worker for good: a Kustomization created after them, and a deletion,
     # go through at once.
-    await kube.create(KS, kustomization("late", namespace, "./late"))
+    await kube.create(KS, tenant("late", namespace, "./late"))
     await controllers.wait_for(kube, KS, namespace, "late", is_ready, "Ready", timeout=30)
     await kube.delete(KS, namespace, "good")
     await wait_for_deletion(kube, KS, namespace, "good", timeout=30)
@@ -286,7 +261,7 @@ async def test_a_path_outside_the_artifact_is_an_artifact_failure(
     git_daemon: GitDaemon,
 ) -> None:
     await serve(kube, namespace, git_repos, git_daemon, {"app/cm.yaml": configmap("cm")})
-    await kube.create(KS, kustomization("outside", namespace, "../../../etc"))
+    await kube.create(KS, tenant("outside", namespace, "../../../etc"))
 
     await controllers.wait_for(
         kube,

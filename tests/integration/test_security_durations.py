@@ -23,16 +23,14 @@ from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane, free_port
 from controllers.kube import KubeClient
 from controllers.reconcile import INVALID_SPEC, REQUESTED_AT
-from kustomize.api_v1 import Kustomization
 from source.api_v1 import Bucket, OCIRepository
 from tests.gitserver import GitDaemon, GitRepos
 from tests.integration.harness import is_ready
-from tests.integration.kinds import GITREPO, git_repository
-from tests.integration.processes import Controllers, kustomize_controller, source_controller
+from tests.integration.kinds import GITREPO, KS, git_repository, kustomization
+from tests.integration.processes import Controllers, running_controllers
 
 pytestmark = pytest.mark.integration
 
-KS = Kustomization.info
 OCIREPO = OCIRepository.info
 BUCKET = Bucket.info
 CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
@@ -89,44 +87,19 @@ async def running(
 ) -> AsyncIterator[Running]:
     """Both controllers watching only ``namespace``; each must exit 0 on SIGTERM."""
     ports = {"source": free_port(), "kustomize": free_port()}
-    both = Controllers(
-        source_controller(
-            control_plane,
-            namespace,
-            tmp_path / "source",
-            f"--metrics-addr=127.0.0.1:{ports['source']}",
-        ),
-        kustomize_controller(
-            control_plane,
-            namespace,
-            tmp_path / "kustomize",
-            f"--metrics-addr=127.0.0.1:{ports['kustomize']}",
-        ),
-    )
-    try:
-        await asyncio.gather(*(process.start() for process in both.processes))
+    async with running_controllers(
+        control_plane,
+        namespace,
+        tmp_path,
+        source_flags=[f"--metrics-addr=127.0.0.1:{ports['source']}"],
+        kustomize_flags=[f"--metrics-addr=127.0.0.1:{ports['kustomize']}"],
+    ) as both:
         yield Running(both, ports)
-    finally:
-        codes = {p.name: await p.stop() for p in both.processes if p.process is not None}
-        print(both.logs())
-    assert codes == {"source-controller": 0, "kustomize-controller": 0}
 
 
-def kustomization(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    """A Kustomization of the GitRepository ``app``'s ``./app``."""
-    return {
-        "apiVersion": KS.api_version,
-        "kind": KS.kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "interval": "10m",
-            "path": "./app",
-            "prune": True,
-            "targetNamespace": namespace,
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
-            **spec,
-        },
-    }
+def app(name: str, namespace: str, path: str = "./app", **spec: Any) -> dict[str, Any]:
+    """A Kustomization of the GitRepository ``app``'s ``path``, into the test's namespace."""
+    return kustomization(name, namespace, path, targetNamespace=namespace, **spec)
 
 
 def git_files(name: str) -> dict[str, str | bytes]:
@@ -188,9 +161,9 @@ async def test_a_zero_interval_runs_once_and_then_only_when_requested(
         "no-source": {"sourceRef": {"kind": "GitRepository", "name": "absent"}},
         "broken": {"path": "./missing"},
     }
-    await kube.create(KS, kustomization("app", namespace, interval="0s"))
+    await kube.create(KS, app("app", namespace, interval="0s"))
     for name, spec in failing.items():
-        await kube.create(KS, kustomization(name, namespace, interval="0s", **spec))
+        await kube.create(KS, app(name, namespace, interval="0s", **spec))
     await controllers.wait_for(kube, KS, namespace, "app", is_ready, "Ready")
     for name in failing:
         await controllers.wait_for(kube, KS, namespace, name, not_ready, "failing")
@@ -274,7 +247,7 @@ async def test_durations_go_rejects_stall_their_object_with_a_clear_message(
         (BUCKET, "source"): bucket(
             "overflow", namespace, interval="1000000000h", timeout=FOUR_HUNDRED_ONES
         ),
-        (KS, "kustomize"): kustomization(
+        (KS, "kustomize"): app(
             "overflow",
             namespace,
             interval=FOUR_HUNDRED_ONES,
@@ -284,7 +257,7 @@ async def test_durations_go_rejects_stall_their_object_with_a_clear_message(
     }
     for (info, _), manifest in overflowing.items():
         await kube.create(info, manifest)
-    await kube.create(KS, kustomization("app", namespace))
+    await kube.create(KS, app("app", namespace))
 
     # The healthy objects beside them are not held up.
     await controllers.wait_for(kube, GITREPO, namespace, "app", is_ready, "Ready")

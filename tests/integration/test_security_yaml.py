@@ -25,17 +25,15 @@ import yaml
 from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane
 from controllers.kube import KubeClient
-from kustomize.api_v1 import Kustomization
 from kustomize.decrypt import DecryptionError, DecryptionKeys, decrypt_tree
 from tests.fuzz.bombs import SUBSTITUTION_BOMB, kustomization_bomb
 from tests.gitserver import GitDaemon, GitRepos
 from tests.integration.harness import is_ready
-from tests.integration.kinds import GITREPO, git_repository
-from tests.integration.processes import Controllers, kustomize_controller, source_controller
+from tests.integration.kinds import GITREPO, KS, git_repository, kustomization
+from tests.integration.processes import Controllers, running_controllers
 
 pytestmark = pytest.mark.integration
 
-KS = Kustomization.info
 CONFIG_MAP = ResourceInfo(group="", version="v1", kind="ConfigMap", plural="configmaps")
 MIB = 1024 * 1024
 # The kustomize controller's peak RSS (VmHWM) after applying one small Kustomization is about
@@ -51,17 +49,8 @@ BUILD_TIMEOUT_SECONDS = 30
 async def controllers(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> AsyncIterator[Controllers]:
-    both = Controllers(
-        source_controller(control_plane, namespace, tmp_path / "source"),
-        kustomize_controller(control_plane, namespace, tmp_path / "kustomize"),
-    )
-    try:
-        await asyncio.gather(*(process.start() for process in both.processes))
+    async with running_controllers(control_plane, namespace, tmp_path) as both:
         yield both
-    finally:
-        codes = {p.name: await p.stop() for p in both.processes if p.process is not None}
-        print(both.logs())
-    assert codes == {"source-controller": 0, "kustomize-controller": 0}
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -85,21 +74,10 @@ def config_map(name: str, data: dict[str, str]) -> str:
     )
 
 
-def kustomization(name: str, namespace: str, path: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": KS.api_version,
-        "kind": KS.kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "interval": "10m",
-            "path": path,
-            "prune": True,
-            "targetNamespace": namespace,
-            "timeout": f"{BUILD_TIMEOUT_SECONDS}s",
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
-            **spec,
-        },
-    }
+def tenant(name: str, namespace: str, path: str, **spec: Any) -> dict[str, Any]:
+    """A Kustomization applying ``path`` into the test's namespace, with a short timeout."""
+    spec = {"targetNamespace": namespace, "timeout": f"{BUILD_TIMEOUT_SECONDS}s", **spec}
+    return kustomization(name, namespace, path, **spec)
 
 
 def ready(obj: dict[str, Any]) -> dict[str, Any]:
@@ -138,13 +116,11 @@ async def test_an_alias_bomb_in_a_substitution_value_fails_the_build_not_the_con
     )
     await kube.create(
         KS,
-        kustomization(
-            "bomb", namespace, "./bomb", postBuild={"substitute": {"BOMB": SUBSTITUTION_BOMB}}
-        ),
+        tenant("bomb", namespace, "./bomb", postBuild={"substitute": {"BOMB": SUBSTITUTION_BOMB}}),
     )
     await kube.create(
         KS,
-        kustomization("app", namespace, "./app", postBuild={"substitute": {"GREETING": "hi"}}),
+        tenant("app", namespace, "./app", postBuild={"substitute": {"GREETING": "hi"}}),
     )
 
     failed = await controllers.wait_for(
