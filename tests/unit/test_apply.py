@@ -8,19 +8,11 @@ from typing import Any
 import pytest
 
 from controllers.kube import ApiError
-from kustomize.apply import (
-    Action,
-    ChangeSet,
-    ChangeSetEntry,
-    Stage,
-    _drifted,
-    _is_immutable,
-    _masked,
-    _normalize,
-    _union_fields,
-    stage_of,
-    take_over_managed_fields,
-)
+from kustomize.apply.changeset import Action, ChangeSet, ChangeSetEntry
+from kustomize.apply.errors import is_immutable, masked
+from kustomize.apply.managedfields import _union_fields, take_over_managed_fields
+from kustomize.apply.manager import Stage, _drifted, stage_of
+from kustomize.apply.normalize import normalize
 from kustomize.inventory import ObjectRef
 
 
@@ -213,7 +205,7 @@ def test_a_missing_object_has_drifted() -> None:
     ],
 )
 def test_immutable_errors_as_flux_detects_them(status: int, message: str, immutable: bool) -> None:
-    assert _is_immutable(ApiError(status, "", message)) is immutable
+    assert is_immutable(ApiError(status, "", message)) is immutable
 
 
 def test_secret_values_are_masked_in_messages() -> None:
@@ -228,15 +220,15 @@ def test_secret_values_are_masked_in_messages() -> None:
         f'{secret["data"]["token"]}, pin "12", password correct horse'
     )
 
-    masked = _masked(message, secret)
+    shown = masked(message, secret)
 
-    assert masked == 'Secret "s" is invalid: token "***", encoded ***, pin "***", password ***'
+    assert shown == 'Secret "s" is invalid: token "***", encoded ***, pin "***", password ***'
 
 
 def test_other_kinds_are_not_masked() -> None:
     configmap = {"kind": "ConfigMap", "data": {"k": "visible"}}
 
-    assert _masked("value visible", configmap) == "value visible"
+    assert masked("value visible", configmap) == "value visible"
 
 
 def test_objects_are_normalized_as_flux_does() -> None:
@@ -259,7 +251,7 @@ def test_objects_are_normalized_as_flux_does() -> None:
     crd: dict[str, Any] = {"kind": "CustomResourceDefinition", "metadata": {}, "status": {"x": 1}}
 
     for obj in (secret, deployment, crd):
-        _normalize(obj)
+        normalize(obj)
 
     assert secret == {
         "apiVersion": "v1",

@@ -10,7 +10,8 @@ import pytest
 from controllers.reconcile import ReconcileError
 from kustomize.api_v1 import CustomHealthCheck
 from kustomize.cel import InvalidExpression
-from kustomize.health import Health, HealthCheckError, Status, compute, custom_checks
+from kustomize.health import HealthCheckError, compute, custom_checks
+from kustomize.kstatus import Health, Status
 
 CURRENT, IN_PROGRESS, FAILED = Status.CURRENT, Status.IN_PROGRESS, Status.FAILED
 

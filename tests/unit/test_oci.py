@@ -16,8 +16,28 @@ import pytest
 import yaml
 
 from hack.generate_crds import CRDS_DIR
-from source import oci, semver
+from source import semver
 from source.api_v1 import OCIRepository, OCIRepositoryRef
+from source.oci.client import MAX_MANIFEST_SIZE, RegistryClient
+from source.oci.credentials import (
+    Credentials,
+    credentials_from_secret,
+    docker_config_credentials,
+    tls_context,
+)
+from source.oci.errors import AuthenticationError, ContentError, InvalidReference, RegistryError
+from source.oci.headers import Challenge, next_link, parse_challenge
+from source.oci.manifest import (
+    FLUX_CONFIG,
+    FLUX_CONTENT,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    parse_manifest,
+    select_layer,
+    select_manifest,
+)
+from source.oci.reference import PullRef, Repository, needs_tags, parse_repository, resolve_ref
 
 HOST = "registry.example:5000"
 DIGEST = "sha256:" + "a" * 64
@@ -31,7 +51,7 @@ DIGEST = "sha256:" + "a" * 64
         pytest.param(
             'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
             'scope="repository:library/alpine:pull"',
-            oci.Challenge(
+            Challenge(
                 "bearer",
                 {
                     "realm": "https://auth.docker.io/token",
@@ -43,38 +63,36 @@ DIGEST = "sha256:" + "a" * 64
         ),
         pytest.param(
             'Basic realm="Registry Realm"',
-            oci.Challenge("basic", {"realm": "Registry Realm"}),
+            Challenge("basic", {"realm": "Registry Realm"}),
             id="basic",
         ),
         pytest.param(
             'bearer  realm = "https://r/token" , scope="repository:a/b:pull,push"',
-            oci.Challenge(
-                "bearer", {"realm": "https://r/token", "scope": "repository:a/b:pull,push"}
-            ),
+            Challenge("bearer", {"realm": "https://r/token", "scope": "repository:a/b:pull,push"}),
             id="spaces-and-comma-in-quotes",
         ),
         pytest.param(
             r'Bearer realm="https://r/t\"x\\y",service=unquoted',
-            oci.Challenge("bearer", {"realm": 'https://r/t"x\\y', "service": "unquoted"}),
+            Challenge("bearer", {"realm": 'https://r/t"x\\y', "service": "unquoted"}),
             id="escapes-and-token-value",
         ),
         pytest.param(
             'Bearer Realm="https://r/token",REALM="second"',
-            oci.Challenge("bearer", {"realm": "https://r/token"}),
+            Challenge("bearer", {"realm": "https://r/token"}),
             id="names-case-insensitive-first-wins",
         ),
-        pytest.param("Basic", oci.Challenge("basic", {}), id="scheme-only"),
+        pytest.param("Basic", Challenge("basic", {}), id="scheme-only"),
         pytest.param(
             'Basic realm="a", Bearer realm="b"',
-            oci.Challenge("basic", {"realm": "a"}),
+            Challenge("basic", {"realm": "a"}),
             id="first-of-two-challenges",
         ),
         pytest.param("", None, id="empty"),
         pytest.param('="x"', None, id="no-scheme"),
     ],
 )
-def test_parse_challenge(header: str, expected: oci.Challenge | None) -> None:
-    assert oci.parse_challenge(header) == expected
+def test_parse_challenge(header: str, expected: Challenge | None) -> None:
+    assert parse_challenge(header) == expected
 
 
 # -- docker config and credentials ------------------------------------------------------------
@@ -124,7 +142,7 @@ def test_docker_config_credentials(
 ) -> None:
     config = json.dumps({"auths": auths})
 
-    credentials = oci.docker_config_credentials(config, host, "ns/pull")
+    credentials = docker_config_credentials(config, host, "ns/pull")
 
     assert (credentials and (credentials.username, credentials.password)) == expected
 
@@ -151,8 +169,8 @@ def test_docker_config_credentials(
 def test_unusable_secrets_are_named_without_their_values(
     data: dict[str, str], message: str
 ) -> None:
-    with pytest.raises(oci.AuthenticationError, match="secret 'ns/pull'") as caught:
-        oci.credentials_from_secret(data, HOST, "ns/pull")
+    with pytest.raises(AuthenticationError, match="secret 'ns/pull'") as caught:
+        credentials_from_secret(data, HOST, "ns/pull")
 
     assert message in caught.value.message
     assert "secret!!!" not in caught.value.message
@@ -181,13 +199,13 @@ def test_unusable_secrets_are_named_without_their_values(
     ],
 )
 def test_credentials_from_secret(data: dict[str, str], expected: tuple[str, str] | None) -> None:
-    credentials = oci.credentials_from_secret(data, HOST, "ns/pull")
+    credentials = credentials_from_secret(data, HOST, "ns/pull")
 
     assert (credentials and (credentials.username, credentials.password)) == expected
 
 
 def test_credentials_never_show_the_password() -> None:
-    credentials = oci.Credentials("user", "hunter2")
+    credentials = Credentials("user", "hunter2")
 
     assert "hunter2" not in repr(credentials)
     assert credentials.basic() == f"Basic {auth('user', 'hunter2')}"
@@ -242,7 +260,7 @@ def test_credentials_never_show_the_password() -> None:
     ],
 )
 def test_parse_repository(url: str, insecure: bool, host: str, name: str, base_url: str) -> None:
-    repository = oci.parse_repository(url, insecure=insecure)
+    repository = parse_repository(url, insecure=insecure)
 
     assert (repository.host, repository.name, repository.base_url) == (host, name, base_url)
 
@@ -262,8 +280,8 @@ def test_parse_repository(url: str, insecure: bool, host: str, name: str, base_u
     ],
 )
 def test_parse_repository_refuses(url: str, message: str) -> None:
-    with pytest.raises(oci.InvalidReference, match=message):
-        oci.parse_repository(url)
+    with pytest.raises(InvalidReference, match=message):
+        parse_repository(url)
 
 
 TAGS = ["v1.0.0", "v1.1.0", "latest", "v2.0.0-rc.1", "v1.2.0-rc.1", "1.1.0", "nightly"]
@@ -272,40 +290,40 @@ TAGS = ["v1.0.0", "v1.1.0", "latest", "v2.0.0-rc.1", "v1.2.0-rc.1", "1.1.0", "ni
 @pytest.mark.parametrize(
     ("ref", "target", "revision"),
     [
-        pytest.param(None, oci.Target("latest"), f"latest@{DIGEST}", id="default-latest"),
-        pytest.param({}, oci.Target("latest"), f"latest@{DIGEST}", id="empty-ref"),
-        pytest.param({"tag": "v1.0.0"}, oci.Target("v1.0.0"), f"v1.0.0@{DIGEST}", id="tag"),
+        pytest.param(None, PullRef("latest"), f"latest@{DIGEST}", id="default-latest"),
+        pytest.param({}, PullRef("latest"), f"latest@{DIGEST}", id="empty-ref"),
+        pytest.param({"tag": "v1.0.0"}, PullRef("v1.0.0"), f"v1.0.0@{DIGEST}", id="tag"),
         pytest.param(
-            {"tag": "v1.0.0", "semver": "~1.0"}, oci.Target("v1.0.0"), None, id="semver-over-tag"
+            {"tag": "v1.0.0", "semver": "~1.0"}, PullRef("v1.0.0"), None, id="semver-over-tag"
         ),
-        pytest.param({"semver": ">=1.0.0"}, oci.Target("v1.1.0"), None, id="semver-highest"),
+        pytest.param({"semver": ">=1.0.0"}, PullRef("v1.1.0"), None, id="semver-highest"),
         pytest.param(
             {"semver": ">=1.0.0", "semverFilter": "^1"},
-            oci.Target("1.1.0"),
+            PullRef("1.1.0"),
             None,
             id="filter-without-v",
         ),
         pytest.param(
             {"semver": ">=1.0.0-0", "semverFilter": ".*-rc.*"},
-            oci.Target("v2.0.0-rc.1"),
+            PullRef("v2.0.0-rc.1"),
             None,
             id="filter-prereleases",
         ),
         pytest.param(
-            {"semver": "1.1.0"}, oci.Target("v1.1.0"), None, id="equal-versions-greatest-tag"
+            {"semver": "1.1.0"}, PullRef("v1.1.0"), None, id="equal-versions-greatest-tag"
         ),
         pytest.param(
             {"digest": DIGEST, "semver": ">=1.0.0", "tag": "v1.0.0"},
-            oci.Target(None, DIGEST),
+            PullRef(None, DIGEST),
             DIGEST,
             id="digest-wins",
         ),
     ],
 )
-def test_resolve_ref(ref: dict[str, str] | None, target: oci.Target, revision: str | None) -> None:
+def test_resolve_ref(ref: dict[str, str] | None, target: PullRef, revision: str | None) -> None:
     model = None if ref is None else OCIRepositoryRef.model_validate(ref)
 
-    resolved = oci.resolve_ref(model, TAGS if oci.needs_tags(model) else None)
+    resolved = resolve_ref(model, TAGS if needs_tags(model) else None)
 
     assert resolved == target
     if revision is not None:
@@ -316,26 +334,26 @@ def test_resolve_ref(ref: dict[str, str] | None, target: oci.Target, revision: s
     ("ref", "error", "message"),
     [
         pytest.param(
-            {"semver": ">=3.0.0"}, oci.RegistryError, "no match found for semver", id="no-match"
+            {"semver": ">=3.0.0"}, RegistryError, "no match found for semver", id="no-match"
         ),
-        pytest.param({"semver": "~>>1"}, oci.InvalidReference, "parse error", id="bad-range"),
+        pytest.param({"semver": "~>>1"}, InvalidReference, "parse error", id="bad-range"),
         pytest.param(
             {"semver": "*", "semverFilter": "("},
-            oci.InvalidReference,
+            InvalidReference,
             "invalid semverFilter",
             id="bad-filter",
         ),
         pytest.param(
-            {"digest": "sha256:abc"}, oci.InvalidReference, "invalid digest", id="short-digest"
+            {"digest": "sha256:abc"}, InvalidReference, "invalid digest", id="short-digest"
         ),
-        pytest.param({"tag": "-leading-dash"}, oci.InvalidReference, "invalid tag", id="bad-tag"),
+        pytest.param({"tag": "-leading-dash"}, InvalidReference, "invalid tag", id="bad-tag"),
     ],
 )
 def test_resolve_ref_refuses(ref: dict[str, str], error: type[Exception], message: str) -> None:
     model = OCIRepositoryRef.model_validate(ref)
 
     with pytest.raises(error, match=message):
-        oci.resolve_ref(model, TAGS)
+        resolve_ref(model, TAGS)
 
 
 # -- SemVer as Flux (Masterminds) -------------------------------------------------------------
@@ -463,12 +481,12 @@ def test_version_order(lower: str, higher: str) -> None:
     ],
 )
 def test_next_link(header: str | None, expected: str | None) -> None:
-    assert oci.next_link(header, "https://r.example/v2/app/tags/list") == expected
+    assert next_link(header, "https://r.example/v2/app/tags/list") == expected
 
 
 def test_next_link_refuses_another_host() -> None:
-    with pytest.raises(oci.RegistryError, match="another host"):
-        oci.next_link('<https://evil.example/x>; rel="next"', "https://r.example/v2/app/tags/list")
+    with pytest.raises(RegistryError, match="another host"):
+        next_link('<https://evil.example/x>; rel="next"', "https://r.example/v2/app/tags/list")
 
 
 def descriptor(media_type: str, char: str, **extra: Any) -> dict[str, Any]:
@@ -478,8 +496,8 @@ def descriptor(media_type: str, char: str, **extra: Any) -> dict[str, Any]:
 def manifest_bytes(*layers: dict[str, Any], **extra: Any) -> bytes:
     document = {
         "schemaVersion": 2,
-        "mediaType": oci.OCI_MANIFEST,
-        "config": descriptor(oci.FLUX_CONFIG, "c"),
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(FLUX_CONFIG, "c"),
         "layers": list(layers),
         **extra,
     }
@@ -491,18 +509,18 @@ def manifest_bytes(*layers: dict[str, Any], **extra: Any) -> bytes:
     [
         pytest.param(None, "1", id="first-layer-by-default"),
         pytest.param("", "1", id="empty-media-type"),
-        pytest.param(oci.FLUX_CONTENT, "2", id="first-of-the-type"),
+        pytest.param(FLUX_CONTENT, "2", id="first-of-the-type"),
     ],
 )
 def test_select_layer(media_type: str | None, chosen: str) -> None:
     raw = manifest_bytes(
         descriptor("application/vnd.other", "1"),
-        descriptor(oci.FLUX_CONTENT, "2"),
-        descriptor(oci.FLUX_CONTENT, "3"),
+        descriptor(FLUX_CONTENT, "2"),
+        descriptor(FLUX_CONTENT, "3"),
     )
-    manifest = oci.parse_manifest(raw, DIGEST)
+    manifest = parse_manifest(raw, DIGEST)
 
-    assert oci.select_layer(manifest, media_type).digest == "sha256:" + chosen * 64
+    assert select_layer(manifest, media_type).digest == "sha256:" + chosen * 64
 
 
 @pytest.mark.parametrize(
@@ -518,8 +536,8 @@ def test_select_layer(media_type: str | None, chosen: str) -> None:
     ],
 )
 def test_select_layer_refuses(raw: bytes, media_type: str | None, message: str) -> None:
-    with pytest.raises(oci.ContentError, match=message):
-        oci.select_layer(oci.parse_manifest(raw, DIGEST), media_type)
+    with pytest.raises(ContentError, match=message):
+        select_layer(parse_manifest(raw, DIGEST), media_type)
 
 
 @pytest.mark.parametrize(
@@ -547,25 +565,25 @@ def test_select_layer_refuses(raw: bytes, media_type: str | None, message: str) 
     ],
 )
 def test_parse_manifest_refuses(raw: bytes, message: str) -> None:
-    with pytest.raises(oci.ContentError, match=message):
-        oci.parse_manifest(raw, DIGEST)
+    with pytest.raises(ContentError, match=message):
+        parse_manifest(raw, DIGEST)
 
 
 def test_parse_manifest_reads_annotations_and_index() -> None:
-    image = oci.parse_manifest(
-        manifest_bytes(descriptor(oci.FLUX_CONTENT, "1"), annotations={"a": "b", "n": 1}),
+    image = parse_manifest(
+        manifest_bytes(descriptor(FLUX_CONTENT, "1"), annotations={"a": "b", "n": 1}),
         DIGEST,
     )
-    index = oci.parse_manifest(
+    index = parse_manifest(
         json.dumps(
             {
                 "schemaVersion": 2,
                 "manifests": [
                     descriptor(
-                        oci.OCI_MANIFEST, "1", platform={"os": "linux", "architecture": "arm64"}
+                        OCI_MANIFEST, "1", platform={"os": "linux", "architecture": "arm64"}
                     ),
                     descriptor(
-                        oci.OCI_MANIFEST, "2", platform={"os": "linux", "architecture": "amd64"}
+                        OCI_MANIFEST, "2", platform={"os": "linux", "architecture": "amd64"}
                     ),
                 ],
             }
@@ -574,8 +592,8 @@ def test_parse_manifest_reads_annotations_and_index() -> None:
     )
 
     assert (image.is_index, image.annotations) == (False, {"a": "b"})
-    assert (index.is_index, index.media_type) == (True, oci.OCI_INDEX)
-    assert oci.select_manifest(index).digest == "sha256:" + "2" * 64
+    assert (index.is_index, index.media_type) == (True, OCI_INDEX)
+    assert select_manifest(index).digest == "sha256:" + "2" * 64
 
 
 # -- the client against a scripted registry ----------------------------------------------------
@@ -584,10 +602,10 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def client(
-    handler: Handler, credentials: oci.Credentials | None = None, insecure: bool = False
-) -> oci.RegistryClient:
-    repository = oci.Repository(HOST, "org/app", insecure)
-    return oci.RegistryClient(
+    handler: Handler, credentials: Credentials | None = None, insecure: bool = False
+) -> RegistryClient:
+    repository = Repository(HOST, "org/app", insecure)
+    return RegistryClient(
         repository, credentials, timeout=5, transport=httpx.MockTransport(handler)
     )
 
@@ -634,12 +652,12 @@ async def test_tags_follow_link_pagination() -> None:
 
 async def test_bearer_token_flow() -> None:
     seen: list[tuple[str, str | None]] = []
-    manifest = manifest_bytes(descriptor(oci.FLUX_CONTENT, "1"))
+    manifest = manifest_bytes(descriptor(FLUX_CONTENT, "1"))
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((str(request.url), request.headers.get("Authorization")))
         if request.url.host == "auth.example":
-            assert request.headers["Authorization"] == oci.Credentials("u", "p").basic()
+            assert request.headers["Authorization"] == Credentials("u", "p").basic()
             return answer(200, json_body={"token": "t0k3n"})
         if request.headers.get("Authorization") != "Bearer t0k3n":
             challenge = (
@@ -647,9 +665,9 @@ async def test_bearer_token_flow() -> None:
                 'scope="repository:org/app:pull"'
             )
             return answer(401, headers={"WWW-Authenticate": challenge})
-        return answer(200, content=manifest, headers={"Content-Type": oci.OCI_MANIFEST})
+        return answer(200, content=manifest, headers={"Content-Type": OCI_MANIFEST})
 
-    async with client(handler, oci.Credentials("u", "p")) as registry:
+    async with client(handler, Credentials("u", "p")) as registry:
         first = await registry.manifest("v1")
         second = await registry.manifest("v1")
 
@@ -659,7 +677,7 @@ async def test_bearer_token_flow() -> None:
     base = f"https://{HOST}/v2/org/app/manifests/v1"
     assert seen == [
         (base, None),
-        (token_url, oci.Credentials("u", "p").basic()),
+        (token_url, Credentials("u", "p").basic()),
         (base, "Bearer t0k3n"),
         (base, "Bearer t0k3n"),  # the token is reused
     ]
@@ -677,35 +695,35 @@ async def test_bearer_token_flow() -> None:
         ),
         pytest.param(
             'Basic realm="r"',
-            oci.Credentials("u", "wrong"),
+            Credentials("u", "wrong"),
             False,
             "refused the credentials (HTTP 401)",
             id="basic-refused",
         ),
         pytest.param(
             'Bearer realm="http://auth.example/token"',
-            oci.Credentials("u", "p"),
+            Credentials("u", "p"),
             False,
             "is plain HTTP; refusing to send credentials",
             id="plain-http-realm",
         ),
         pytest.param(
             'Bearer realm="https://auth.example/token"',
-            oci.Credentials("u", "wrong"),
+            Credentials("u", "wrong"),
             False,
             "token server https://auth.example/token refused the credentials",
             id="token-refused",
         ),
         pytest.param(
             'Bearer service="x"',
-            oci.Credentials("u", "p"),
+            Credentials("u", "p"),
             False,
             "no usable realm",
             id="no-realm",
         ),
         pytest.param(
             "Negotiate",
-            oci.Credentials("u", "p"),
+            Credentials("u", "p"),
             False,
             "without a Basic or Bearer challenge",
             id="unknown-scheme",
@@ -713,7 +731,7 @@ async def test_bearer_token_flow() -> None:
     ],
 )
 async def test_authentication_failures(
-    challenge: str, credentials: oci.Credentials | None, insecure: bool, message: str
+    challenge: str, credentials: Credentials | None, insecure: bool, message: str
 ) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "auth.example":
@@ -721,7 +739,7 @@ async def test_authentication_failures(
         return answer(401, headers={"WWW-Authenticate": challenge})
 
     async with client(handler, credentials, insecure) as registry:
-        with pytest.raises(oci.AuthenticationError, match=re.escape(message)) as caught:
+        with pytest.raises(AuthenticationError, match=re.escape(message)) as caught:
             await registry.manifest("v1")
 
     assert "wrong" not in caught.value.message
@@ -729,7 +747,7 @@ async def test_authentication_failures(
 
 async def test_forbidden_is_an_authentication_error() -> None:
     async with client(lambda request: answer(403)) as registry:
-        with pytest.raises(oci.AuthenticationError, match="denied access"):
+        with pytest.raises(AuthenticationError, match="denied access"):
             await registry.tags()
 
 
@@ -737,7 +755,7 @@ async def test_registry_errors_carry_the_registry_code() -> None:
     body = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
 
     async with client(lambda request: answer(404, json_body=body)) as registry:
-        with pytest.raises(oci.RegistryError, match=r"manifest v9 not found .*MANIFEST_UNKNOWN"):
+        with pytest.raises(RegistryError, match=r"manifest v9 not found .*MANIFEST_UNKNOWN"):
             await registry.manifest("v9")
 
 
@@ -767,7 +785,7 @@ async def test_resolve_digest_uses_head_and_falls_back_to_get() -> None:
     [
         pytest.param(b"{}", {}, "has digest sha256:", id="other-content-than-asked"),
         pytest.param(
-            b"x" * (oci.MAX_MANIFEST_SIZE + 1), {}, "larger than 4194304 bytes", id="too-large"
+            b"x" * (MAX_MANIFEST_SIZE + 1), {}, "larger than 4194304 bytes", id="too-large"
         ),
     ],
 )
@@ -775,7 +793,7 @@ async def test_manifest_by_digest_is_verified(
     content: bytes, headers: dict[str, str], message: str
 ) -> None:
     async with client(lambda request: answer(200, content=content)) as registry:
-        with pytest.raises(oci.ContentError, match=message):
+        with pytest.raises(ContentError, match=message):
             await registry.manifest(DIGEST)
 
 
@@ -784,7 +802,7 @@ async def test_manifest_digest_must_match_the_declared_one() -> None:
         return answer(200, manifest_bytes(), headers={"Docker-Content-Digest": DIGEST})
 
     async with client(handler) as registry:
-        with pytest.raises(oci.ContentError, match=r"not the sha256:a+ the registry declared"):
+        with pytest.raises(ContentError, match=r"not the sha256:a+ the registry declared"):
             await registry.manifest("latest")
 
 
@@ -799,15 +817,15 @@ async def test_manifest_digest_must_match_the_declared_one() -> None:
 async def test_fetch_blob_refuses(
     tmp_path: Path, served: bytes, size: int, limit: int, message: str
 ) -> None:
-    layer = oci.Descriptor(oci.FLUX_CONTENT, sha256(b"layer"), size)
+    layer = Descriptor(FLUX_CONTENT, sha256(b"layer"), size)
 
     async with client(lambda request: answer(200, content=served)) as registry:
-        with pytest.raises(oci.ContentError, match=message):
+        with pytest.raises(ContentError, match=message):
             await registry.fetch_blob(layer, tmp_path / "blob", limit)
 
 
 async def test_content_coding_is_refused(tmp_path: Path) -> None:
-    layer = oci.Descriptor(oci.FLUX_CONTENT, sha256(b"layer"), 5)
+    layer = Descriptor(FLUX_CONTENT, sha256(b"layer"), 5)
     headers = {"Content-Encoding": "gzip"}
     seen: list[str | None] = []
 
@@ -816,7 +834,7 @@ async def test_content_coding_is_refused(tmp_path: Path) -> None:
         return answer(200, b"layer", headers=headers)
 
     async with client(handler) as registry:
-        with pytest.raises(oci.ContentError, match="Content-Encoding 'gzip'"):
+        with pytest.raises(ContentError, match="Content-Encoding 'gzip'"):
             await registry.fetch_blob(layer, tmp_path / "blob", 100)
 
     assert seen == ["identity"]
@@ -824,7 +842,7 @@ async def test_content_coding_is_refused(tmp_path: Path) -> None:
 
 async def test_fetch_blob(tmp_path: Path) -> None:
     data = b"layer" * 100_000
-    layer = oci.Descriptor(oci.FLUX_CONTENT, sha256(data), len(data))
+    layer = Descriptor(FLUX_CONTENT, sha256(data), len(data))
 
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path == f"/v2/org/app/blobs/{layer.digest}"
@@ -845,8 +863,8 @@ async def test_fetch_blob(tmp_path: Path) -> None:
     ],
 )
 def test_tls_context_refuses(data: dict[str, str], message: str) -> None:
-    with pytest.raises(oci.AuthenticationError, match=message):
-        oci.tls_context(data, "ns/tls")
+    with pytest.raises(AuthenticationError, match=message):
+        tls_context(data, "ns/tls")
 
 
 # -- the API model and its CRD ----------------------------------------------------------------
@@ -926,7 +944,7 @@ def test_ocirepository_round_trips_flux_names() -> None:
             "interval": "5m0s",
             "url": "oci://ghcr.io/stefanprodan/manifests/podinfo",
             "ref": {"semver": ">= 6.1.x-0", "semverFilter": ".*-rc.*"},
-            "layerSelector": {"mediaType": oci.FLUX_CONTENT, "operation": "copy"},
+            "layerSelector": {"mediaType": FLUX_CONTENT, "operation": "copy"},
             "verify": {
                 "provider": "cosign",
                 "matchOIDCIdentity": [{"issuer": "^https://token$", "subject": "^me$"}],

@@ -10,13 +10,10 @@ Flux's ssa package (fluxcd/pkg ``ApplyAllStaged``) does:
    not exist yet, ``configured`` when the dry-run result differs from the live object in its
    labels, annotations or anything outside ``metadata`` and ``status``, or when a cleanup of
    its metadata is due; ``unchanged`` otherwise (nothing is sent, so the resourceVersion
-   stays); ``skipped`` for the opt-outs below. Then a real apply of what is not unchanged, as
-   field manager ``kustomize-controller`` with ``force=true``.
-3. Taking over: before applying, fields owned by ``kubectl`` (any operation, any manager name
-   starting so, e.g. ``kubectl-client-side-apply``) or by ``before-first-apply`` or by our own
-   manager's ``Update`` operation are reassigned to our ``Apply`` entry, and the
-   ``kubectl.kubernetes.io/last-applied-configuration`` annotation is removed, so fields we
-   no longer declare are dropped instead of kept by an old owner.
+   stays); ``skipped`` for the opt-outs (``kustomize.apply.annotations``). Then a real apply
+   of what is not unchanged, as field manager ``kustomize-controller`` with ``force=true``.
+3. Taking over: before applying, the fields of ``kubectl`` and of earlier writers are
+   reassigned to our ``Apply`` entry (``kustomize.apply.managedfields``).
 
 What is guaranteed about validation: before anything is written, every object is dry-run,
 except those that cannot be yet because they depend on this very set (objects of a kind
@@ -26,16 +23,6 @@ stage before any of it is applied; a failure then leaves the earlier stages appl
 change set is on the error), exactly as in Flux. An object recreated because of an
 immutable field change is validated again only after its deletion.
 
-Per-object annotations (or labels), values compared case-insensitively as Flux does:
-
-- ``kustomize.toolkit.fluxcd.io/ssa``: ``Override`` (the default), ``Merge`` (no takeover of
-  fields other managers own), ``IfNotPresent`` (create, never update: skipped once it exists),
-  ``Ignore`` (skipped, and never pruned);
-- ``kustomize.toolkit.fluxcd.io/force: Enabled``: recreate this object on an immutable-field
-  error, as ``ApplyOptions.force`` does for all;
-- ``kustomize.toolkit.fluxcd.io/reconcile: disabled``: skipped, and never pruned;
-- ``kustomize.toolkit.fluxcd.io/prune: disabled``: never pruned.
-
 ``ResourceManager.prune`` deletes the objects that left the inventory (background
 propagation), but only those still labelled as belonging to this Kustomization.
 """
@@ -43,17 +30,13 @@ propagation), but only those still labelled as belonging to this Kustomization.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import copy
 import dataclasses
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controllers import conditions as cond
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper, UnknownKind
 from controllers.kube import (
@@ -63,139 +46,43 @@ from controllers.kube import (
     KubeClient,
     resource_path,
 )
-from controllers.reconcile import ReconcileError
 from controllers.wait import wait_until
 from kustomize import health
+from kustomize.apply.annotations import (
+    EXCLUDED,
+    FORCED,
+    IF_NOT_PRESENT,
+    NOT_PRUNED,
+    OWNER_GROUP,
+    any_in_metadata,
+)
+from kustomize.apply.changeset import Action, ChangeSet, ChangeSetEntry
+from kustomize.apply.errors import (
+    ApplyError,
+    ObjectFailure,
+    PruneError,
+    dry_run_failure,
+    is_immutable,
+    masked,
+)
+from kustomize.apply.managedfields import cleanup_patch
+from kustomize.apply.normalize import normalize
 from kustomize.inventory import ObjectRef, sort_key
 
 __all__ = [
     "FIELD_MANAGER",
-    "OWNER_GROUP",
-    "PRUNE_FAILED",
-    "RECONCILIATION_FAILED",
-    "Action",
-    "ApplyError",
     "ApplyOptions",
-    "ChangeSet",
-    "ChangeSetEntry",
-    "PruneError",
     "ResourceManager",
     "Stage",
     "stage_of",
-    "take_over_managed_fields",
 ]
 
 FIELD_MANAGER = "kustomize-controller"
-OWNER_GROUP = "kustomize.toolkit.fluxcd.io"
-RECONCILIATION_FAILED = cond.FAILED
-PRUNE_FAILED = "PruneFailed"
-
-SSA_ANNOTATION = f"{OWNER_GROUP}/ssa"
-FORCE_ANNOTATION = f"{OWNER_GROUP}/force"
-PRUNE_ANNOTATION = f"{OWNER_GROUP}/prune"
-RECONCILE_ANNOTATION = f"{OWNER_GROUP}/reconcile"
-LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
-
-# The selectors Flux's kustomize-controller hands to its apply engine.
-_EXCLUDED = {RECONCILE_ANNOTATION: "disabled", SSA_ANNOTATION: "Ignore"}
-_IF_NOT_PRESENT = {SSA_ANNOTATION: "IfNotPresent"}
-_FORCED = {FORCE_ANNOTATION: "Enabled"}
-_NO_CLEANUP = {SSA_ANNOTATION: "Merge"}
-_NOT_PRUNED = {
-    PRUNE_ANNOTATION: "disabled",
-    RECONCILE_ANNOTATION: "disabled",
-    SSA_ANNOTATION: "Ignore",
-}
-# Metadata Flux removes from live objects before applying (kubectl's, and Flux v1's).
-_STALE_ANNOTATIONS = (
-    LAST_APPLIED_ANNOTATION,
-    f"{OWNER_GROUP}/checksum",
-    "fluxcd.io/sync-checksum",
-)
-_STALE_LABELS = ("fluxcd.io/sync-gc-mark",)
-
-# Flux's ssa errors.IsImmutableError: kubectl's rule (any 409 or 422) plus the wording that
-# webhooks and CEL rules use.
-_IMMUTABLE = re.compile(r"is\simmutable|immutable\sfield")
 
 # Objects planned (GET + dry-run) at once, as Flux's --concurrent-ssa.
 DEFAULT_CONCURRENCY = 4
 # Reads of an object that another writer keeps changing, before its dry-run is taken as is.
 _CONSISTENT_READS = 3
-
-
-class Action(StrEnum):
-    """What happened to one object, in Flux's words."""
-
-    CREATED = "created"
-    CONFIGURED = "configured"
-    UNCHANGED = "unchanged"
-    DELETED = "deleted"
-    SKIPPED = "skipped"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class ChangeSetEntry:
-    """One object and what was done to it; ``str()`` is Flux's ``Kind/namespace/name action``."""
-
-    ref: ObjectRef
-    action: Action
-
-    def __str__(self) -> str:
-        return f"{self.ref.subject} {self.action}"
-
-
-@dataclass
-class ChangeSet:
-    """The entries of one apply or prune, in the order they were processed."""
-
-    entries: list[ChangeSetEntry] = field(default_factory=list)
-
-    def __iter__(self) -> Iterator[ChangeSetEntry]:
-        return iter(self.entries)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __str__(self) -> str:
-        """Every entry, one ``Kind/namespace/name action`` line each."""
-        return "\n".join(str(entry) for entry in self.entries)
-
-    def changes(self) -> str:
-        """Only the lines that changed something (not unchanged, not skipped): event text."""
-        quiet = (Action.UNCHANGED, Action.SKIPPED)
-        return "\n".join(str(entry) for entry in self.entries if entry.action not in quiet)
-
-    def refs(self) -> list[ObjectRef]:
-        """The objects of every entry; the new inventory after an apply."""
-        return [entry.ref for entry in self.entries]
-
-
-class ApplyError(ReconcileError):
-    """Applying failed. ``reason`` is Flux's condition reason, ``change_set`` what was done.
-
-    The message names the object and carries the API server's message; a Secret's values are
-    masked in it.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str = RECONCILIATION_FAILED,
-        change_set: ChangeSet | None = None,
-    ) -> None:
-        super().__init__(message, reason=reason)
-        self.change_set = change_set if change_set is not None else ChangeSet()
-
-
-class PruneError(ApplyError):
-    """Some deletions failed; ``survivors`` must stay in the inventory to be retried."""
-
-    def __init__(self, message: str, *, change_set: ChangeSet, survivors: list[ObjectRef]) -> None:
-        super().__init__(message, reason=PRUNE_FAILED, change_set=change_set)
-        self.survivors = survivors
 
 
 @dataclass(frozen=True)
@@ -236,110 +123,6 @@ def stage_of(obj: Mapping[str, Any]) -> Stage:
     return Stage.RESOURCES
 
 
-def _any_in_metadata(obj: Mapping[str, Any] | None, selector: Mapping[str, str]) -> bool:
-    """Whether a label or annotation of ``obj`` has one of the selector's values (any case)."""
-    if not obj:
-        return False
-    meta = obj.get("metadata") or {}
-    for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
-        for key, value in selector.items():
-            found = source.get(key)
-            if found and str(found).lower() == value.lower():
-                return True
-    return False
-
-
-# Managed fields: (manager name prefix, operation) pairs that Flux takes over.
-_TAKEN_OVER = (("kubectl", "Apply"), ("kubectl", "Update"), ("before-first-apply", "Update"))
-
-
-def _union_fields(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
-    """The union of two ``fieldsV1`` sets (structured-merge-diff's ``Set.Union``).
-
-    Below the root, a node is a member of the set when it is ``{}`` or has a ``"."`` child;
-    a node that is a member in one set and has children in the other keeps both.
-    """
-    merged: dict[str, Any] = {}
-    for key in first.keys() | second.keys():
-        if key in first and key in second:
-            merged[key] = _union_node(first[key], second[key])
-        else:
-            merged[key] = copy.deepcopy(first[key] if key in first else second[key])
-    return merged
-
-
-def _union_node(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
-    children = _union_fields(first, second)
-    if children and (not first or not second):
-        children["."] = {}
-    return children
-
-
-def take_over_managed_fields(
-    entries: Sequence[Mapping[str, Any]], field_manager: str
-) -> list[dict[str, Any]] | None:
-    """``metadata.managedFields`` with the entries of ``kubectl*`` (Apply or Update),
-    ``before-first-apply`` (Update) and ``field_manager`` (Update) folded into
-    ``field_manager``'s Apply entry, which goes last; ``None`` when there is nothing to take.
-
-    Fluxcd/pkg ssa ``PatchReplaceFieldsManagers``: the first taken entry is renamed when we
-    have no Apply entry yet, the others are merged into it; subresource entries stay.
-    """
-    managers = (*_TAKEN_OVER, (field_manager, "Update"))
-    ours_at = None
-    for i, entry in enumerate(entries):
-        if entry.get("manager") == field_manager and entry.get("operation") == "Apply":
-            ours_at = i
-    ours = dict(entries[ours_at]) if ours_at is not None else None
-    kept: list[dict[str, Any]] = []
-    taken = False
-    for i, entry in enumerate(entries):
-        if i == ours_at:
-            continue
-        name, operation = str(entry.get("manager") or ""), entry.get("operation")
-        if not entry.get("subresource") and any(
-            name.startswith(prefix) and operation == op for prefix, op in managers
-        ):
-            taken = True
-            if ours is None:
-                ours = {**entry, "manager": field_manager, "operation": "Apply"}
-            else:
-                fields = _union_fields(ours.get("fieldsV1") or {}, entry.get("fieldsV1") or {})
-                ours = {**ours, "fieldsV1": fields}
-            continue
-        kept.append(dict(entry))
-    if not taken or ours is None:
-        return None
-    return [*kept, ours]
-
-
-def _json_pointer(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
-
-
-def _cleanup_patch(
-    desired: Mapping[str, Any], existing: Mapping[str, Any] | None, field_manager: str
-) -> list[dict[str, Any]]:
-    """The JSON patch that removes stale metadata from ``existing`` and takes over its
-    fields; empty when there is none, or when ``ssa: Merge`` opts out."""
-    if existing is None or _any_in_metadata(desired, _NO_CLEANUP):
-        return []
-    if _any_in_metadata(existing, _NO_CLEANUP):
-        return []
-    meta = existing.get("metadata") or {}
-    patch: list[dict[str, Any]] = []
-    for key in _STALE_ANNOTATIONS:
-        if key in (meta.get("annotations") or {}):
-            patch.append({"op": "remove", "path": f"/metadata/annotations/{_json_pointer(key)}"})
-    for key in _STALE_LABELS:
-        if key in (meta.get("labels") or {}):
-            patch.append({"op": "remove", "path": f"/metadata/labels/{_json_pointer(key)}"})
-    managed = take_over_managed_fields(meta.get("managedFields") or [], field_manager)
-    if managed is not None:
-        patch.append({"op": "replace", "path": "/metadata/managedFields", "value": managed})
-    return patch
-
-
 def _without_metadata_and_status(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
@@ -353,75 +136,6 @@ def _drifted(existing: Mapping[str, Any] | None, dry_run: Mapping[str, Any]) -> 
         if (live.get(key) or {}) != (wanted.get(key) or {}):
             return True
     return _without_metadata_and_status(existing) != _without_metadata_and_status(dry_run)
-
-
-_POD_TEMPLATE_PATHS = {
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-    "Pod": ("spec",),
-}
-
-
-def _dig(obj: Any, path: Sequence[str]) -> Any:
-    for key in path:
-        obj = obj.get(key) if isinstance(obj, dict) else None
-    return obj
-
-
-def _default_protocols(ports: Any) -> None:
-    for port in ports if isinstance(ports, list) else []:
-        if isinstance(port, dict) and not port.get("protocol"):
-            port["protocol"] = "TCP"
-
-
-def _normalize(obj: dict[str, Any]) -> None:
-    """Flux's ssa normalize, in place: no status (but a CRD's) nor creationTimestamp, a
-    Secret's stringData folded into data, port protocols defaulted to TCP."""
-    obj.get("metadata", {}).pop("creationTimestamp", None)
-    if obj.get("kind") != "CustomResourceDefinition":
-        obj.pop("status", None)
-    kind, api_version = obj.get("kind"), obj.get("apiVersion")
-    if kind == "Secret" and api_version == "v1" and isinstance(obj.get("stringData"), dict):
-        data: dict[str, Any] = dict(obj.get("data") or {})
-        for key, value in obj.pop("stringData").items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
-        obj["data"] = data
-    if kind == "Service" and api_version == "v1":
-        _default_protocols(_dig(obj, ("spec", "ports")))
-    elif kind in _POD_TEMPLATE_PATHS:
-        pod_spec = _dig(obj, _POD_TEMPLATE_PATHS[str(kind)])
-        for container in _dig(pod_spec, ("containers",)) or []:
-            if isinstance(container, dict):
-                _default_protocols(container.get("ports"))
-
-
-def _secret_values(obj: Mapping[str, Any]) -> list[str]:
-    """Every value of a Secret, as written and decoded, longest first."""
-    if obj.get("kind") != "Secret":
-        return []
-    values: set[str] = set()
-    for key in ("data", "stringData"):
-        for value in (obj.get(key) or {}).values():
-            values.add(str(value))
-            if key == "data":
-                with contextlib.suppress(ValueError):  # not base64, or not text
-                    values.add(base64.b64decode(str(value), validate=True).decode())
-    return sorted((v for v in values if v), key=len, reverse=True)
-
-
-def _masked(message: str, obj: Mapping[str, Any]) -> str:
-    """``message`` with a Secret's values replaced by ``***``: the API server may quote them."""
-    for value in _secret_values(obj):
-        # Short values would mangle unrelated words; mask them only where quoted.
-        if len(value) >= 4:
-            message = message.replace(value, "***")
-        else:
-            message = message.replace(f'"{value}"', '"***"')
-    return message
 
 
 @dataclass
@@ -537,7 +251,7 @@ class ResourceManager:
         for ref in sorted(stale, key=sort_key, reverse=True):
             try:
                 action = await self._delete(ref)
-            except _ObjectFailure as failure:
+            except ObjectFailure as failure:
                 errors.append(str(failure))
                 survivors.append(ref)
                 action = Action.UNKNOWN
@@ -560,7 +274,7 @@ class ResourceManager:
         if not meta.get("name"):
             raise ApplyError(f"{desired['kind']} #{index + 1} has no metadata.name")
         meta["labels"] = {**(meta.get("labels") or {}), **self.owner_labels}
-        _normalize(desired)
+        normalize(desired)
         return _Item(desired, ObjectRef.of(desired), stage_of(desired))
 
     async def _plan_all(
@@ -579,7 +293,7 @@ class ResourceManager:
         results = await asyncio.gather(*(limited(item) for item in items), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         for failure in failures:
-            if not isinstance(failure, _ObjectFailure):
+            if not isinstance(failure, ObjectFailure):
                 raise failure
         if failures:
             raise ApplyError("\n".join(map(str, failures)), change_set=change_set)
@@ -591,13 +305,13 @@ class ResourceManager:
         try:
             info = await self._mapper.resource_for(item.obj["apiVersion"], item.obj["kind"])
         except UnknownKind as err:
-            raise _ObjectFailure(item.ref, f"dry-run failed: {err}", item.obj) from err
+            raise ObjectFailure(item.ref, f"dry-run failed: {err}", item.obj) from err
         meta = item.obj["metadata"]
         if not info.namespaced:
             meta.pop("namespace", None)
             item.ref = dataclasses.replace(item.ref, namespace="")
         elif not meta.get("namespace"):
-            raise _ObjectFailure(item.ref, "namespace not specified", item.obj)
+            raise ObjectFailure(item.ref, "namespace not specified", item.obj)
         namespace = meta.get("namespace")
         # The dry-run answers for the live object as it is then; when another writer (a
         # controller annotating a new Deployment) changed it since our read, read again
@@ -606,27 +320,27 @@ class ResourceManager:
             try:
                 existing = await self._kube.get_or_none(info, namespace, meta["name"])
             except ApiError as err:
-                raise _ObjectFailure(item.ref, f"query failed: {err.message}", item.obj) from err
+                raise ObjectFailure(item.ref, f"query failed: {err.message}", item.obj) from err
 
-            if _any_in_metadata(item.obj, _EXCLUDED) or _any_in_metadata(existing, _EXCLUDED):
+            if any_in_metadata(item.obj, EXCLUDED) or any_in_metadata(existing, EXCLUDED):
                 return _Plan(item, info, Action.SKIPPED, existing)
-            if existing is not None and _any_in_metadata(item.obj, _IF_NOT_PRESENT):
+            if existing is not None and any_in_metadata(item.obj, IF_NOT_PRESENT):
                 return _Plan(item, info, Action.SKIPPED, existing)
 
             try:
                 dry_run = await self._apply(info, item.obj, dry_run=True)
             except ApiError as err:
-                if existing is not None and _is_immutable(err):
-                    forced = options.force or _any_in_metadata(item.obj, _FORCED)
-                    if forced or _any_in_metadata(existing, _FORCED):
+                if existing is not None and is_immutable(err):
+                    forced = options.force or any_in_metadata(item.obj, FORCED)
+                    if forced or any_in_metadata(existing, FORCED):
                         return _Plan(item, info, Action.CREATED, existing, recreate=True)
                 if err.status == 404 and namespace in created_namespaces:
                     raise _Deferred from err
-                raise _ObjectFailure(item.ref, _dry_run_failure(err), item.obj) from err
+                raise ObjectFailure(item.ref, dry_run_failure(err), item.obj) from err
             if _resource_version(dry_run) == _resource_version(existing):
                 break
 
-        cleanup = _cleanup_patch(item.obj, existing, self._field_manager)
+        cleanup = cleanup_patch(item.obj, existing, self._field_manager)
         if not _resource_version(dry_run):
             action = Action.CREATED
         elif cleanup or _drifted(existing, dry_run):
@@ -645,7 +359,7 @@ class ResourceManager:
         namespace, name = meta.get("namespace"), meta["name"]
 
         def failure(what: str) -> ApplyError:
-            return ApplyError(_masked(f"{item.ref} {what}", item.obj), change_set=change_set)
+            return ApplyError(masked(f"{item.ref} {what}", item.obj), change_set=change_set)
 
         if plan.recreate and plan.existing is not None:
             uid = plan.existing["metadata"].get("uid")
@@ -712,47 +426,28 @@ class ResourceManager:
         try:
             info = await self._mapper.resource_for(ref.api_version, ref.kind)
         except UnknownKind as err:
-            raise _ObjectFailure(ref, f"query failed: {err}") from err
+            raise ObjectFailure(ref, f"query failed: {err}") from err
         namespace = ref.namespace or None
         try:
             existing = await self._kube.get_or_none(info, namespace, ref.name)
         except ApiError as err:
-            raise _ObjectFailure(ref, f"query failed: {err.message}") from err
+            raise ObjectFailure(ref, f"query failed: {err.message}") from err
         if existing is None:
             return Action.DELETED
         labels = (existing.get("metadata") or {}).get("labels") or {}
         if any(labels.get(key) != value for key, value in self.owner_labels.items()):
             return Action.SKIPPED
-        if _any_in_metadata(existing, _NOT_PRUNED):
+        if any_in_metadata(existing, NOT_PRUNED):
             return Action.SKIPPED
         try:
             await self._kube.delete(info, namespace, ref.name, propagation="Background")
         except ApiError as err:
-            raise _ObjectFailure(ref, f"delete failed: {err.message}") from err
+            raise ObjectFailure(ref, f"delete failed: {err.message}") from err
         return Action.DELETED
-
-
-class _ObjectFailure(Exception):
-    """One object failed: ``Kind/namespace/name <what>``, a Secret's values masked."""
-
-    def __init__(self, ref: ObjectRef, what: str, obj: Mapping[str, Any] | None = None) -> None:
-        super().__init__(_masked(f"{ref} {what}", obj or {}))
 
 
 def _resource_version(obj: Mapping[str, Any] | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
-
-
-def _is_immutable(err: ApiError) -> bool:
-    return err.status in (409, 422) or bool(_IMMUTABLE.search(err.message))
-
-
-def _dry_run_failure(err: ApiError) -> str:
-    """Flux's DryRunErr wording, after the object's name."""
-    if err.status == 404:
-        return f"not found: {err.message}"
-    reason = f" ({err.reason})" if err.reason else ""
-    return f"dry-run failed{reason}: {err.message}"
 
 
 def _set_dependencies(items: Sequence[_Item]) -> tuple[set[tuple[str, str]], frozenset[str]]:
