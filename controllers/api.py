@@ -188,10 +188,25 @@ class CustomResource(KubeModel):
             {"metadata": {"namespace": self.metadata.namespace, "name": self.metadata.name}}
         )
 
+    # What the runtime reads of every kind; a kind with the spec field overrides its accessor.
+
+    @property
+    def interval_seconds(self) -> float | None:
+        """``spec.interval`` in seconds: how often a reconciled object is looked at again;
+        None for a kind without one (the runtime's default interval applies)."""
+        return None
+
+    @property
+    def retry_interval_seconds(self) -> float | None:
+        """How soon a failed run is retried (Kustomization's ``spec.retryInterval``); None
+        for a kind without one, which backs off per key."""
+        return None
+
     @property
     def suspended(self) -> bool:
-        """``spec.suspend``, for kinds that have it."""
-        return bool(getattr(getattr(self, "spec", None), "suspend", False))
+        """``spec.suspend``: the runtime runs no step while it is true; False for a kind
+        without it."""
+        return False
 
 
 # Go's time.ParseDuration, which Flux reads every duration with. Values are integer

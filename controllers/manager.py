@@ -175,7 +175,7 @@ class Manager:
             queue = WorkQueue(ExponentialBackoff(opts.min_retry_delay, opts.max_retry_delay))
             queues.append(queue)
 
-            watches: list[Watch] = list(getattr(reconciler, "watches", ()))
+            watches = list(reconciler.watches)
             # A watch on the controller's own kind (dependsOn) rides on the primary informer.
             own = [w for w in watches if w.info == controller.info]
             informer = Informer(

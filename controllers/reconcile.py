@@ -1,9 +1,10 @@
 """The one reconciler shape every weir controller has.
 
-A controller supplies a ``Reconciler``: its model, its abnormal condition types, its ordered
-steps (``async def step(ctx, obj) -> Result``) and a ``finalize`` for deletion. ``Controller``
-does the rest the same way for every kind: fetch by key, deletion and finalizer, suspend,
-run the steps, then one summarizer maps the outcome to ``Ready``/``Reconciling``/``Stalled``,
+A controller supplies a ``Reconciler``: its model, its abnormal condition types, its per-run
+state, its ordered steps (``async def step(ctx, obj) -> Result``), the other kinds it watches
+and a ``finalize`` for deletion. ``Controller`` does the rest the same way for every kind:
+fetch by key, deletion and finalizer, suspend, run the steps, then one summarizer
+(``summarize``, ``events_to_record``) maps the outcome to ``Ready``/``Reconciling``/``Stalled``,
 ``observedGeneration``, ``lastHandledReconcileAt``, events, metrics and the requeue.
 """
 
@@ -17,10 +18,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, cast
 
 import structlog
 from pydantic import ValidationError
+from typing_extensions import TypeVar
 
 from controllers import conditions as cond
 from controllers.api import (
@@ -29,7 +31,6 @@ from controllers.api import (
     ObjectMeta,
     ResourceInfo,
     ResourceStatus,
-    parse_duration,
 )
 from controllers.events import EventRecorder, EventType
 from controllers.kube import KubeClient
@@ -42,15 +43,19 @@ __all__ = [
     "INVALID_SPEC",
     "REQUESTED_AT",
     "Controller",
+    "Event",
     "Outcome",
     "ReconcileError",
     "Reconciler",
     "Result",
     "RunContext",
+    "RunSummary",
     "Stalling",
     "Step",
     "Waiting",
     "Watch",
+    "events_to_record",
+    "summarize",
 ]
 
 FINALIZER = "finalizers.fluxcd.io"
@@ -60,8 +65,13 @@ INVALID_SPEC = "InvalidSpec"
 # An invalid object's message lists at most this many problems, and values up to this length.
 MAX_PROBLEMS = 5
 MAX_SHOWN_VALUE = 64
+DEFAULT_INTERVAL_SECONDS = 600.0
+"""How often an object of a kind without ``spec.interval`` is reconciled."""
 
 T = TypeVar("T", bound=CustomResource)
+T_contra = TypeVar("T_contra", bound=CustomResource, contravariant=True)
+S = TypeVar("S", default=Any)
+"""A reconciler's per-run state (``RunContext.state``); Any where it does not matter."""
 
 
 class ReconcileError(Exception):
@@ -87,10 +97,16 @@ class Waiting(ReconcileError):
 
 @dataclass(frozen=True)
 class Result:
-    """What a step reports. The run's result is the last step's, with the shortest requeue."""
+    """What a step reports. The run's result has the last message a step gave and the
+    shortest ``requeue_after`` a step asked for (zero or less asks for nothing)."""
 
     requeue_after: float | None = None
     message: str | None = None
+
+    def then(self, later: Result) -> Result:
+        """This result followed by a later step's."""
+        delays = [d for d in (self.requeue_after, later.requeue_after) if d is not None and d > 0]
+        return Result(min(delays) if delays else None, later.message or self.message)
 
 
 class Outcome(Enum):
@@ -102,19 +118,24 @@ class Outcome(Enum):
     DELETED = "deleted"
 
 
+Event = tuple[EventType, str, str]
+"""An event to record: its type, reason and message."""
+
+
 @dataclass
-class RunContext:
-    """Per-run state the steps share: the client, a bound logger and the working conditions."""
+class RunContext(Generic[S]):
+    """What the steps of one run share: the client, a bound logger, the working conditions
+    and the reconciler's own ``state``."""
 
     client: KubeClient
     log: Any
     conditions: list[Condition]
     generation: int | None
     reconcile_id: str
-    events: list[tuple[EventType, str, str]] = field(default_factory=list)
+    state: S
+    """The reconciler's per-run data (``Reconciler.new_state()``), handed from step to step."""
+    events: list[Event] = field(default_factory=list)
     revision: str | None = None
-    state: Any = None
-    """The controller's own per-run data, passed from step to step."""
     _tempdirs: list[Path] = field(default_factory=list)
     _write: Callable[[], Awaitable[None]] | None = None
 
@@ -142,8 +163,9 @@ class RunContext:
         """Publish now that the run is under way: ``Reconciling=True Progressing`` with
         ``message`` and ``Ready=Unknown``, as Flux does before slow steps, so that whoever
         waits on this object (kstatus, a parent's health check) does not take the last
-        run's Ready for this one's."""
+        run's Ready for this one's. A run under way is not stalled: ``Stalled`` goes."""
         self.mark(cond.RECONCILING, "True", cond.PROGRESSING, message)
+        self.clear(cond.STALLED)
         self.mark(cond.READY, "Unknown", cond.PROGRESSING, "Reconciliation in progress")
         if self._write is not None:
             await self._write()
@@ -155,19 +177,10 @@ class RunContext:
             self.revision = revision
 
 
-Step = Callable[[RunContext, T], Awaitable[Result]]
+class Step(Protocol[T_contra, S]):
+    """One step of a run: ``async def step(ctx, obj) -> Result``."""
 
-
-class Reconciler(Protocol[T]):
-    """What a controller writes; the runtime supplies everything else."""
-
-    model: type[T]
-    owned_conditions: tuple[str, ...]
-
-    @property
-    def steps(self) -> Sequence[Step[T]]: ...
-
-    async def finalize(self, ctx: RunContext, obj: T) -> None: ...
+    def __call__(self, ctx: RunContext[S], obj: T_contra, /) -> Awaitable[Result]: ...
 
 
 @dataclass(frozen=True)
@@ -185,20 +198,55 @@ class Watch:
     ]
 
 
+class Reconciler(Protocol[T, S]):
+    """What a controller writes for its kind ``T``; the runtime supplies everything else.
+
+    ``S`` is the per-run state its steps hand on to each other (``ctx.state``). Subclass it,
+    ``class GitRepositoryReconciler(Reconciler[GitRepository, GitRunState])``, to have mypy
+    check the steps against the state and to inherit the defaults (``watches``: none).
+    """
+
+    model: type[T]
+    owned_conditions: tuple[str, ...]
+    """The abnormal condition types the steps set (``FetchFailed``...), besides ``Ready``,
+    ``Reconciling`` and ``Stalled``: this controller's own when status is written."""
+
+    @property
+    def steps(self) -> Sequence[Step[T, S]]:
+        """The steps of a run, in order; the first error ends the run."""
+        ...
+
+    @property
+    def watches(self) -> Sequence[Watch]:
+        """Other kinds whose changes requeue this controller's objects; none by default."""
+        return ()
+
+    def new_state(self) -> S:
+        """A new run's ``ctx.state``, made by the runtime before the first step (and before
+        ``finalize``)."""
+        ...
+
+    async def finalize(self, ctx: RunContext[S], obj: T) -> None:
+        """Remove what the object owns, before its finalizer goes."""
+        ...
+
+
 @dataclass(frozen=True)
-class Run:
-    """What one call of ``Controller.reconcile`` did, for the worker to requeue by."""
+class RunSummary:
+    """What one call of ``Controller.reconcile`` came to, for the worker to requeue by: the
+    outcome, and the delay before the key runs again (None: the per-key backoff after a
+    failure or a wait, no requeue otherwise)."""
 
     outcome: Outcome
     requeue_after: float | None = None
 
 
-class Controller(Generic[T]):
+class Controller(Generic[T, S]):
     """Runs a Reconciler's steps for a key and writes the summarized status."""
 
     def __init__(
         self,
-        reconciler: Reconciler[T],
+        reconciler: Reconciler[T, S],
         client: KubeClient,
         *,
         name: str,
@@ -226,13 +274,13 @@ class Controller(Generic[T]):
         requested = (new_meta.get("annotations") or {}).get(REQUESTED_AT)
         return requested != (old_meta.get("annotations") or {}).get(REQUESTED_AT)
 
-    async def reconcile(self, key: str) -> Run:
+    async def reconcile(self, key: str) -> RunSummary:
         """Bring the object named by ``key`` (``namespace/name``) to its desired state."""
         namespace, _, name = key.rpartition("/")
         raw = await self.client.get_or_none(self.info, namespace or None, name)
         if raw is None:
             self.metrics.forget(self.info.kind, namespace, name)
-            return Run(Outcome.DELETED)
+            return RunSummary(Outcome.DELETED)
         invalid: ValidationError | None = None
         try:
             obj = self.reconciler.model.from_dict(raw)
@@ -252,6 +300,7 @@ class Controller(Generic[T]):
             conditions=list(obj.status.conditions or []),
             generation=obj.metadata.generation,
             reconcile_id=reconcile_id,
+            state=self.reconciler.new_state(),
         )
         started = time.monotonic()
         try:
@@ -264,15 +313,15 @@ class Controller(Generic[T]):
             ctx.cleanup()
 
     async def _reconcile_live(
-        self, ctx: RunContext, obj: T, raw: dict[str, Any], started: float
-    ) -> Run:
+        self, ctx: RunContext[S], obj: T, raw: dict[str, Any], started: float
+    ) -> RunSummary:
         try:
             if FINALIZER not in (obj.metadata.finalizers or []):
                 raw = await patch_finalizers(self.client, self.info, raw, add=FINALIZER)
             self.metrics.record_suspend(obj, obj.suspended)
             if obj.suspended:
                 ctx.log.info("reconciliation is suspended")
-                return Run(Outcome.SUSPENDED)
+                return RunSummary(Outcome.SUSPENDED)
             return await self._run_steps(ctx, obj, raw)
         finally:
             self.metrics.record_duration(obj, time.monotonic() - started)
@@ -286,8 +335,13 @@ class Controller(Generic[T]):
         return cast(T, self.reconciler.model.model_construct(metadata=metadata, status=status))
 
     async def _stall_invalid(
-        self, ctx: RunContext, obj: T, raw: dict[str, Any], invalid: ValidationError, started: float
-    ) -> Run:
+        self,
+        ctx: RunContext[S],
+        obj: T,
+        raw: dict[str, Any],
+        invalid: ValidationError,
+        started: float,
+    ) -> RunSummary:
         """Stall an object the model rejects until it changes, as a bad spec does; neither
         steps nor finalizer run (a deleted one keeps its finalizer until the spec is fixed)."""
         message = _problems(invalid)
@@ -296,7 +350,15 @@ class Controller(Generic[T]):
         error = Stalling(message, reason=INVALID_SPEC)
         ctx.log.warning("invalid object", error=message)
         was = cond.find(ctx.conditions, cond.READY)
-        run = self._summarize(ctx, obj, Result(), error)
+        # A stall needs neither interval (and the stand-in has no spec to read them from).
+        ctx.conditions, run = summarize(
+            ctx.conditions,
+            generation=ctx.generation,
+            result=Result(),
+            error=error,
+            interval=None,
+            retry_interval=None,
+        )
         patcher = StatusPatcher(
             self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
         )
@@ -307,16 +369,16 @@ class Controller(Generic[T]):
         self.metrics.record_duration(obj, time.monotonic() - started)
         return run
 
-    async def _finalize(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> Run:
+    async def _finalize(self, ctx: RunContext[S], obj: T, raw: dict[str, Any]) -> RunSummary:
         # Series go first: once the object is gone from the API, it is gone from /metrics.
         self.metrics.forget(self.info.kind, obj.metadata.namespace or "", obj.metadata.name)
         if FINALIZER in (obj.metadata.finalizers or []):
             await self.reconciler.finalize(ctx, obj)
             await patch_finalizers(self.client, self.info, raw, remove=FINALIZER)
         ctx.log.info("finalized")
-        return Run(Outcome.DELETED)
+        return RunSummary(Outcome.DELETED)
 
-    async def _run_steps(self, ctx: RunContext, obj: T, raw: dict[str, Any]) -> Run:
+    async def _run_steps(self, ctx: RunContext[S], obj: T, raw: dict[str, Any]) -> RunSummary:
         was = cond.find(ctx.conditions, cond.READY)
         # One patcher for the run: progress writes and the final one chain their versions.
         patcher = StatusPatcher(
@@ -327,55 +389,30 @@ class Controller(Generic[T]):
         error: ReconcileError | None = None
         try:
             for step in self.reconciler.steps:
-                result = await step(ctx, obj)
+                result = result.then(await step(ctx, obj))
         except ReconcileError as err:
             error = err
         except Exception as err:
             ctx.log.exception("reconcile step raised")
             error = ReconcileError(f"{type(err).__name__}: {err}")
-        run = self._summarize(ctx, obj, result, error)
+        interval = obj.interval_seconds
+        ctx.conditions, run = summarize(
+            ctx.conditions,
+            generation=ctx.generation,
+            result=result,
+            error=error,
+            interval=DEFAULT_INTERVAL_SECONDS if interval is None else interval,
+            retry_interval=obj.retry_interval_seconds,
+            jitter_fraction=self.jitter_fraction,
+        )
         await self._write_status(ctx, obj, raw, patcher)
         await self._emit(ctx, obj, was, error)
         self.metrics.record_conditions(obj, ctx.conditions)
         return run
 
-    def _summarize(
-        self, ctx: RunContext, obj: T, result: Result, error: ReconcileError | None
-    ) -> Run:
-        """The one place that derives Ready, Reconciling and Stalled from how the run ended.
-
-        A zero delay never requeues at once: ``interval: 0s`` means no periodic run, as in
-        Flux, and a zero retry or wait falls back to the per-key backoff."""
-        if error is None:
-            ctx.mark(
-                cond.READY, "True", cond.SUCCEEDED, result.message or "Reconciliation succeeded"
-            )
-            ctx.clear(cond.RECONCILING)
-            ctx.clear(cond.STALLED)
-            return Run(Outcome.SUCCEEDED, self._next_run(obj, result.requeue_after))
-        ctx.mark(cond.READY, "False", error.reason, error.message)
-        if isinstance(error, Stalling):
-            ctx.mark(cond.STALLED, "True", error.reason, error.message)
-            ctx.clear(cond.RECONCILING)
-            return Run(Outcome.STALLED)
-        ctx.mark(cond.RECONCILING, "True", cond.PROGRESSING_WITH_RETRY, error.message)
-        ctx.clear(cond.STALLED)
-        if isinstance(error, Waiting):
-            return Run(Outcome.WAITING, _positive(error.requeue_after))
-        # Kinds with spec.retryInterval (Kustomization) retry on it, as Flux does; the
-        # others back off per key.
-        retry = getattr(obj, "retry_interval_seconds", None)
-        return Run(Outcome.FAILED, _positive(retry) if isinstance(retry, float | int) else None)
-
-    def _next_run(self, obj: T, requested: float | None) -> float | None:
-        """After a success: ``spec.interval``, or a step's shorter ``requested`` delay, with
-        jitter; None (no periodic run) when neither is above zero."""
-        delays = [d for d in (self._interval(obj), requested) if d is not None and d > 0]
-        return jitter(min(delays), self.jitter_fraction) if delays else None
-
     async def _write_status(
         self,
-        ctx: RunContext,
+        ctx: RunContext[S],
         obj: T,
         raw: dict[str, Any],
         patcher: StatusPatcher,
@@ -392,7 +429,7 @@ class Controller(Generic[T]):
 
     @staticmethod
     def _runtime_status(
-        ctx: RunContext, obj: T, raw: dict[str, Any], *, final: bool = True
+        ctx: RunContext[S], obj: T, raw: dict[str, Any], *, final: bool = True
     ) -> dict[str, Any]:
         """``raw``'s status with the runtime's own fields as this run leaves them."""
         status = dict(raw.get("status") or {})
@@ -412,33 +449,92 @@ class Controller(Generic[T]):
         return {alias: present.get(alias) for alias in aliases if alias not in own}
 
     async def _emit(
-        self, ctx: RunContext, obj: T, was: Condition | None, error: ReconcileError | None
+        self, ctx: RunContext[S], obj: T, was: Condition | None, error: ReconcileError | None
     ) -> None:
-        ready = cond.find(ctx.conditions, cond.READY)
-        changed = (
-            was is None
-            or ready is None
-            or (was.status, was.reason, was.message)
-            != (
-                ready.status,
-                ready.reason,
-                ready.message,
-            )
-        )
-        if error is not None:
-            if changed:
-                await self.recorder.record(obj, "Warning", error.reason, error.message)
-            return
-        for type_, reason, message in ctx.events:
-            await self.recorder.record(obj, type_, reason, message, revision=ctx.revision)
-        if not ctx.events and changed and was is not None and was.status == "False":
-            # Recovery from a failure is worth telling even when nothing else is new.
-            assert ready is not None
-            await self.recorder.record(obj, "Normal", ready.reason, ready.message)
+        # The revision goes with what the steps notified, never with a failure.
+        revision = ctx.revision if error is None else None
+        for type_, reason, message in events_to_record(was, ctx.conditions, error, ctx.events):
+            await self.recorder.record(obj, type_, reason, message, revision=revision)
 
-    def _interval(self, obj: T) -> float:
-        interval = getattr(getattr(obj, "spec", None), "interval", None)
-        return parse_duration(interval) if isinstance(interval, str) else 600.0
+
+def summarize(
+    conditions: Sequence[Condition],
+    *,
+    generation: int | None,
+    result: Result,
+    error: ReconcileError | None,
+    interval: float | None,
+    retry_interval: float | None,
+    jitter_fraction: float = 0.0,
+) -> tuple[list[Condition], RunSummary]:
+    """The one place that derives ``Ready``, ``Reconciling`` and ``Stalled`` from how a run
+    ended (``result`` of the steps, or the ``error`` that stopped them), and when it runs
+    again: the run's conditions and its summary.
+
+    After a success: ``interval`` or the shorter ``result.requeue_after``, moved by up to
+    ``jitter_fraction`` either way. A zero delay never requeues at once: ``interval: 0s``
+    means no periodic run, as in Flux, and a zero retry or wait falls back to the per-key
+    backoff. A failure retries after ``retry_interval`` (kinds with ``spec.retryInterval``,
+    as Flux does), else with the backoff; a stall waits for the object to change.
+    """
+    working = list(conditions)
+
+    def mark(type_: str, status: cond.Status, reason: str, message: str) -> None:
+        nonlocal working
+        working = cond.set_condition(working, type_, status, reason, message, generation)
+
+    def clear(type_: str) -> None:
+        nonlocal working
+        working = cond.remove(working, type_)
+
+    if error is None:
+        mark(cond.READY, "True", cond.SUCCEEDED, result.message or "Reconciliation succeeded")
+        clear(cond.RECONCILING)
+        clear(cond.STALLED)
+        delays = [d for d in (interval, result.requeue_after) if d is not None and d > 0]
+        next_run = jitter(min(delays), jitter_fraction) if delays else None
+        return working, RunSummary(Outcome.SUCCEEDED, next_run)
+    mark(cond.READY, "False", error.reason, error.message)
+    if isinstance(error, Stalling):
+        mark(cond.STALLED, "True", error.reason, error.message)
+        clear(cond.RECONCILING)
+        return working, RunSummary(Outcome.STALLED)
+    mark(cond.RECONCILING, "True", cond.PROGRESSING_WITH_RETRY, error.message)
+    clear(cond.STALLED)
+    if isinstance(error, Waiting):
+        return working, RunSummary(Outcome.WAITING, _positive(error.requeue_after))
+    return working, RunSummary(Outcome.FAILED, _positive(retry_interval))
+
+
+def events_to_record(
+    ready_before: Condition | None,
+    conditions: Sequence[Condition],
+    error: ReconcileError | None,
+    notified: Sequence[Event],
+) -> list[Event]:
+    """The events a run records, given ``Ready`` as the run found it and the summarized
+    ``conditions``: a Warning for a failure, unless ``Ready`` says the same as before; after
+    a success, what the steps ``notified``, else a recovery from ``Ready=False``."""
+    ready = cond.find(conditions, cond.READY)
+    changed = (
+        ready_before is None
+        or ready is None
+        or (ready_before.status, ready_before.reason, ready_before.message)
+        != (ready.status, ready.reason, ready.message)
+    )
+    if error is not None:
+        return [("Warning", error.reason, error.message)] if changed else []
+    if notified:
+        return list(notified)
+    if (
+        changed
+        and ready is not None
+        and ready_before is not None
+        and ready_before.status == "False"
+    ):
+        # Recovery from a failure is worth telling even when nothing else is new.
+        return [("Normal", ready.reason, ready.message)]
+    return []
 
 
 def _positive(seconds: float | None) -> float | None:

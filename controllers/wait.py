@@ -21,7 +21,14 @@ from controllers.discovery import RestMapper, UnknownKind
 from controllers.informer import Informer
 from controllers.kube import ApiError, KubeClient, TransportError
 
-__all__ = ["MAX_WATCHES", "NOT_OBSERVED", "RECHECK_SECONDS", "Observed", "Target", "wait_until"]
+__all__ = [
+    "MAX_WATCHES",
+    "NOT_OBSERVED",
+    "RECHECK_SECONDS",
+    "Observed",
+    "WatchedObject",
+    "wait_until",
+]
 
 # How often the state is judged again without a change (some states depend on time, such as
 # a Pod that stayed unschedulable), and unknown kinds are looked up again.
@@ -30,7 +37,7 @@ RECHECK_SECONDS = 2.0
 MAX_WATCHES = 10
 
 
-class Target(Protocol):
+class WatchedObject(Protocol):
     """An object to follow: ``kustomize.inventory.ObjectRef`` is one."""
 
     @property
@@ -60,7 +67,7 @@ NOT_OBSERVED = "not observed yet"
 async def wait_until(
     client: KubeClient,
     mapper: RestMapper,
-    targets: Sequence[Target],
+    targets: Sequence[WatchedObject],
     done: Judge,
     timeout: float,
 ) -> tuple[list[Observed], bool]:
@@ -103,7 +110,7 @@ async def wait_until(
 _Group = tuple[str, str, str]  # apiVersion, kind, namespace
 
 
-def _group_of(target: Target) -> _Group:
+def _group_of(target: WatchedObject) -> _Group:
     return target.api_version, target.kind, target.namespace
 
 
@@ -144,7 +151,7 @@ class _Watcher:
         self._unknown: dict[_Group, str] = {}
         self.changed = asyncio.Event()
 
-    def observe(self, target: Target) -> Observed | None:
+    def observe(self, target: WatchedObject) -> Observed | None:
         """What is known of ``target``; None before it was seen at all."""
         group = _group_of(target)
         if group in self._unknown:

@@ -455,6 +455,16 @@ class Kustomization(CustomResource):
     status: KustomizationStatus = Field(default_factory=KustomizationStatus)
 
     @property
+    def interval_seconds(self) -> float:
+        """``spec.interval`` in seconds."""
+        return parse_duration(self.spec.interval)
+
+    @property
+    def suspended(self) -> bool:
+        """``spec.suspend``."""
+        return bool(self.spec.suspend)
+
+    @property
     def timeout_seconds(self) -> float:
         """``spec.timeout``, else the interval less 30s; never under 30s (Flux's GetTimeout)."""
         if self.spec.timeout is not None:

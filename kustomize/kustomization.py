@@ -23,6 +23,7 @@ from controllers.kube import KubeClient
 from controllers.manager import Options
 from controllers.reconcile import (
     ReconcileError,
+    Reconciler,
     Result,
     RunContext,
     Stalling,
@@ -33,7 +34,8 @@ from controllers.reconcile import (
 from controllers.wait import wait_until
 from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
-from kustomize.apply import ApplyOptions, PruneError, ResourceManager
+from kustomize.apply.errors import PruneError
+from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ResourceManager
 from kustomize.build import BuildError, build, set_common_metadata
 from kustomize.buildworker import BuildWorkers, find_build_worker
 from kustomize.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
@@ -48,11 +50,10 @@ from kustomize.dependencies import DependencyNotReady, check_dependencies, depen
 from kustomize.health import HealthCheckError, custom_checks, wait_for
 from kustomize.inventory import ObjectRef
 from kustomize.substitute import SubstitutionError, load_variables, substitute_objects
-from kustomize.target import Target, TargetOptions, Targets
+from kustomize.target import TargetCluster, TargetOptions, Targets
 
 __all__ = ["KustomizationReconciler"]
 
-FIELD_MANAGER = "kustomize-controller"
 ARTIFACT_FAILED = "ArtifactFailed"
 BUILD_FAILED = "BuildFailed"
 DEPENDENCY_NOT_READY = "DependencyNotReady"
@@ -70,7 +71,7 @@ SOURCE_PLURALS = {
 
 
 @dataclass
-class KustomizeRun:
+class KustomizeRunState:
     """What the steps of one run hand on to each other."""
 
     revision: str = ""
@@ -82,7 +83,7 @@ class KustomizeRun:
     started: float = field(default_factory=time.monotonic)
 
 
-class KustomizationReconciler:
+class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
     """Reconciles Kustomization objects against the cluster the client talks to."""
 
     model = Kustomization
@@ -118,8 +119,11 @@ class KustomizationReconciler:
         )
 
     @property
-    def steps(self) -> Sequence[Step[Kustomization]]:
+    def steps(self) -> Sequence[Step[Kustomization, KustomizeRunState]]:
         return [self.reconcile_source, self.reconcile_build, self.reconcile_apply]
+
+    def new_state(self) -> KustomizeRunState:
+        return KustomizeRunState()
 
     @property
     def watches(self) -> Sequence[Watch]:
@@ -129,7 +133,7 @@ class KustomizationReconciler:
         return [*sources, Watch(Kustomization.info, dependents_of_ready)]
 
     @staticmethod
-    def _manager(target: Target, obj: Kustomization) -> ResourceManager:
+    def _manager(target: TargetCluster, obj: Kustomization) -> ResourceManager:
         return ResourceManager(
             target.client,
             target.mapper,
@@ -138,7 +142,7 @@ class KustomizationReconciler:
             field_manager=FIELD_MANAGER,
         )
 
-    async def finalize(self, ctx: RunContext, obj: Kustomization) -> None:
+    async def finalize(self, ctx: RunContext[KustomizeRunState], obj: Kustomization) -> None:
         """Delete what the inventory lists as ``deletionPolicy`` says (Flux's rules: not when
         suspended; MirrorPrune follows ``spec.prune``; Orphan keeps everything)."""
         entries = _entries(obj)
@@ -167,9 +171,11 @@ class KustomizationReconciler:
                 # Flux logs and lets the finalizer go: a stuck object must not block deletion.
                 ctx.log.error("failed to wait for resources termination")
 
-    async def reconcile_source(self, ctx: RunContext, obj: Kustomization) -> Result:
+    async def reconcile_source(
+        self, ctx: RunContext[KustomizeRunState], obj: Kustomization
+    ) -> Result:
         """Find the source's artifact, check the dependencies, fetch and verify the artifact."""
-        run = ctx.state = KustomizeRun()
+        run = ctx.state
         self._compile_health_check_exprs(obj)
         ref = obj.spec.source_ref
         plural = SOURCE_PLURALS.get(ref.kind)
@@ -237,7 +243,9 @@ class KustomizationReconciler:
                     reason=ACCESS_DENIED,
                 )
 
-    async def _check_dependencies(self, ctx: RunContext, obj: Kustomization, revision: str) -> None:
+    async def _check_dependencies(
+        self, ctx: RunContext[KustomizeRunState], obj: Kustomization, revision: str
+    ) -> None:
         if not obj.spec.depends_on:
             return
         try:
@@ -254,9 +262,11 @@ class KustomizationReconciler:
             ) from err
         ctx.log.info("All dependencies are ready, proceeding with reconciliation")
 
-    async def reconcile_build(self, ctx: RunContext, obj: Kustomization) -> Result:
+    async def reconcile_build(
+        self, ctx: RunContext[KustomizeRunState], obj: Kustomization
+    ) -> Result:
         """Decrypt, build with kustomize, decrypt the output, substitute, add commonMetadata."""
-        run: KustomizeRun = ctx.state
+        run = ctx.state
         assert run.root is not None
         spec, namespace = obj.spec, obj.metadata.namespace or ""
         try:
@@ -297,13 +307,15 @@ class KustomizationReconciler:
         run.digest = history.digest(objects)
         return Result()
 
-    async def reconcile_apply(self, ctx: RunContext, obj: Kustomization) -> Result:
+    async def reconcile_apply(
+        self, ctx: RunContext[KustomizeRunState], obj: Kustomization
+    ) -> Result:
         """Apply, prune and check health; every outcome is counted in the history."""
-        run: KustomizeRun = ctx.state
+        run = ctx.state
         try:
             async with self.targets.open(ctx.client, obj) as target:
-                await self._apply_and_prune(ctx, obj, run, target)
-                await self._check_health(ctx, obj, run, target)
+                await self._apply_and_prune(ctx, obj, target)
+                await self._check_health(ctx, obj, target)
         except ReconcileError as err:
             self._record(obj, run, err.reason)
             raise
@@ -313,9 +325,10 @@ class KustomizationReconciler:
         return Result(message=f"Applied revision: {run.revision}")
 
     async def _apply_and_prune(
-        self, ctx: RunContext, obj: Kustomization, run: KustomizeRun, target: Target
+        self, ctx: RunContext[KustomizeRunState], obj: Kustomization, target: TargetCluster
     ) -> None:
         """Apply in stages, record the inventory, prune what left it."""
+        run = ctx.state
         manager = self._manager(target, obj)
         applied = await manager.apply_all_staged(run.objects, ApplyOptions(force=obj.spec.force))
         run.applied = applied.refs()
@@ -337,9 +350,10 @@ class KustomizationReconciler:
             ctx.notify("ReconciliationSucceeded", text, revision=run.revision)
 
     async def _check_health(
-        self, ctx: RunContext, obj: Kustomization, run: KustomizeRun, target: Target
+        self, ctx: RunContext[KustomizeRunState], obj: Kustomization, target: TargetCluster
     ) -> None:
         """``wait``: every applied object; else ``healthChecks``; Healthy says how it went."""
+        run = ctx.state
         spec = obj.spec
         refs = run.applied if spec.wait else [_health_ref(ref) for ref in spec.health_checks or []]
         own = (obj.metadata.namespace or "", obj.metadata.name)
@@ -369,7 +383,7 @@ class KustomizationReconciler:
         if not was_healthy:
             ctx.notify("ReconciliationSucceeded", message, revision=run.revision)
 
-    def _record(self, obj: Kustomization, run: KustomizeRun, status: str) -> None:
+    def _record(self, obj: Kustomization, run: KustomizeRunState, status: str) -> None:
         if not run.digest:
             return
         metadata = {"revision": run.revision}

@@ -42,7 +42,7 @@ from controllers.secrets import SecretData, SecretError, read_secret
 from kustomize.api_v1 import Kustomization
 
 __all__ = [
-    "Target",
+    "TargetCluster",
     "TargetOptions",
     "Targets",
     "check_kubeconfig",
@@ -65,7 +65,7 @@ class TargetOptions:
 
 
 @dataclass(frozen=True)
-class Target:
+class TargetCluster:
     """Where one run applies: ``client`` (impersonating ``service_account`` of ``namespace``
     when there is one) and the ``mapper`` of that cluster; ``remote`` for a kubeconfig's."""
 
@@ -164,7 +164,7 @@ class Targets:
         return self._local[1]
 
     @contextlib.asynccontextmanager
-    async def open(self, client: KubeClient, obj: Kustomization) -> AsyncIterator[Target]:
+    async def open(self, client: KubeClient, obj: Kustomization) -> AsyncIterator[TargetCluster]:
         """The target of ``obj`` for the length of the block; ``client`` is the controller's.
 
         Raises ``Stalling`` for a configMapRef and ``ReconcileError`` (retried) when the
@@ -177,7 +177,9 @@ class Targets:
         if ref is None:
             view = client.impersonating(user) if user else client
             mapper = self.local_mapper(client)
-            yield Target(view, mapper, namespace, account, remote=False, _unimpersonated=client)
+            yield TargetCluster(
+                view, mapper, namespace, account, remote=False, _unimpersonated=client
+            )
             return
         if ref.secret_ref is None:
             raise Stalling(
@@ -201,6 +203,8 @@ class Targets:
         try:
             view = remote.impersonating(user) if user else remote
             mapper = RestMapper(view)
-            yield Target(view, mapper, namespace, account, remote=True, _unimpersonated=remote)
+            yield TargetCluster(
+                view, mapper, namespace, account, remote=True, _unimpersonated=remote
+            )
         finally:
             await remote.close()

@@ -22,6 +22,7 @@ from controllers.api import (
     PrinterColumn,
     ResourceInfo,
     ResourceStatus,
+    parse_duration,
 )
 from controllers.crd import AGE_COLUMN
 
@@ -241,6 +242,16 @@ class GitRepository(CustomResource):
     spec: GitRepositorySpec
     status: GitRepositoryStatus = Field(default_factory=GitRepositoryStatus)
 
+    @property
+    def interval_seconds(self) -> float:
+        """``spec.interval`` in seconds."""
+        return parse_duration(self.spec.interval)
+
+    @property
+    def suspended(self) -> bool:
+        """``spec.suspend``."""
+        return bool(self.spec.suspend)
+
 
 # OCIRepository
 
@@ -405,6 +416,16 @@ class OCIRepository(CustomResource):
 
     spec: OCIRepositorySpec
     status: OCIRepositoryStatus = Field(default_factory=OCIRepositoryStatus)
+
+    @property
+    def interval_seconds(self) -> float:
+        """``spec.interval`` in seconds."""
+        return parse_duration(self.spec.interval)
+
+    @property
+    def suspended(self) -> bool:
+        """``spec.suspend``."""
+        return bool(self.spec.suspend)
 
 
 # Bucket
@@ -582,3 +603,13 @@ class Bucket(CustomResource):
 
     spec: BucketSpec
     status: BucketStatus = Field(default_factory=BucketStatus)
+
+    @property
+    def interval_seconds(self) -> float:
+        """``spec.interval`` in seconds."""
+        return parse_duration(self.spec.interval)
+
+    @property
+    def suspended(self) -> bool:
+        """``spec.suspend``."""
+        return bool(self.spec.suspend)

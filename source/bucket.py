@@ -2,7 +2,8 @@
 
 Steps, as in Flux's source-controller: storage (garbage collection, is the recorded artifact
 still there?), source (credentials, list the objects, apply the ignore rules, skip when the
-revision did not move, download), artifact (archive, record it in status).
+revision did not move, else mark ``ArtifactOutdated``, report progress and download), artifact
+(archive, record it in status).
 
 The revision is Flux's: ``sha256:<hex>`` over the sorted ``<key> <etag>\\n`` lines of the
 objects that are fetched (``internal/index.Digester``). Keys ending in ``/`` and the bucket's
@@ -33,34 +34,32 @@ from typing import BinaryIO
 
 from controllers.api import parse_duration
 from controllers.kube import KubeClient
-from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
+from controllers.reconcile import Reconciler, Result, RunContext, Step
 from controllers.secrets import SecretError, SecretNotFound, read_secret
 from controllers.tls import TLSConfigError, context_from_secret
 from source.api_v1 import Bucket
+from source.conditions import (
+    ARTIFACT_IN_STORAGE,
+    ARTIFACT_OUTDATED,
+    AUTH_FAILED,
+    BUCKET_OPERATION_FAILED,
+    FETCH_FAILED,
+    STORAGE_OPERATION_FAILED,
+    UNSUPPORTED,
+    URL_INVALID,
+    FetchError,
+    fetching,
+    mark_new_revision,
+)
 from source.ignore import IGNORE_FILE, IgnoreRules, InvalidIgnoreFile
 from source.s3 import S3Client, S3Error, S3Object
 from source.secrets import proxy_url
-from source.storage import ArtifactStorage, StorageError
-from source.storage_step import reconcile_storage
+from source.storage import ArtifactStorage
+from source.storage_step import keep_artifact, reconcile_storage, record_artifact, store_artifact
 
 __all__ = ["BucketReconciler", "InvalidObjectKey", "check_object_key", "index_revision"]
 
 KIND = "Bucket"
-
-ARTIFACT_IN_STORAGE = "ArtifactInStorage"
-ARTIFACT_OUTDATED = "ArtifactOutdated"
-FETCH_FAILED = "FetchFailed"
-STORAGE_FAILED = "StorageOperationFailed"
-# Flux's reasons.
-SUCCEEDED = "Succeeded"
-NEW_REVISION = "NewRevision"
-NEW_ARTIFACT = "NewArtifact"
-BUCKET_OPERATION_FAILED = "BucketOperationFailed"
-AUTH_FAILED = "AuthenticationFailed"
-ARCHIVE_FAILED = "ArchiveOperationFailed"
-URL_INVALID = "URLInvalid"
-# weir's: a spec asking for what weir does not implement (yet).
-UNSUPPORTED = "UnsupportedConfiguration"
 
 # Everything one fetch downloads; the storage has its own cap on what one archive holds.
 DEFAULT_MAX_DOWNLOAD_SIZE = 2**30
@@ -119,20 +118,12 @@ def build_index(
 
 
 @dataclass
-class Fetched:
+class BucketRunState:
     """What the source step hands to the artifact step."""
 
-    revision: str
-    files: int
-    workdir: Path | None  # None: unchanged, nothing downloaded
-
-
-class _FetchError(Exception):
-    def __init__(self, message: str, reason: str, *, stalled: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
-        self.stalled = stalled
+    revision: str = ""
+    files: int = 0
+    workdir: Path | None = None  # None: unchanged, nothing downloaded
 
 
 @dataclass(frozen=True)
@@ -145,7 +136,7 @@ class _Connection:
     proxy: str | None
 
 
-class BucketReconciler:
+class BucketReconciler(Reconciler[Bucket, BucketRunState]):
     """Reconciles Bucket objects into artifacts in ``storage``.
 
     ``stats`` counts ``listings``, ``downloads`` (objects fetched) and ``skipped`` (runs that
@@ -157,7 +148,7 @@ class BucketReconciler:
         ARTIFACT_IN_STORAGE,
         ARTIFACT_OUTDATED,
         FETCH_FAILED,
-        STORAGE_FAILED,
+        STORAGE_OPERATION_FAILED,
     )
 
     def __init__(
@@ -175,31 +166,28 @@ class BucketReconciler:
         self.stats: Counter[str] = Counter()
 
     @property
-    def steps(self) -> Sequence[Step[Bucket]]:
+    def steps(self) -> Sequence[Step[Bucket, BucketRunState]]:
         return [self.reconcile_storage, self.reconcile_source, self.reconcile_artifact]
 
-    async def finalize(self, ctx: RunContext, obj: Bucket) -> None:
+    def new_state(self) -> BucketRunState:
+        return BucketRunState()
+
+    async def finalize(self, ctx: RunContext[BucketRunState], obj: Bucket) -> None:
         await asyncio.to_thread(
             self.storage.remove_all, KIND, obj.metadata.namespace or "", obj.metadata.name
         )
 
-    async def reconcile_storage(self, ctx: RunContext, obj: Bucket) -> Result:
+    async def reconcile_storage(self, ctx: RunContext[BucketRunState], obj: Bucket) -> Result:
         return await reconcile_storage(self.storage, ctx, obj)
 
-    async def reconcile_source(self, ctx: RunContext, obj: Bucket) -> Result:
+    async def reconcile_source(self, ctx: RunContext[BucketRunState], obj: Bucket) -> Result:
         """List the bucket; download its objects unless the artifact has that revision."""
-        try:
+        with fetching(ctx):
             await self._fetch(ctx, obj)
-        except _FetchError as err:
-            ctx.mark(FETCH_FAILED, "True", err.reason, err.message)
-            if err.stalled:
-                raise Stalling(err.message, reason=err.reason) from None
-            raise ReconcileError(err.message, reason=err.reason) from None
-        ctx.clear(FETCH_FAILED)
         return Result()
 
-    async def _fetch(self, ctx: RunContext, obj: Bucket) -> None:
-        spec = obj.spec
+    async def _fetch(self, ctx: RunContext[BucketRunState], obj: Bucket) -> None:
+        spec, fetched = obj.spec, ctx.state
         bucket = spec.bucket_name
         _check_supported(obj)
         connection = await self._connection(ctx.client, obj)
@@ -216,7 +204,7 @@ class BucketReconciler:
                 timeout=timeout,
             )
         except ValueError as err:
-            raise _FetchError(str(err), URL_INVALID, stalled=True) from None
+            raise FetchError(str(err), URL_INVALID, stalled=True) from None
         async with client:
             try:
                 async with asyncio.timeout(timeout):
@@ -227,37 +215,35 @@ class BucketReconciler:
                 message = (
                     f"indexation of objects from bucket '{bucket}' timed out after {spec.timeout}"
                 )
-                raise _FetchError(message, BUCKET_OPERATION_FAILED) from None
+                raise FetchError(message, BUCKET_OPERATION_FAILED) from None
             except S3Error as err:
                 raise _listing_error(err, obj) from None
             try:
                 text = sourceignore.decode("utf-8", errors="replace") if sourceignore else None
                 index = build_index(listed, text, spec.ignore)
             except InvalidIgnoreFile as err:
-                raise _FetchError(str(err), BUCKET_OPERATION_FAILED) from None
+                raise FetchError(str(err), BUCKET_OPERATION_FAILED) from None
             for key in index:
                 try:
                     check_object_key(key)
                 except InvalidObjectKey as err:
                     message = f"refusing object '{key}' of bucket '{bucket}': {err}"
-                    raise _FetchError(message, BUCKET_OPERATION_FAILED) from None
+                    raise FetchError(message, BUCKET_OPERATION_FAILED) from None
 
             revision = index_revision({key: item.etag for key, item in index.items()})
             artifact = obj.status.artifact
             if artifact is not None and artifact.revision == revision:
                 self.stats["skipped"] += 1
-                ctx.state = Fetched(revision, len(index), None)
+                fetched.revision, fetched.files = revision, len(index)
                 return
-            if artifact is not None:
-                ctx.mark(
-                    ARTIFACT_OUTDATED, "True", NEW_REVISION, f"new upstream revision '{revision}'"
-                )
+            await mark_new_revision(ctx, obj, f"new upstream revision '{revision}'")
             workdir = ctx.tempdir("weir-bucket-")
             if sourceignore is not None:
                 # Part of the artifact, as in Flux, which downloads it into the same directory.
                 (workdir / IGNORE_FILE).write_bytes(sourceignore)
             etags = await self._download(client, obj, index, workdir, timeout)
-        ctx.state = Fetched(index_revision(etags), len(etags), workdir)
+        fetched.revision, fetched.files = index_revision(etags), len(etags)
+        fetched.workdir = workdir
 
     async def _download(
         self,
@@ -272,7 +258,7 @@ class BucketReconciler:
         bucket = obj.spec.bucket_name
         listed_size = sum(item.size for item in index.values())
         if listed_size > self.max_download_size:
-            raise _FetchError(
+            raise FetchError(
                 f"the objects to fetch from bucket '{bucket}' hold {listed_size} bytes, more "
                 f"than the limit of {self.max_download_size}; narrow them down with "
                 "spec.prefix, spec.ignore or a .sourceignore",
@@ -296,7 +282,7 @@ class BucketReconciler:
                     group.create_task(worker())
         except TimeoutError:
             message = f"fetch from bucket '{bucket}' timed out after {obj.spec.timeout}"
-            raise _FetchError(message, BUCKET_OPERATION_FAILED) from None
+            raise FetchError(message, BUCKET_OPERATION_FAILED) from None
         except ExceptionGroup as failures:
             raise _first_failure(failures, bucket) from None
         return etags
@@ -307,7 +293,7 @@ class BucketReconciler:
         try:
             file = _create_file(workdir, key)
         except OSError as err:
-            raise _FetchError(
+            raise FetchError(
                 f"cannot write object '{key}' of bucket '{bucket}': {err.strerror or err}",
                 BUCKET_OPERATION_FAILED,
             ) from None
@@ -333,7 +319,7 @@ class BucketReconciler:
             if spec.secret_ref is not None:
                 data = await read_secret(client, namespace, spec.secret_ref.name)
                 if "accesskey" not in data or "secretkey" not in data:
-                    raise _FetchError(
+                    raise FetchError(
                         f"invalid '{spec.secret_ref.name}' secret data: required fields "
                         "'accesskey' and 'secretkey'",
                         AUTH_FAILED,
@@ -347,49 +333,35 @@ class BucketReconciler:
                 proxy = proxy_url(data, data.ref)
         except SecretNotFound as err:
             # Flux's wording.
-            raise _FetchError(
+            raise FetchError(
                 f"failed to get secret '{err.secret}': not found", AUTH_FAILED
             ) from None
         except (SecretError, TLSConfigError) as err:
-            raise _FetchError(str(err), AUTH_FAILED) from None
+            raise FetchError(str(err), AUTH_FAILED) from None
         return _Connection(access_key, secret_key, tls, proxy)
 
-    async def reconcile_artifact(self, ctx: RunContext, obj: Bucket) -> Result:
+    async def reconcile_artifact(self, ctx: RunContext[BucketRunState], obj: Bucket) -> Result:
         """Archive the downloaded objects into storage and record the artifact in status."""
-        fetched: Fetched = ctx.state
-        if fetched.workdir is None:
-            ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
-            ctx.clear(ARTIFACT_OUTDATED)
-            return Result(message=_stored(fetched.revision))
+        fetched = ctx.state
+        stored = f"stored artifact: revision '{fetched.revision}'"
+        workdir = fetched.workdir
+        if workdir is None:
+            return keep_artifact(ctx, obj, stored=stored)
         namespace, name = obj.metadata.namespace or "", obj.metadata.name
         hex_digest = fetched.revision.split(":", 1)[1]
-        artifact = self.storage.new_artifact(
+        new = self.storage.new_artifact(
             KIND, namespace, name, fetched.revision, f"{hex_digest}.tar.gz"
         )
-        try:
-            # The keys were filtered before download; the archive takes every file as is.
-            artifact = await asyncio.to_thread(
-                self.storage.archive, artifact, fetched.workdir, filter_files=False
-            )
-        except StorageError as err:
-            message = f"unable to archive artifact to storage: {err}"
-            ctx.mark(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
-            raise ReconcileError(message, reason=ARCHIVE_FAILED) from err
-        ctx.clear(STORAGE_FAILED)
-        previous = obj.status.artifact
-        obj.status.artifact = artifact
-        obj.status.url = artifact.url
+        # The keys were filtered before download; the archive takes every file as is.
+        artifact = await store_artifact(
+            ctx, lambda: self.storage.archive(new, workdir, filter_files=False)
+        )
         obj.status.observed_ignore = obj.spec.ignore
-        ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
-        ctx.clear(ARTIFACT_OUTDATED)
-        if previous is None or previous.digest != artifact.digest:
-            ctx.notify(
-                NEW_ARTIFACT,
-                f"stored artifact with {fetched.files} fetched files from "
-                f"'{obj.spec.bucket_name}' bucket",
-                revision=fetched.revision,
-            )
-        return Result(message=_stored(fetched.revision))
+        event = (
+            f"stored artifact with {fetched.files} fetched files from "
+            f"'{obj.spec.bucket_name}' bucket"
+        )
+        return record_artifact(ctx, obj, artifact, stored=stored, event=event)
 
 
 class _Budget:
@@ -435,27 +407,27 @@ async def _read_sourceignore(client: S3Client, bucket: str) -> bytes | None:
 def _check_supported(obj: Bucket) -> None:
     spec = obj.spec
     if spec.provider in ("gcp", "azure"):
-        raise _FetchError(
+        raise FetchError(
             f"the '{spec.provider}' provider is not supported yet; use 'generic' with an S3 "
             "compatible endpoint",
             UNSUPPORTED,
             stalled=True,
         )
     if spec.provider == "aws" and spec.secret_ref is None:
-        raise _FetchError(
+        raise FetchError(
             "the 'aws' provider without secretRef authenticates with workload identity, which "
             "is not supported yet; set secretRef to a Secret with 'accesskey' and 'secretkey'",
             UNSUPPORTED,
             stalled=True,
         )
     if spec.sts is not None:
-        raise _FetchError("spec.sts is not supported yet", UNSUPPORTED, stalled=True)
+        raise FetchError("spec.sts is not supported yet", UNSUPPORTED, stalled=True)
 
 
-def _listing_error(err: S3Error, obj: Bucket) -> _FetchError:
+def _listing_error(err: S3Error, obj: Bucket) -> FetchError:
     bucket, endpoint = obj.spec.bucket_name, obj.spec.endpoint
     if err.code == "NoSuchBucket":
-        return _FetchError(
+        return FetchError(
             f"bucket '{bucket}' not found at endpoint '{endpoint}'", BUCKET_OPERATION_FAILED
         )
     if err.is_auth_error:
@@ -465,11 +437,11 @@ def _listing_error(err: S3Error, obj: Bucket) -> _FetchError:
             if obj.spec.secret_ref is not None
             else "the bucket is not public: set spec.secretRef"
         )
-        return _FetchError(
+        return FetchError(
             f"access to bucket '{bucket}' at '{endpoint}' denied: {err.message}; {hint}",
             AUTH_FAILED,
         )
-    return _FetchError(
+    return FetchError(
         f"indexation of objects from bucket '{bucket}' at '{endpoint}' failed: {err.message}",
         BUCKET_OPERATION_FAILED,
     )
@@ -479,16 +451,12 @@ def _first_failure(failures: ExceptionGroup[Exception], bucket: str) -> Exceptio
     first = failures.exceptions[0]
     if isinstance(first, ExceptionGroup):
         return _first_failure(first, bucket)
-    if isinstance(first, _FetchError):
+    if isinstance(first, FetchError):
         return first
     if isinstance(first, S3Error):
         reason = AUTH_FAILED if first.is_auth_error else BUCKET_OPERATION_FAILED
-        return _FetchError(f"fetch from bucket '{bucket}' failed: {first.message}", reason)
+        return FetchError(f"fetch from bucket '{bucket}' failed: {first.message}", reason)
     if isinstance(first, OSError):
         message = f"fetch from bucket '{bucket}' failed: {first.strerror or first}"
-        return _FetchError(message, BUCKET_OPERATION_FAILED)
+        return FetchError(message, BUCKET_OPERATION_FAILED)
     return first
-
-
-def _stored(revision: str) -> str:
-    return f"stored artifact: revision '{revision}'"

@@ -21,7 +21,7 @@ from source import semver
 from source.api_v1 import GitRepositoryRef
 from source.httpsbridge import https_bridge, needs_bridge
 
-__all__ = ["Checkout", "GitError", "Target", "checkout", "list_heads", "resolve", "sanitize"]
+__all__ = ["Checkout", "GitError", "ResolvedRef", "checkout", "list_heads", "resolve", "sanitize"]
 
 DEFAULT_BRANCH = "master"
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z+]+://)[^/@\s]+@")
@@ -41,7 +41,7 @@ class GitError(Exception):
 
 
 @dataclass(frozen=True)
-class Target:
+class ResolvedRef:
     """What to fetch: the remote ref (None: every branch), the commit it points to or that the
     user pinned, and the name the revision carries."""
 
@@ -70,13 +70,14 @@ def sanitize(text: str) -> str:
     return _CREDENTIALS_IN_URL.sub(r"\g<scheme>", text)
 
 
-def resolve(ref: GitRepositoryRef | None, heads: dict[str, str] | None) -> Target:
-    """The Target for ``ref``; ``heads`` (from list_heads) is needed except for a bare commit."""
+def resolve(ref: GitRepositoryRef | None, heads: dict[str, str] | None) -> ResolvedRef:
+    """What ``ref`` resolves to; ``heads`` (from list_heads) is needed except for a bare
+    commit."""
     ref = ref or GitRepositoryRef()
     if ref.commit:
         if ref.branch:
-            return Target(f"refs/heads/{ref.branch}", ref.commit, ref.branch, pinned=True)
-        return Target(None, ref.commit, None, pinned=True)
+            return ResolvedRef(f"refs/heads/{ref.branch}", ref.commit, ref.branch, pinned=True)
+        return ResolvedRef(None, ref.commit, None, pinned=True)
     assert heads is not None
     if ref.name:
         return _advertised(heads, ref.name, ref.name)
@@ -100,11 +101,11 @@ def resolve(ref: GitRepositoryRef | None, heads: dict[str, str] | None) -> Targe
     return _advertised(heads, f"refs/heads/{branch}", branch)
 
 
-def _advertised(heads: dict[str, str], refname: str, revision_name: str) -> Target:
+def _advertised(heads: dict[str, str], refname: str, revision_name: str) -> ResolvedRef:
     if refname not in heads:
         raise GitError(f"couldn't find remote ref '{refname}'")
     # An annotated tag is advertised twice; the peeled entry is the commit.
-    return Target(refname, heads.get(f"{refname}^{{}}", heads[refname]), revision_name)
+    return ResolvedRef(refname, heads.get(f"{refname}^{{}}", heads[refname]), revision_name)
 
 
 async def list_heads(
@@ -142,7 +143,7 @@ async def _transport(
 
 async def checkout(
     url: str,
-    target: Target,
+    target: ResolvedRef,
     dest: Path,
     auth: dict[str, str],
     *,
@@ -157,7 +158,7 @@ async def checkout(
 
 async def _checkout(
     url: str,
-    target: Target,
+    target: ResolvedRef,
     dest: Path,
     auth: dict[str, str],
     proxy: str | None,

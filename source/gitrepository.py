@@ -1,8 +1,10 @@
 """The GitRepository reconciler: remote ref → checkout → tar.gz artifact in storage.
 
 Steps, as in Flux's source-controller: storage (garbage collection, is the recorded artifact
-still there?), source (credentials, ls-remote, skip when nothing moved, checkout), artifact
-(archive with ignore rules, record it in status).
+still there?), include (the included GitRepositories' artifacts), source (credentials,
+ls-remote, skip when nothing moved, checkout, signatures; a new revision marks
+``ArtifactOutdated`` and reports progress), artifact (archive with ignore rules, record it in
+status).
 """
 
 from __future__ import annotations
@@ -18,35 +20,39 @@ from pathlib import Path
 from controllers.api import Artifact, parse_duration
 from controllers.artifact import ArtifactError, extract_tarball
 from controllers.kube import KubeClient
-from controllers.reconcile import ReconcileError, Result, RunContext, Stalling, Step
+from controllers.reconcile import ReconcileError, Reconciler, Result, RunContext, Stalling, Step
 from controllers.secrets import SecretError, read_secret
 from source import git
 from source.api_v1 import GitRepository, GitRepositoryInclude, GitRepositoryStatus
+from source.conditions import (
+    ARTIFACT_IN_STORAGE,
+    ARTIFACT_OUTDATED,
+    AUTH_FAILED,
+    FETCH_FAILED,
+    INCLUDE_UNAVAILABLE,
+    SOURCE_VERIFIED,
+    STORAGE_OPERATION_FAILED,
+    SUCCEEDED,
+    FetchError,
+    fetching,
+    mark_new_revision,
+)
 from source.secrets import proxy_url
 from source.storage import ArtifactStorage, StorageError
-from source.storage_step import collect_garbage, reconcile_storage
+from source.storage_step import (
+    collect_garbage,
+    keep_artifact,
+    reconcile_storage,
+    record_artifact,
+    store_artifact,
+)
 from source.verify import VerificationError, verify_signature
 
 __all__ = ["GitRepositoryReconciler"]
 
 
-ARTIFACT_IN_STORAGE = "ArtifactInStorage"
-ARTIFACT_OUTDATED = "ArtifactOutdated"
-FETCH_FAILED = "FetchFailed"
-STORAGE_FAILED = "StorageOperationFailed"
-INCLUDE_UNAVAILABLE = "IncludeUnavailable"
-SOURCE_VERIFIED = "SourceVerified"
-# Flux's reasons.
-SUCCEEDED = "Succeeded"
-NEW_REVISION = "NewRevision"
-NEW_ARTIFACT = "NewArtifact"
-STORAGE_OPERATION_FAILED = "StorageOperationFailed"
-ARCHIVE_FAILED = "ArchiveOperationFailed"
-AUTH_FAILED = "AuthenticationFailed"
-
-
 @dataclass
-class GitRun:
+class GitRunState:
     """What the steps of one run hand on to each other."""
 
     includes: list[Artifact] = field(default_factory=list)
@@ -55,7 +61,7 @@ class GitRun:
     workdir: Path | None = None  # None: unchanged, nothing checked out
 
 
-class GitRepositoryReconciler:
+class GitRepositoryReconciler(Reconciler[GitRepository, GitRunState]):
     """Reconciles GitRepository objects into artifacts in ``storage``."""
 
     model = GitRepository
@@ -63,7 +69,7 @@ class GitRepositoryReconciler:
         ARTIFACT_IN_STORAGE,
         ARTIFACT_OUTDATED,
         FETCH_FAILED,
-        STORAGE_FAILED,
+        STORAGE_OPERATION_FAILED,
         SOURCE_VERIFIED,
         INCLUDE_UNAVAILABLE,
     )
@@ -73,7 +79,7 @@ class GitRepositoryReconciler:
         self.stats: Counter[str] = Counter()
 
     @property
-    def steps(self) -> Sequence[Step[GitRepository]]:
+    def steps(self) -> Sequence[Step[GitRepository, GitRunState]]:
         return [
             self.reconcile_storage,
             self.reconcile_include,
@@ -81,7 +87,10 @@ class GitRepositoryReconciler:
             self.reconcile_artifact,
         ]
 
-    async def finalize(self, ctx: RunContext, obj: GitRepository) -> None:
+    def new_state(self) -> GitRunState:
+        return GitRunState()
+
+    async def finalize(self, ctx: RunContext[GitRunState], obj: GitRepository) -> None:
         await asyncio.to_thread(
             self.storage.remove_all,
             "GitRepository",
@@ -89,13 +98,12 @@ class GitRepositoryReconciler:
             obj.metadata.name,
         )
 
-    async def reconcile_storage(self, ctx: RunContext, obj: GitRepository) -> Result:
-        ctx.state = GitRun()
+    async def reconcile_storage(self, ctx: RunContext[GitRunState], obj: GitRepository) -> Result:
         return await reconcile_storage(self.storage, ctx, obj)
 
-    async def reconcile_include(self, ctx: RunContext, obj: GitRepository) -> Result:
+    async def reconcile_include(self, ctx: RunContext[GitRunState], obj: GitRepository) -> Result:
         """The artifacts of the GitRepositories in ``spec.include``, which must all have one."""
-        run: GitRun = ctx.state
+        run = ctx.state
         for include in obj.spec.include or []:
             name = include.repository.name
             raw = await ctx.client.get_or_none(GitRepository.info, obj.metadata.namespace, name)
@@ -116,45 +124,47 @@ class GitRepositoryReconciler:
         ctx.clear(INCLUDE_UNAVAILABLE)
         return Result()
 
-    async def reconcile_source(self, ctx: RunContext, obj: GitRepository) -> Result:
+    async def reconcile_source(self, ctx: RunContext[GitRunState], obj: GitRepository) -> Result:
         """Resolve the ref; check it out unless the artifact already holds that revision."""
-        spec = obj.spec
+        spec, run = obj.spec, ctx.state
         timeout = parse_duration(spec.timeout or "60s")
-        try:
-            auth, proxy = await _credentials(ctx.client, obj)
-            _check_auth(spec.url, auth)
-            ref = spec.ref
-            heads = None
-            if ref is None or not ref.commit:
-                heads = await git.list_heads(spec.url, auth, proxy=proxy, timeout=timeout)
-            target = git.resolve(ref, heads)
-            run: GitRun = ctx.state
-            if target.commit and self._up_to_date(obj, target.revision(target.commit), run):
-                self.stats["skipped"] += 1
-                run.revision = target.revision(target.commit)
-                ctx.clear(FETCH_FAILED)
-                return Result()
-            workdir = ctx.tempdir("weir-git-")
-            self.stats["checkouts"] += 1
-            checkout = await git.checkout(
-                spec.url,
-                target,
-                workdir,
-                auth,
-                proxy=proxy,
-                timeout=timeout,
-                recurse_submodules=bool(spec.recurse_submodules),
-            )
-        except git.GitError as err:
-            message = f"failed to checkout and determine revision: {err.message}"
-            ctx.mark(FETCH_FAILED, "True", err.reason, message)
-            raise ReconcileError(message, reason=err.reason) from err
-        ctx.clear(FETCH_FAILED)
+        with fetching(ctx):
+            try:
+                auth, proxy = await _credentials(ctx.client, obj)
+                _check_auth(spec.url, auth)
+                ref = spec.ref
+                heads = None
+                if ref is None or not ref.commit:
+                    heads = await git.list_heads(spec.url, auth, proxy=proxy, timeout=timeout)
+                target = git.resolve(ref, heads)
+                if target.commit and self._up_to_date(obj, target.revision(target.commit), run):
+                    self.stats["skipped"] += 1
+                    run.revision = target.revision(target.commit)
+                    return Result()
+                workdir = ctx.tempdir("weir-git-")
+                self.stats["checkouts"] += 1
+                checkout = await git.checkout(
+                    spec.url,
+                    target,
+                    workdir,
+                    auth,
+                    proxy=proxy,
+                    timeout=timeout,
+                    recurse_submodules=bool(spec.recurse_submodules),
+                )
+            except git.GitError as err:
+                message = f"failed to checkout and determine revision: {err.message}"
+                raise FetchError(message, err.reason) from err
         await self._verify(ctx, obj, checkout)
         run.revision, run.message, run.workdir = checkout.revision, checkout.message, workdir
+        artifact = obj.status.artifact
+        if artifact is None or artifact.revision != run.revision:
+            await mark_new_revision(ctx, obj, f"new upstream revision '{run.revision}'")
         return Result()
 
-    async def _verify(self, ctx: RunContext, obj: GitRepository, checkout: git.Checkout) -> None:
+    async def _verify(
+        self, ctx: RunContext[GitRunState], obj: GitRepository, checkout: git.Checkout
+    ) -> None:
         """``spec.verify``: the commit's and/or the tag's PGP signature by a trusted key."""
         spec = obj.spec.verify
         if spec is None:
@@ -193,7 +203,7 @@ class GitRepositoryReconciler:
         ctx.mark(SOURCE_VERIFIED, "True", SUCCEEDED, message)
         obj.status.source_verification_mode = mode
 
-    def _up_to_date(self, obj: GitRepository, revision: str, run: GitRun) -> bool:
+    def _up_to_date(self, obj: GitRepository, revision: str, run: GitRunState) -> bool:
         artifact = obj.status.artifact
         included = [a.revision for a in obj.status.included_artifacts or []]
         return (
@@ -207,45 +217,32 @@ class GitRepositoryReconciler:
             == (None if obj.spec.verify is None else obj.spec.verify.mode.replace("head", "HEAD"))
         )
 
-    async def reconcile_artifact(self, ctx: RunContext, obj: GitRepository) -> Result:
+    async def reconcile_artifact(self, ctx: RunContext[GitRunState], obj: GitRepository) -> Result:
         """Archive the checkout into storage and record it in status."""
-        fetched: GitRun = ctx.state
-        if fetched.workdir is None:
-            ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
-            ctx.clear(ARTIFACT_OUTDATED)
-            return Result(message=_stored(fetched.revision))
+        fetched = ctx.state
+        stored = f"stored artifact for revision '{fetched.revision}'"
+        workdir = fetched.workdir
+        if workdir is None:
+            return keep_artifact(ctx, obj, stored=stored)
         namespace, name = obj.metadata.namespace or "", obj.metadata.name
         commit = fetched.revision.rsplit(":", 1)[-1]
-        artifact = self.storage.new_artifact(
+        new = self.storage.new_artifact(
             "GitRepository", namespace, name, fetched.revision, f"{commit}.tar.gz"
         )
-        try:
+
+        def write() -> Artifact:
             for include, included in zip(obj.spec.include or [], fetched.includes, strict=True):
-                await asyncio.to_thread(self._copy_include, include, included, fetched.workdir)
-            artifact = await asyncio.to_thread(
-                self.storage.archive, artifact, fetched.workdir, ignore=obj.spec.ignore
-            )
-        except StorageError as err:
-            message = f"unable to archive artifact to storage: {err}"
-            ctx.mark(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
-            raise ReconcileError(message, reason=ARCHIVE_FAILED) from err
-        ctx.clear(STORAGE_FAILED)
+                self._copy_include(include, included, workdir)
+            return self.storage.archive(new, workdir, ignore=obj.spec.ignore)
+
+        artifact = await store_artifact(ctx, write)
         await collect_garbage(self.storage, ctx, obj, artifact)
-        previous = obj.status.artifact
-        obj.status.artifact = artifact
         obj.status.observed_ignore = obj.spec.ignore
         obj.status.observed_recurse_submodules = obj.spec.recurse_submodules
         obj.status.observed_include = obj.spec.include
         obj.status.included_artifacts = fetched.includes or None
-        ctx.mark(ARTIFACT_IN_STORAGE, "True", SUCCEEDED, _stored(fetched.revision))
-        ctx.clear(ARTIFACT_OUTDATED)
-        if previous is None or previous.digest != artifact.digest:
-            ctx.notify(
-                NEW_ARTIFACT,
-                f"stored artifact for commit '{fetched.message}'",
-                revision=fetched.revision,
-            )
-        return Result(message=_stored(fetched.revision))
+        event = f"stored artifact for commit '{fetched.message}'"
+        return record_artifact(ctx, obj, artifact, stored=stored, event=event)
 
     def _copy_include(
         self, include: GitRepositoryInclude, artifact: Artifact, workdir: Path
@@ -271,10 +268,6 @@ def _inside(root: Path, relative: str, what: str) -> Path:
     if not path.is_relative_to(root.resolve()):
         raise StorageError(f"{what} {relative!r} leaves the artifact")
     return path
-
-
-def _stored(revision: str) -> str:
-    return f"stored artifact for revision '{revision}'"
 
 
 async def _credentials(client: KubeClient, obj: GitRepository) -> tuple[dict[str, str], str | None]:

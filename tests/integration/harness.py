@@ -93,3 +93,27 @@ async def wait_for_object(
                 obj = event.object
                 if event.type != "BOOKMARK" and obj["metadata"]["name"] == name and predicate(obj):
                     return obj
+
+
+async def conditions_written(
+    kube: KubeClient,
+    info: ResourceInfo,
+    namespace: str,
+    name: str,
+    since: str,
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float = 30.0,
+) -> list[dict[str, dict[str, Any]]]:
+    """The conditions (by type) of every version of the object written after resource version
+    ``since``, up to the first one for which ``until`` holds: what a run wrote on its way."""
+    written: list[dict[str, dict[str, Any]]] = []
+    async with asyncio.timeout(timeout):
+        async for event in kube.watch(info, since, namespace=namespace, timeout_seconds=60):
+            obj = event.object
+            if event.type == "BOOKMARK" or obj["metadata"]["name"] != name:
+                continue
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            written.append({c["type"]: c for c in conditions})
+            if until(obj):
+                return written
+    raise TimeoutError(f"the watch on {info.kind} '{namespace}/{name}' ended early")

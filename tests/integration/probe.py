@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.api import Artifact
-from controllers.reconcile import ReconcileError, Result, RunContext, Step
+from controllers.reconcile import ReconcileError, Reconciler, Result, RunContext, Step
 from source.api_v1 import GitRepository
 
 FAIL_TIMES = "weir.test/fail-times"
@@ -42,8 +42,8 @@ class Call:
 
 
 @dataclass
-class Probe:
-    """Records each reconcile; fails while the object asks it to."""
+class Probe(Reconciler[GitRepository, None]):
+    """Records each reconcile; fails while the object asks it to. It keeps no per-run state."""
 
     delay: float = 0.0
     identity: str = field(default_factory=lambda: os.environ.get("POD_NAME", "probe"))
@@ -61,10 +61,13 @@ class Probe:
         self._changed = asyncio.Condition()
 
     @property
-    def steps(self) -> Sequence[Step[GitRepository]]:
+    def steps(self) -> Sequence[Step[GitRepository, None]]:
         return [self.observe]
 
-    async def observe(self, ctx: RunContext, obj: GitRepository) -> Result:
+    def new_state(self) -> None:
+        return None
+
+    async def observe(self, ctx: RunContext[None], obj: GitRepository) -> Result:
         key = obj.key
         self._running[key] += 1
         self.max_overlap[key] = max(self.max_overlap.get(key, 0), self._running[key])
@@ -84,7 +87,7 @@ class Probe:
             self._running[key] -= 1
             await self._notify()
 
-    async def finalize(self, ctx: RunContext, obj: GitRepository) -> None:
+    async def finalize(self, ctx: RunContext[None], obj: GitRepository) -> None:
         self.finalized.append(obj.key)
         await self._notify()
 

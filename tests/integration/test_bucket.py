@@ -23,7 +23,13 @@ from source.api_v1 import Bucket
 from source.bucket import BucketReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
-from tests.integration.harness import is_ready, options, running, wait_for_object
+from tests.integration.harness import (
+    conditions_written,
+    is_ready,
+    options,
+    running,
+    wait_for_object,
+)
 from tests.proxyserver import TinyProxy
 from tests.s3server import ListingRewriter, S3Server
 
@@ -236,6 +242,41 @@ async def test_new_object_new_revision_and_unchanged_bucket_downloads_nothing(
     )
     assert await files_of(newest, tmp_path / "third") == {"b/b.yaml": "b: 2\n"}
     assert await files_of(newer, tmp_path / "still") == {"a.yaml": "a: 1\n", "b/b.yaml": "b: 2\n"}
+
+
+async def test_a_new_revision_is_reported_while_its_artifact_is_built(
+    kube: KubeClient, namespace: str, source: Source, s3_server: S3Server
+) -> None:
+    name = namespace
+    s3_server.create_bucket(name)
+    etags = {"a.yaml": s3_server.put_object(name, "a.yaml", "a: 1\n")}
+    await credentials(kube, namespace, s3_server)
+    await kube.create(
+        BUCKET, bucket("app", namespace, s3_server.endpoint, name, secretRef={"name": "s3"})
+    )
+    await ready(kube, namespace, "app")
+    since = (await kube.get(BUCKET, namespace, "app"))["metadata"]["resourceVersion"]
+
+    etags["b.yaml"] = s3_server.put_object(name, "b.yaml", "b: 2\n")
+    await request_reconcile(kube, namespace, "new")
+    revision = flux_revision(etags)
+    written = await conditions_written(
+        kube, BUCKET, namespace, "app", since, lambda o: revision_of(o) == revision
+    )
+
+    new = f"new upstream revision '{revision}'"
+    progress = [c for c in written if c.get("Reconciling", {}).get("reason") == "Progressing"]
+    assert progress, "no status was written while the artifact was built"
+    assert progress[0]["Reconciling"]["message"] == f"building artifact: {new}"
+    outdated = progress[0]["ArtifactOutdated"]
+    assert (outdated["status"], outdated["reason"], outdated["message"]) == (
+        "True",
+        "NewRevision",
+        new,
+    )
+    assert progress[0]["Ready"]["status"] == "Unknown"
+    assert "ArtifactOutdated" not in written[-1]
+    assert "Reconciling" not in written[-1]
 
 
 async def request_reconcile(kube: KubeClient, namespace: str, value: str) -> None:

@@ -33,6 +33,7 @@ from tests.gitserver import (
     Symlink,
 )
 from tests.integration.harness import (
+    conditions_written,
     is_ready,
     options,
     running,
@@ -644,6 +645,40 @@ async def test_a_new_commit_arrives_within_the_interval(
     commit = git_repos.commit(name, {"a.yaml": "2\n"}, "two")
     # No reconcile request: the next periodic run (2s ± 5%) must pick the commit up.
     await wait_for_object(kube, GITREPO, namespace, "app", artifact_at(commit), timeout=10)
+
+
+async def test_a_new_revision_is_reported_while_its_artifact_is_built(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+    repo: str,
+) -> None:
+    await kube.create(GITREPO, gitrepository("app", namespace, git_daemon.url(repo)))
+    await ready(kube, namespace, "app")
+    since = (await kube.get(GITREPO, namespace, "app"))["metadata"]["resourceVersion"]
+
+    commit = git_repos.commit(repo, {"deploy/app.yaml": "replicas: 4\n"}, "scale to four")
+    await kube.patch(
+        GITREPO, namespace, "app", {"metadata": {"annotations": {REQUESTED_AT: "new"}}}
+    )
+    written = await conditions_written(kube, GITREPO, namespace, "app", since, artifact_at(commit))
+
+    revision = f"main@sha1:{commit}"
+    progress = [c for c in written if c.get("Reconciling", {}).get("reason") == "Progressing"]
+    assert progress, "no status was written while the artifact was built"
+    assert (
+        progress[0]["Reconciling"]["message"]
+        == f"building artifact: new upstream revision '{revision}'"
+    )
+    outdated = progress[0]["ArtifactOutdated"]
+    assert (outdated["status"], outdated["reason"]) == ("True", "NewRevision")
+    assert outdated["message"] == f"new upstream revision '{revision}'"
+    assert progress[0]["Ready"]["status"] == "Unknown"
+    assert "ArtifactOutdated" not in written[-1]
+    assert "Reconciling" not in written[-1]
+    assert written[-1]["Ready"]["message"] == f"stored artifact for revision '{revision}'"
 
 
 async def test_artifact_url_follows_the_storage_address(

@@ -18,7 +18,12 @@ from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from source.api_v1 import OCIRepository
 from tests.integration.conftest import SourceController
-from tests.integration.harness import is_ready, wait_for_deletion, wait_for_object
+from tests.integration.harness import (
+    conditions_written,
+    is_ready,
+    wait_for_deletion,
+    wait_for_object,
+)
 from tests.proxyserver import TinyProxy
 from tests.registry import (
     FLUX_CONTENT,
@@ -529,6 +534,40 @@ async def test_unchanged_digest_new_push_and_deletion(
     await kube.delete(OCIREPO, namespace, "app")
     await wait_for_deletion(kube, OCIREPO, namespace, "app")
     assert not stored.exists()
+
+
+async def test_a_new_revision_is_reported_while_its_artifact_is_built(
+    kube: KubeClient,
+    namespace: str,
+    source_controller: SourceController,
+    oci_registry: OCIRegistries,
+) -> None:
+    plain, repository = oci_registry.plain, f"{namespace}/progress"
+    await plain.push(repository, ["latest"], [app_layer(1)])
+    await kube.create(OCIREPO, ocirepository("app", namespace, plain, repository))
+    await ready(kube, namespace, "app")
+    since = (await kube.get(OCIREPO, namespace, "app"))["metadata"]["resourceVersion"]
+
+    digest = await plain.push(repository, ["latest"], [app_layer(2)])
+    await request_reconcile(kube, namespace, "app", "new")
+    revision = f"latest@{digest}"
+    written = await conditions_written(
+        kube, OCIREPO, namespace, "app", since, revision_is(revision)
+    )
+
+    new = f"new revision '{revision}' for '{plain.host}/{repository}:latest'"
+    progress = [c for c in written if c.get("Reconciling", {}).get("reason") == "Progressing"]
+    assert progress, "no status was written while the artifact was built"
+    assert progress[0]["Reconciling"]["message"] == f"building artifact: {new}"
+    outdated = progress[0]["ArtifactOutdated"]
+    assert (outdated["status"], outdated["reason"], outdated["message"]) == (
+        "True",
+        "NewRevision",
+        new,
+    )
+    assert progress[0]["Ready"]["status"] == "Unknown"
+    assert "ArtifactOutdated" not in written[-1]
+    assert "Reconciling" not in written[-1]
 
 
 @pytest.mark.parametrize(
