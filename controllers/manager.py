@@ -132,6 +132,8 @@ class Manager:
                     await stack.enter_async_context(service())
                 await self._run_controllers(client, recorder, elector)
         finally:
+            for reconciler in self.reconcilers:
+                await reconciler.close()
             if elector is not None:
                 await elector.release()
             if forwarder is not None:

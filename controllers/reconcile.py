@@ -230,6 +230,11 @@ class Reconciler(Protocol[T, S]):
         """Remove what the object owns, before its finalizer goes."""
         ...
 
+    async def close(self) -> None:
+        """Release what the reconciler holds (worker processes...) when the controller stops,
+        after the last run; nothing by default."""
+        return None
+
 
 @dataclass(frozen=True)
 class RunSummary:

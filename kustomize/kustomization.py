@@ -142,6 +142,10 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
             field_manager=FIELD_MANAGER,
         )
 
+    async def close(self) -> None:
+        """Stop the idle build workers."""
+        await self.build_workers.close()
+
     async def finalize(self, ctx: RunContext[KustomizeRunState], obj: Kustomization) -> None:
         """Delete what the inventory lists as ``deletionPolicy`` says (Flux's rules: not when
         suspended; MirrorPrune follows ``spec.prune``; Orphan keeps everything)."""

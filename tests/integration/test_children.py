@@ -18,7 +18,7 @@ import json
 import os
 import select
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Self
@@ -127,13 +127,14 @@ class Tree:
     pidfds: dict[int, int]
 
     @classmethod
-    def of_child(cls, parent: int, command: str) -> Tree:
-        """The one child of ``parent`` whose command line holds ``command``, and its tree."""
+    def of_child(cls, parent: int, command: str, *, besides: Collection[int] = ()) -> Tree:
+        """The one child of ``parent`` whose command line holds ``command`` (other than those
+        in ``besides``), and its tree."""
         processes = _processes()
         [root] = [
             pid
             for pid, (state, ppid, _) in processes.items()
-            if ppid == parent and state != "Z" and command in _cmdline(pid)
+            if ppid == parent and state != "Z" and pid not in besides and command in _cmdline(pid)
         ]
         pids = [root]
         for pid in pids:
@@ -267,9 +268,11 @@ async def test_a_cancelled_build_leaves_no_build_worker_nor_its_git(tmp_path: Pa
                     "sourceRef": {"kind": "GitRepository", "name": "x"},
                 }
             )
+            # Other tests' idle workers may be children of this process too.
+            before = set(_processes())
             call = build(root, ".", spec, workers=workers, timeout=120)
             task = await started(call, remote.wait_connected())
-            tree = Tree.of_child(os.getpid(), WORKER_BINARY)
+            tree = Tree.of_child(os.getpid(), WORKER_BINARY, besides=before)
             await cancel_and_check(task, tree)
         # What was left to kill: the worker's git, blocked on the silent remote.
         assert any(" fetch " in command for command in tree.pids.values()), tree.pids
