@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["TLSConfigError", "context_from_secret", "system_context"]
+__all__ = ["TLSConfigError", "context_from_secret", "load_key_pair", "system_context"]
 
 # The standard key first, then Flux's legacy one.
 _CA_KEYS = ("ca.crt", "caFile")
@@ -83,7 +83,7 @@ def context_from_secret(
             ) from None
     if cert and key:
         try:
-            _load_key_pair(context, cert, key)
+            load_key_pair(context, cert, key)
         except ssl.SSLError:
             raise TLSConfigError(
                 f"'{cert_key}' and '{key_key}' are not a matching PEM certificate and key",
@@ -101,7 +101,10 @@ def _lookup(data: Mapping[str, str], keys: tuple[str, str]) -> tuple[str, str]:
     return keys[0], ""
 
 
-def _load_key_pair(context: ssl.SSLContext, cert: str, key: str) -> None:
+def load_key_pair(context: ssl.SSLContext, cert: str, key: str) -> None:
+    """Load a PEM client certificate and its key into ``context``; ``ssl.SSLError`` when they
+    are not a matching, unencrypted pair. The files the ssl module needs are written 0600 with
+    ``O_EXCL`` in a private directory and removed before this returns."""
     # mkdtemp makes the directory 0700; each file is new (O_EXCL) and never a link followed.
     with tempfile.TemporaryDirectory(prefix="weir-tls-") as scratch:
         cert_file, key_file = Path(scratch, "tls.crt"), Path(scratch, "tls.key")

@@ -430,7 +430,7 @@ async def test_tls_is_verified_against_the_system_roots_without_a_ca(
     )
 
     async with Targets().open(kube, kustomization(namespace, **remote("remote"))) as target:
-        with pytest.raises(TransportError, match="ClientConnectorCertificateError"):
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
             await target.client.list(NAMESPACE)
 
 
