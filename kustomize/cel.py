@@ -10,11 +10,11 @@ evaluating it; here an undeclared name or a result that is not a bool is an eval
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import cel
-from cel.stdlib import EXTENSIONS
+if TYPE_CHECKING:
+    import cel
 
 __all__ = [
     "INVALID_CEL_EXPRESSION",
@@ -34,11 +34,19 @@ TERMINAL_ERROR_MESSAGE = "Reconciliation failed terminally due to configuration 
 # Compiled programs are immutable: one per distinct expression text is enough.
 CACHE_SIZE = 256
 
-_FUNCTIONS = {
-    name: function
-    for library in ("strings", "sets", "encoders")
-    for name, function in EXTENSIONS[library].items()
-}
+
+@functools.cache
+def _functions() -> dict[str, Callable[..., Any]]:
+    """cel-go's strings, sets and encoders extensions."""
+    from cel.stdlib import EXTENSIONS
+
+    return {
+        name: function
+        for library in ("strings", "sets", "encoders")
+        for name, function in EXTENSIONS[library].items()
+    }
+
+
 # Errors the evaluation of a valid expression raises on data it cannot handle.
 _EVALUATION_ERRORS = (LookupError, ArithmeticError, TypeError, ValueError, RuntimeError)
 
@@ -65,7 +73,9 @@ class Expression:
     def evaluate_bool(self, variables: Mapping[str, Any]) -> bool:
         """The expression's value with ``variables`` bound; ``EvaluationError`` when it
         fails (a missing key, an unknown name, mismatched types) or is not a bool."""
-        context = cel.Context(variables=dict(variables), functions=_FUNCTIONS)
+        import cel
+
+        context = cel.Context(variables=dict(variables), functions=_functions())
         try:
             value = self._program.execute(context)
         except KeyError as err:
@@ -85,6 +95,10 @@ class Expression:
 def compile_expression(source: str) -> Expression:
     """``source`` compiled, or ``InvalidExpression`` with Flux's message and the parser's
     position of the error."""
+    # The package weighs about 28 MiB (its command line's dependencies included): imported by
+    # the first expression, not by a controller whose Kustomizations have none.
+    import cel
+
     try:
         program = cel.compile(source)
     except (ValueError, RuntimeError) as err:

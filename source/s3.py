@@ -20,9 +20,6 @@ from urllib.parse import quote, unquote_plus
 from xml.etree import ElementTree
 
 import httpx
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from controllers.tls import system_context
 
@@ -110,9 +107,7 @@ class S3Client:
         self.base_url = endpoint_url(endpoint, secure=secure)
         self.endpoint = endpoint
         self.region = region or DEFAULT_REGION
-        self._credentials = (
-            Credentials(access_key, secret_key) if access_key and secret_key else None
-        )
+        self._credentials = (access_key, secret_key) if access_key and secret_key else None
         self._http = httpx.AsyncClient(
             verify=tls if tls is not None else system_context(),
             proxy=proxy,
@@ -192,8 +187,14 @@ class S3Client:
     def _headers(self, method: str, url: str) -> dict[str, str]:
         signed: dict[str, str] = {}
         if self._credentials is not None:
+            # botocore weighs about 16 MiB: imported by the first signed request, not by a
+            # controller that reconciles no Bucket with credentials.
+            from botocore.auth import S3SigV4Auth
+            from botocore.awsrequest import AWSRequest
+            from botocore.credentials import Credentials
+
             request = AWSRequest(method=method, url=url)
-            S3SigV4Auth(self._credentials, "s3", self.region).add_auth(request)
+            S3SigV4Auth(Credentials(*self._credentials), "s3", self.region).add_auth(request)
             signed = dict(request.headers.items())
         # Unsigned, as proxies may rewrite it. Raw bytes as stored, as Flux's MinIO client
         # (which disables compression) fetches them.
