@@ -74,6 +74,8 @@ MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # client-go reads a token file again after this long (the kubelet rotates projected tokens).
 TOKEN_FILE_REREAD_SECONDS = 60.0
+# The clock an exec credential's expirationTimestamp is compared with.
+_wall_clock = time.time
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 # What an exec plugin may print: an ExecCredential is a few KiB.
 MAX_EXEC_OUTPUT = 1024 * 1024
@@ -466,7 +468,7 @@ class _ExecAuth(_Auth):
 
     async def credential(self) -> _Credential:
         async with self._lock:
-            if self._result is None or time.time() >= self._result.expires:
+            if self._result is None or _wall_clock() >= self._result.expires:
                 self._result = await _run_exec_plugin(self._spec, self._cluster, self._directory)
             return self._result.credential
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import http
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from controllers.events import EventForwarder, EventRecorder
 from controllers.informer import Informer
@@ -79,6 +79,68 @@ def _split_addr(addr: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)  # noqa: S104 - Flux's ":8080" means all interfaces
 
 
+# A route's answer: status, content type and body.
+_Answer = tuple[int, str, bytes]
+_TEXT = "text/plain; charset=utf-8"
+# A probe or scrape request is one short head: more, or slower, is not one.
+_HEAD_LIMIT = 8 * 1024
+_HEAD_TIMEOUT_SECONDS = 10.0
+
+
+class _ProbeServer:
+    """The probes and metrics server: a few fixed GET (and HEAD) routes, each request answered
+    on its own connection, which is then closed (kubelet's probes and Prometheus's scrapes
+    expect no more). On asyncio's streams: aiohttp.web would add about 8 MiB to a controller
+    that serves nothing else."""
+
+    def __init__(self, routes: Mapping[str, Callable[[], _Answer]]) -> None:
+        self._routes = routes
+        self._servers: list[asyncio.Server] = []
+
+    async def listen(self, host: str, port: int) -> None:
+        server = await asyncio.start_server(self._serve, host, port, limit=_HEAD_LIMIT)
+        self._servers.append(server)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+
+    def _answer(self, head: bytes) -> tuple[str, _Answer]:
+        parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return "GET", (400, _TEXT, b"400: Bad Request")
+        method, target, _ = parts
+        route = self._routes.get(target.split("?", 1)[0])
+        if route is None:
+            return method, (404, _TEXT, b"404: Not Found")
+        if method not in ("GET", "HEAD"):
+            return method, (405, _TEXT, b"405: Method Not Allowed")
+        return method, route()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_HEAD_TIMEOUT_SECONDS):
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, (status, content_type, body) = self._answer(head)
+                writer.write(
+                    f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+                    f"Content-Type: {content_type}\r\n"
+                    f"Content-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                if method != "HEAD":
+                    writer.write(body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+            pass  # a client that went away, sent too much or too slowly: nothing to answer
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
 class Manager:
     """Owns the shared client, the servers and the lifecycle of every controller."""
 
@@ -96,7 +158,7 @@ class Manager:
         self.informers: list[Informer] = []
         self.stop = asyncio.Event()
         self.started = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._server: _ProbeServer | None = None
 
     async def run(self) -> None:
         """Run until ``stop`` is set or leadership is lost; then shut down gracefully."""
@@ -138,8 +200,8 @@ class Manager:
                 await elector.release()
             if forwarder is not None:
                 await forwarder.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
+            if self._server is not None:
+                await self._server.close()
             await client.close()
             log.info("stopped", controller=opts.name)
 
@@ -227,32 +289,26 @@ class Manager:
             await asyncio.gather(*unfinished, *background, return_exceptions=True)
 
     async def _start_servers(self) -> None:
-        # One app on both addresses: probes and metrics share a single cleanup path.
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        # One server on both addresses: probes and metrics share a single cleanup path.
+        self._server = _ProbeServer(
+            {"/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics}
+        )
         for addr in {self.options.health_addr, self.options.metrics_addr}:
             if addr and addr != "0":
                 host, port = _split_addr(addr)
-                await web.TCPSite(self._runner, host, port).start()
+                await self._server.listen(host, port)
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    def _healthz(self) -> _Answer:
+        return 200, _TEXT, b"ok"
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    def _readyz(self) -> _Answer:
         # A standby without leadership has no informers yet and is still ready to take over.
         if all(informer.synced.is_set() for informer in self.informers):
-            return web.Response(text="ok")
-        return web.Response(status=503, text="informers not synced")
+            return 200, _TEXT, b"ok"
+        return 503, _TEXT, b"informers not synced"
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.exposition(),
-            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
-        )
+    def _metrics(self) -> _Answer:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.exposition()
 
 
 def _enqueue(
