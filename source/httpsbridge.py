@@ -14,12 +14,15 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
-from aiohttp import web
 
 from controllers.tls import context_from_secret
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["Bridge", "https_bridge", "needs_bridge"]
 
@@ -58,6 +61,10 @@ async def https_bridge(
 ) -> AsyncIterator[Bridge]:
     """Yield a Bridge whose ``http://127.0.0.1`` URL reaches ``url``. Unusable TLS settings
     in ``auth`` raise :class:`controllers.tls.TLSConfigError`, a ``ValueError``."""
+    # aiohttp (about 8 MiB) is imported by the first repository that needs the bridge, not by
+    # every source controller.
+    from aiohttp import web
+
     parts = urlsplit(url)
     upstream = f"{parts.scheme}://{parts.netloc}"
     prefix = "/" + secrets.token_hex(16)

@@ -14,8 +14,10 @@ the artifact digest), cached per file version; ``If-None-Match`` gets 304.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
+import http
 import io
 import os
 import stat
@@ -24,14 +26,16 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import structlog
-from aiohttp import web
 
-__all__ = ["create_artifact_app", "start_artifact_server"]
+__all__ = ["ArtifactServer", "start_artifact_server"]
 
 log = structlog.get_logger()
 
 _CHUNK = 256 * 1024
 _ETAG_CACHE_SIZE = 1024
+# A GET is one short head: more, or slower, is not one.
+_HEAD_LIMIT = 16 * 1024
+_HEAD_TIMEOUT_SECONDS = 30.0
 
 
 class _EtagCache:
@@ -56,61 +60,119 @@ class _EtagCache:
         return tag
 
 
-_ROOT_KEY = web.AppKey("storage_root", Path)
-_ETAGS_KEY = web.AppKey("etags", _EtagCache)
+class ArtifactServer:
+    """The artifact server on asyncio's streams: GET and HEAD, one request per connection,
+    closed after the answer (the artifact fetchers open one per download). aiohttp.web would
+    add about 8 MiB to the source controller for no more."""
+
+    def __init__(self, storage_root: Path) -> None:
+        # Created if missing, so the server does not depend on the storage being set up first.
+        storage_root.mkdir(parents=True, exist_ok=True)
+        self._root = storage_root.resolve(strict=True)
+        self._etags = _EtagCache(_ETAG_CACHE_SIZE)
+        self._servers: list[asyncio.Server] = []
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) of every listening socket."""
+        return [
+            tuple(sock.getsockname()[:2]) for server in self._servers for sock in server.sockets
+        ]
+
+    async def listen(self, host: str, port: int) -> None:
+        self._servers.append(
+            await asyncio.start_server(self._connection, host, port, limit=_HEAD_LIMIT)
+        )
+
+    async def cleanup(self) -> None:
+        """Stop listening; answers being sent are cut off."""
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_HEAD_TIMEOUT_SECONDS):
+                head = await reader.readuntil(b"\r\n\r\n")
+            await self._serve(head, writer)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+            pass  # a client that went away, sent too much or too slowly
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def _serve(self, head: bytes, writer: asyncio.StreamWriter) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await _answer(writer, 400, {}, b"bad request\n")
+            return
+        method, target, _ = parts
+        if method not in ("GET", "HEAD"):
+            await _answer(writer, 405, {"Allow": "GET, HEAD"}, b"method not allowed\n")
+            return
+        segments = _segments(target)
+        if segments is None:
+            await _answer(writer, 400, {}, b"bad artifact path\n")
+            return
+        opened = await asyncio.to_thread(_open_inside, self._root, segments)
+        if opened is None:
+            await _answer(writer, 404, {}, b"artifact not found\n")
+            return
+        file, info = opened
+        try:
+            etag = await self._etags.etag(file, info)
+            headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
+            if etag in _if_none_match(lines[1:]):
+                await _answer(writer, 304, headers, None)
+                return
+            headers["Content-Type"] = "application/octet-stream"
+            headers["Content-Length"] = str(info.st_size)
+            writer.write(_head(200, headers))
+            if method != "HEAD":
+                file.seek(0)
+                while chunk := await asyncio.to_thread(file.read, _CHUNK):
+                    writer.write(chunk)
+                    await writer.drain()
+            await writer.drain()
+        finally:
+            file.close()
 
 
-def create_artifact_app(storage_root: Path) -> web.Application:
-    """An aiohttp application serving the files under ``storage_root`` (created if missing,
-    so the server does not depend on the storage being set up first)."""
-    storage_root.mkdir(parents=True, exist_ok=True)
-    app = web.Application()
-    app[_ROOT_KEY] = storage_root.resolve(strict=True)
-    app[_ETAGS_KEY] = _EtagCache(_ETAG_CACHE_SIZE)
-    app.router.add_get("/{path:.*}", _serve)  # HEAD is added with GET
-    return app
-
-
-async def start_artifact_server(storage_root: Path, host: str, port: int) -> web.AppRunner:
-    """Serve ``storage_root`` on ``host:port``; stop it with ``await runner.cleanup()``.
-    With ``port=0`` the kernel picks a free port; ``runner.addresses`` tells which."""
-    runner = web.AppRunner(create_artifact_app(storage_root), access_log=None)
-    await runner.setup()
+async def start_artifact_server(storage_root: Path, host: str, port: int) -> ArtifactServer:
+    """Serve ``storage_root`` (created if missing) on ``host:port``; stop it with
+    ``await server.cleanup()``. With ``port=0`` the kernel picks a free port;
+    ``server.addresses`` tells which."""
+    server = ArtifactServer(storage_root)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await server.listen(host, port)
     except BaseException:
-        await runner.cleanup()
+        await server.cleanup()
         raise
-    log.info("artifact server started", addresses=[str(a) for a in runner.addresses])
-    return runner
+    log.info("artifact server started", addresses=[str(a) for a in server.addresses])
+    return server
 
 
-async def _serve(request: web.Request) -> web.StreamResponse:
-    segments = _segments(request.raw_path)
-    if segments is None:
-        return web.Response(status=400, text="bad artifact path\n")
-    root = request.app[_ROOT_KEY]
-    opened = await asyncio.to_thread(_open_inside, root, segments)
-    if opened is None:
-        return web.Response(status=404, text="artifact not found\n")
-    file, info = opened
-    try:
-        etag = await request.app[_ETAGS_KEY].etag(file, info)
-        headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
-        if etag in _if_none_match(request):
-            return web.Response(status=304, headers=headers)
-        response = web.StreamResponse(headers=headers)
-        response.content_type = "application/octet-stream"
-        response.content_length = info.st_size
-        await response.prepare(request)
-        if request.method != "HEAD":
-            file.seek(0)
-            while chunk := await asyncio.to_thread(file.read, _CHUNK):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
-    finally:
-        file.close()
+def _head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}"]
+    lines += [f"{name}: {value}" for name, value in {**headers, "Connection": "close"}.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _answer(
+    writer: asyncio.StreamWriter, status: int, headers: dict[str, str], text: bytes | None
+) -> None:
+    """A whole answer: ``text`` (None: no body, as a 304 has none) as plain text."""
+    if text is not None:
+        headers = {
+            **headers,
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Length": str(len(text)),
+        }
+    writer.write(_head(status, headers) + (text or b""))
+    await writer.drain()
 
 
 def _segments(raw_path: str) -> list[str] | None:
@@ -165,6 +227,11 @@ def _sha256(file: io.BufferedReader) -> str:
     return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def _if_none_match(request: web.Request) -> set[str]:
-    header = request.headers.get("If-None-Match", "")
-    return {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",") if tag.strip()}
+def _if_none_match(header_lines: list[str]) -> set[str]:
+    """The entity tags of every If-None-Match header line."""
+    tags: set[str] = set()
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "if-none-match":
+            tags |= {t.strip().removeprefix("W/").strip('"') for t in value.split(",") if t.strip()}
+    return tags

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers import kube
+from controllers import kube as kube_module
 from controllers.api import ResourceInfo
 from controllers.envtest import ADMIN_USER, UNPRIVILEGED_USER, ControlPlane
 from controllers.kinds import SERVICE_ACCOUNT
@@ -125,14 +125,14 @@ async def test_in_cluster_the_service_account_token_is_used_and_read_again(
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(control_plane.apiserver_port))
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_DIR", tmp_path)
+    monkeypatch.setattr(kube_module, "SERVICE_ACCOUNT_DIR", tmp_path)
 
     client = await KubeClient.connect()
     try:
         assert (client.host, client.namespace) == (control_plane.server, namespace)
         assert await username(client) == f"system:serviceaccount:{namespace}:first"
         (tmp_path / "token").write_text(second)  # the kubelet rotated it
-        monkeypatch.setattr(kube, "TOKEN_FILE_REREAD_SECONDS", 0.0)
+        monkeypatch.setattr(kube_module, "TOKEN_FILE_REREAD_SECONDS", 0.0)
         assert await username(client) == f"system:serviceaccount:{namespace}:second"
     finally:
         await client.close()
@@ -172,7 +172,7 @@ async def test_an_exec_client_certificate_is_renewed_when_it_expires(
         assert await username(client) == UNPRIVILEGED_USER
         assert await username(client) == UNPRIVILEGED_USER  # kept until it expires
         later = time.time() + 2 * 3600
-        monkeypatch.setattr(kube, "_wall_clock", lambda: later)
+        monkeypatch.setattr(kube_module, "_wall_clock", lambda: later)
         # Expired: the plugin runs again, and new connections present the admin's certificate.
         assert await username(client) == ADMIN_USER
     finally:
