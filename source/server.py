@@ -71,6 +71,7 @@ class ArtifactServer:
         self._root = storage_root.resolve(strict=True)
         self._etags = _EtagCache(_ETAG_CACHE_SIZE)
         self._servers: list[asyncio.Server] = []
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -88,10 +89,13 @@ class ArtifactServer:
         """Stop listening; answers being sent are cut off."""
         for server in self._servers:
             server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
         for server in self._servers:
             await server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             async with asyncio.timeout(_HEAD_TIMEOUT_SECONDS):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -99,6 +103,7 @@ class ArtifactServer:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
             pass  # a client that went away, sent too much or too slowly
         finally:
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
