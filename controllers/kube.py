@@ -74,6 +74,9 @@ MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # client-go reads a token file again after this long (the kubelet rotates projected tokens).
 TOKEN_FILE_REREAD_SECONDS = 60.0
+# A pool replaced by an exec plugin's new client certificate is closed after this long: longer
+# than a watch lasts (its timeoutSeconds, 300 by default), so that none is cut off.
+RETIRED_POOL_SECONDS = 600.0
 # The clock an exec credential's expirationTimestamp is compared with.
 _wall_clock = time.time
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
@@ -614,8 +617,8 @@ class _Session:
         self.http = self._new_pool()
         self._client_pair: tuple[str, str] | None = None
         # Pools left when an exec plugin rotated the client certificate: their connections
-        # present the old one. Watches on them end by themselves; close() closes them.
-        self._retired: list[httpx.AsyncClient] = []
+        # present the old one. Closed once the watches on them have ended, or by close().
+        self._retired: dict[httpx.AsyncClient, asyncio.Task[None]] = {}
 
     def _new_pool(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -642,13 +645,23 @@ class _Session:
             self._client_pair = credential.client_pair
             if not first and not self.http.is_closed:
                 # New connections present the new certificate; pooled ones the old.
-                self._retired.append(self.http)
+                old = self.http
+                self._retired[old] = asyncio.create_task(self._close_later(old))
                 self.http = self._new_pool()
         return credential
 
+    async def _close_later(self, pool: httpx.AsyncClient) -> None:
+        await asyncio.sleep(RETIRED_POOL_SECONDS)
+        del self._retired[pool]
+        await pool.aclose()
+
     async def close(self) -> None:
+        for task in self._retired.values():
+            task.cancel()
+        await asyncio.gather(*self._retired.values(), return_exceptions=True)
         for pool in (*self._retired, self.http):
             await pool.aclose()
+        self._retired.clear()
 
 
 class KubeClient:
