@@ -80,6 +80,8 @@ RETIRED_POOL_SECONDS = 600.0
 # The clock an exec credential's expirationTimestamp is compared with.
 _wall_clock = time.time
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
+# The cluster extension handed to an exec plugin that asks for the cluster's details.
+EXEC_EXTENSION = "client.authentication.k8s.io/exec"
 # What an exec plugin may print: an ExecCredential is a few KiB.
 MAX_EXEC_OUTPUT = 1024 * 1024
 
@@ -392,12 +394,7 @@ async def _run_exec_plugin(
             env[str(variable["name"])] = str(variable.get("value") or "")
     info: dict[str, Any] = {"interactive": False}
     if spec.get("provideClusterInfo"):
-        info["cluster"] = {
-            key: value
-            for key, value in cluster.items()
-            if key
-            in ("server", "certificate-authority-data", "insecure-skip-tls-verify", "proxy-url")
-        } | {"tls-server-name": cluster.get("tls-server-name") or ""}
+        info["cluster"] = _exec_cluster(cluster)
     exec_info = {"apiVersion": api_version, "kind": "ExecCredential", "spec": info}
     env["KUBERNETES_EXEC_INFO"] = json.dumps(exec_info)
     argv = [command, *(str(arg) for arg in spec.get("args") or [])]
@@ -417,6 +414,24 @@ async def _run_exec_plugin(
         stderr = done.stderr.decode(errors="replace").strip()
         raise KubeConfigError(f"exec plugin failed: exit status {done.returncode}: {stderr}")
     return _exec_result(done.stdout, api_version)
+
+
+def _exec_cluster(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    """The ExecCredential's ``spec.cluster``: the kubeconfig cluster in the protocol's names,
+    and its ``client.authentication.k8s.io/exec`` extension as ``config``."""
+    names = {
+        "server": "server",
+        "tls-server-name": "tlsServerName",
+        "insecure-skip-tls-verify": "insecureSkipTLSVerify",
+        "certificate-authority-data": "certificateAuthorityData",
+        "proxy-url": "proxyURL",
+        "disable-compression": "disableCompression",
+    }
+    info = {name: cluster[key] for key, name in names.items() if cluster.get(key)}
+    for extension in cluster.get("extensions") or []:
+        if isinstance(extension, Mapping) and extension.get("name") == EXEC_EXTENSION:
+            info["config"] = extension.get("extension")
+    return info
 
 
 def _exec_result(output: bytes, api_version: str) -> _ExecResult:

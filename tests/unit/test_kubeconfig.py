@@ -300,13 +300,29 @@ async def test_the_cluster_is_given_to_an_exec_plugin_that_asks(
     server: FakeApiServer, tmp_path: Path
 ) -> None:
     script = exec_plugin(tmp_path, expires=None)
-    user = exec_user(script, provideClusterInfo=True)
-    path = write(tmp_path / "config", kubeconfig(server.url, user))
+    config = kubeconfig(server.url, exec_user(script, provideClusterInfo=True))
+    config["clusters"][0]["cluster"].update(
+        {
+            "tls-server-name": "api.example",
+            "extensions": [
+                {"name": "client.authentication.k8s.io/exec", "extension": {"audience": "a"}},
+                {"name": "other", "extension": {"x": 1}},
+            ],
+        }
+    )
+    path = write(tmp_path / "config", config)
 
     await (await KubeClient.connect(str(path))).close()
 
     spec = json.loads((tmp_path / "info-1.json").read_text())["exec"]["spec"]
-    assert spec["cluster"]["server"] == server.url
+    assert spec == {
+        "interactive": False,
+        "cluster": {
+            "server": server.url,
+            "tlsServerName": "api.example",
+            "config": {"audience": "a"},
+        },
+    }
 
 
 @pytest.mark.parametrize(
