@@ -469,3 +469,13 @@ async def test_views_send_their_identity_and_share_the_connections(
     assert impersonated == ["system:serviceaccount:apps:deployer", None]
     with pytest.raises(RuntimeError, match="closed"):
         await view.get(THING, "default", "x")
+
+
+async def test_a_request_past_its_timeout_is_a_transport_error(server: FakeApiServer) -> None:
+    # The fake server answers a watch with its headers, then nothing.
+    client = await KubeClient.from_kubeconfig(kubeconfig(server.url, {"token": "t"}))
+    try:
+        with pytest.raises(TransportError, match=r"GET /api/v1/configmaps: .*within 0\.5s"):
+            await client.request("GET", "/api/v1/configmaps", query={"watch": "true"}, timeout=0.5)
+    finally:
+        await client.close()
