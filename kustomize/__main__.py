@@ -8,7 +8,12 @@ from typing import Any
 
 from controllers.cmd import build_parser, main
 from controllers.reconcile import Reconciler
-from kustomize.buildworker import DEFAULT_MEMORY_LIMIT, BuildWorkers, find_build_worker
+from kustomize.buildworker import (
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_MEMORY_LIMIT,
+    BuildWorkers,
+    find_build_worker,
+)
 from kustomize.kustomization import KustomizationReconciler
 
 NAME = "kustomize-controller"
@@ -24,6 +29,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="path to the kustomize build worker binary (default: the build cache)",
+    )
+    p.add_argument(
+        "--build-workers",
+        type=at_least_one,
+        default=DEFAULT_MAX_WORKERS,
+        metavar="N",
+        help="kustomize builds run at once, each in a worker process (default 4)",
     )
     p.add_argument(
         "--build-memory-limit",
@@ -78,6 +90,13 @@ def feature_gates(text: str) -> dict[str, bool]:
     return gates
 
 
+def at_least_one(text: str) -> int:
+    """A whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: at least 1")
+    return int(text)
+
+
 _BYTE_UNITS = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
 
 
@@ -97,6 +116,7 @@ def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
                 find_build_worker(args.kustomize_build_worker),
                 allow_remote_bases=not args.no_remote_bases,
                 memory_limit=args.build_memory_limit,
+                max_workers=args.build_workers,
             ),
             no_cross_namespace_refs=args.no_cross_namespace_refs,
             default_service_account=args.default_service_account,

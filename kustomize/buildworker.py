@@ -27,6 +27,7 @@ from controllers.binaries import cache_dir, find_binary
 from controllers.child import kill_group
 
 __all__ = [
+    "DEFAULT_MAX_WORKERS",
     "DEFAULT_MEMORY_LIMIT",
     "WORKER_BINARY",
     "BuildTimeout",
@@ -38,8 +39,8 @@ __all__ = [
 WORKER_BINARY = "kustomize-build-worker"
 DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024
-# Idle workers kept beyond this are stopped: a burst of builds does not leave a crowd behind.
-_MAX_IDLE = 8
+# Builds at once, each in a worker of about 20 MiB: on 2 cores more do not build faster.
+DEFAULT_MAX_WORKERS = 4
 _MAX_HEADER_BYTES = 1024 * 1024
 _STDERR_TAIL_BYTES = 4096
 # The worker's exit code when its resident memory passed the limit.
@@ -81,7 +82,9 @@ def find_build_worker(explicit: str | None = None) -> Path:
 
 
 class BuildWorkers:
-    """A pool of build workers sharing one configuration."""
+    """A pool of at most ``max_workers`` build workers sharing one configuration: builds
+    beyond that wait for a worker (within their timeout), so that the pool's memory is
+    bounded whatever ``--concurrent`` is."""
 
     def __init__(
         self,
@@ -89,18 +92,35 @@ class BuildWorkers:
         *,
         allow_remote_bases: bool,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        max_workers: int = DEFAULT_MAX_WORKERS,
     ) -> None:
         self.binary = binary
         self.allow_remote_bases = allow_remote_bases
         self.memory_limit = memory_limit
+        self.max_workers = max_workers
+        self._slots = asyncio.Semaphore(max_workers)
         self._idle: list[_Worker] = []
 
     async def build(self, root: Path, directory: Path, *, timeout: float) -> bytes:
         """The YAML kustomize builds of ``directory``, reading nothing outside ``root``.
 
-        Raises ``WorkerError`` with kustomize's error, or saying that the build timed out,
-        ran out of memory or produced more than ``MAX_OUTPUT_BYTES``.
+        Raises ``WorkerError`` with kustomize's error, or saying that the build timed out
+        (waiting for a worker included), ran out of memory or produced more than
+        ``MAX_OUTPUT_BYTES``.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise BuildTimeout(f"kustomize build timed out after {timeout:g}s") from None
+        try:
+            return await self._build(root, directory, max(deadline - loop.time(), 0.001))
+        finally:
+            self._slots.release()
+
+    async def _build(self, root: Path, directory: Path, timeout: float) -> bytes:
         worker = self._idle.pop() if self._idle else None
         if worker is not None and worker.exited:
             await worker.stop()  # its directory and stderr reader go with it
@@ -112,10 +132,7 @@ class BuildWorkers:
         except BaseException:
             await worker.stop()
             raise
-        if len(self._idle) < _MAX_IDLE:
-            self._idle.append(worker)
-        else:
-            await worker.stop()
+        self._idle.append(worker)  # never more than max_workers: each build holds a slot
         if error is not None:
             # The refusing git's path means nothing to the user.
             error = error.replace(f"{worker.tmpdir}/bin/", "")

@@ -6,6 +6,7 @@ An integration test all the same: the build worker and kustomize are built from 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,13 @@ import yaml
 from controllers.envtest import find_binary
 from kustomize.api_v1 import KustomizationSpec
 from kustomize.build import BuildError, build, set_common_metadata
-from kustomize.buildworker import BuildWorkers, WorkerError, find_build_worker
+from kustomize.buildworker import (
+    WORKER_BINARY,
+    BuildTimeout,
+    BuildWorkers,
+    WorkerError,
+    find_build_worker,
+)
 
 Objects = list[dict[str, Any]]
 
@@ -899,3 +906,57 @@ def test_a_missing_worker_says_what_was_tried(
     assert message in str(caught.value)
     if explicit is None and env is None:
         assert f"not in the build cache ({tmp_path / 'cache'})" in str(caught.value)
+
+
+async def test_builds_beyond_the_workers_wait_for_one(tmp_path: Path) -> None:
+    pool = BuildWorkers(find_build_worker(), allow_remote_bases=False, max_workers=1)
+    roots = [write(tmp_path / str(i), {"cm.yaml": configmap(f"cm{i}")}) for i in range(4)]
+    try:
+        built = await asyncio.gather(
+            *(build(root, ".", spec(), workers=pool, timeout=30) for root in roots)
+        )
+        workers = [
+            pid
+            for pid in os.listdir("/proc")
+            if pid.isdigit()
+            and _parent(int(pid)) == os.getpid()
+            and WORKER_BINARY in _command(int(pid))
+        ]
+    finally:
+        await pool.close()
+
+    assert [objects[0]["metadata"]["name"] for objects in built] == ["cm0", "cm1", "cm2", "cm3"]
+    # Other tests' pools are closed by their fixtures: this pool's one worker is all there is.
+    assert len(workers) == 1
+
+
+async def test_a_build_waiting_for_a_worker_times_out_in_its_own_time(tmp_path: Path) -> None:
+    slow = tmp_path / "worker"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    root = write(tmp_path / "artifact", {"cm.yaml": configmap("cm")})
+    pool = BuildWorkers(slow, allow_remote_bases=False, max_workers=1)
+    first = asyncio.create_task(pool.build(root, root, timeout=30))
+    await asyncio.sleep(0)  # the first build has taken the only worker slot
+
+    with pytest.raises(BuildTimeout, match=r"^kustomize build timed out after 0\.2s$"):
+        await pool.build(root, root, timeout=0.2)
+    assert not first.done()
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    await pool.close()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2 :].split()[1])
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
