@@ -117,3 +117,21 @@ async def conditions_written(
             if until(obj):
                 return written
     raise TimeoutError(f"the watch on {info.kind} '{namespace}/{name}' ended early")
+
+
+def assert_new_revision_reported(written: list[dict[str, Any]], new: str) -> None:
+    """The status writes of a run that built a new artifact (``conditions_written``): while it
+    built, ``Reconciling`` said "building artifact: <new>", ``ArtifactOutdated=True
+    NewRevision`` said ``new`` and ``Ready`` was Unknown; at the end neither is left."""
+    progress = [c for c in written if c.get("Reconciling", {}).get("reason") == "Progressing"]
+    assert progress, "no status was written while the artifact was built"
+    assert progress[0]["Reconciling"]["message"] == f"building artifact: {new}"
+    outdated = progress[0]["ArtifactOutdated"]
+    assert (outdated["status"], outdated["reason"], outdated["message"]) == (
+        "True",
+        "NewRevision",
+        new,
+    )
+    assert progress[0]["Ready"]["status"] == "Unknown"
+    assert "ArtifactOutdated" not in written[-1]
+    assert "Reconciling" not in written[-1]

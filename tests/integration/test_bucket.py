@@ -24,6 +24,7 @@ from source.bucket import BucketReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.integration.harness import (
+    assert_new_revision_reported,
     conditions_written,
     is_ready,
     options,
@@ -265,18 +266,7 @@ async def test_a_new_revision_is_reported_while_its_artifact_is_built(
     )
 
     new = f"new upstream revision '{revision}'"
-    progress = [c for c in written if c.get("Reconciling", {}).get("reason") == "Progressing"]
-    assert progress, "no status was written while the artifact was built"
-    assert progress[0]["Reconciling"]["message"] == f"building artifact: {new}"
-    outdated = progress[0]["ArtifactOutdated"]
-    assert (outdated["status"], outdated["reason"], outdated["message"]) == (
-        "True",
-        "NewRevision",
-        new,
-    )
-    assert progress[0]["Ready"]["status"] == "Unknown"
-    assert "ArtifactOutdated" not in written[-1]
-    assert "Reconciling" not in written[-1]
+    assert_new_revision_reported(written, new)
 
 
 async def request_reconcile(kube: KubeClient, namespace: str, value: str) -> None:

@@ -33,6 +33,7 @@ from tests.gitserver import (
     Symlink,
 )
 from tests.integration.harness import (
+    assert_new_revision_reported,
     conditions_written,
     is_ready,
     options,
@@ -666,18 +667,7 @@ async def test_a_new_revision_is_reported_while_its_artifact_is_built(
     written = await conditions_written(kube, GITREPO, namespace, "app", since, artifact_at(commit))
 
     revision = f"main@sha1:{commit}"
-    progress = [c for c in written if c.get("Reconciling", {}).get("reason") == "Progressing"]
-    assert progress, "no status was written while the artifact was built"
-    assert (
-        progress[0]["Reconciling"]["message"]
-        == f"building artifact: new upstream revision '{revision}'"
-    )
-    outdated = progress[0]["ArtifactOutdated"]
-    assert (outdated["status"], outdated["reason"]) == ("True", "NewRevision")
-    assert outdated["message"] == f"new upstream revision '{revision}'"
-    assert progress[0]["Ready"]["status"] == "Unknown"
-    assert "ArtifactOutdated" not in written[-1]
-    assert "Reconciling" not in written[-1]
+    assert_new_revision_reported(written, f"new upstream revision '{revision}'")
     assert written[-1]["Ready"]["message"] == f"stored artifact for revision '{revision}'"
 
 

@@ -19,6 +19,7 @@ from controllers.reconcile import REQUESTED_AT
 from source.api_v1 import OCIRepository
 from tests.integration.conftest import SourceController
 from tests.integration.harness import (
+    assert_new_revision_reported,
     conditions_written,
     is_ready,
     wait_for_deletion,
@@ -556,18 +557,7 @@ async def test_a_new_revision_is_reported_while_its_artifact_is_built(
     )
 
     new = f"new revision '{revision}' for '{plain.host}/{repository}:latest'"
-    progress = [c for c in written if c.get("Reconciling", {}).get("reason") == "Progressing"]
-    assert progress, "no status was written while the artifact was built"
-    assert progress[0]["Reconciling"]["message"] == f"building artifact: {new}"
-    outdated = progress[0]["ArtifactOutdated"]
-    assert (outdated["status"], outdated["reason"], outdated["message"]) == (
-        "True",
-        "NewRevision",
-        new,
-    )
-    assert progress[0]["Ready"]["status"] == "Unknown"
-    assert "ArtifactOutdated" not in written[-1]
-    assert "Reconciling" not in written[-1]
+    assert_new_revision_reported(written, new)
 
 
 @pytest.mark.parametrize(
