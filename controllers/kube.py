@@ -27,16 +27,18 @@ import math
 import os
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from controllers import child, safeyaml, tls
 from controllers.api import ResourceInfo
+from controllers.transport import AsyncioTransport
 
 __all__ = [
     "ApiError",
@@ -624,6 +626,15 @@ def _in_cluster() -> _Cluster:
     return _Cluster(f"https://{host}:{port}", context, auth, namespace=namespace)
 
 
+def _direct(cluster: _Cluster) -> bool:
+    """Whether requests to the cluster go straight to it: no proxy-url in the kubeconfig and
+    no proxy in the environment for its scheme (httpx's own transport handles proxies)."""
+    if cluster.proxy:
+        return False
+    proxies = urllib.request.getproxies()
+    return not (proxies.get(urlsplit(cluster.server).scheme) or proxies.get("all"))
+
+
 class _Session:
     """What a client and its views share: the server, the connection pool, the credential."""
 
@@ -636,7 +647,15 @@ class _Session:
         self._retired: dict[httpx.AsyncClient, asyncio.Task[None]] = {}
 
     def _new_pool(self) -> httpx.AsyncClient:
+        transport = None
+        if _direct(self.cluster):
+            transport = AsyncioTransport(
+                self.cluster.context,
+                max_connections=MAX_CONNECTIONS,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            )
         return httpx.AsyncClient(
+            transport=transport,
             verify=self.cluster.context,
             proxy=self.cluster.proxy,
             http1=True,

@@ -1,5 +1,6 @@
 """A TCP relay that can make its open connections go silent, like a half-open connection
-behind a load balancer or a network partition: nothing flows, nothing is closed."""
+behind a load balancer or a network partition (nothing flows, nothing is closed), or close
+them, as a server or load balancer closes idle keep-alive connections."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import contextlib
 
 
 class SilentableRelay:
-    """Relays 127.0.0.1:``port`` to 127.0.0.1:``target``; ``silence()`` freezes live links."""
+    """Relays 127.0.0.1:``port`` to 127.0.0.1:``target``; ``silence()`` freezes live links,
+    ``drop()`` closes them."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -27,12 +29,16 @@ class SilentableRelay:
         for flow in self._flows:
             flow.clear()
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+    async def drop(self) -> None:
+        """Close every connection open now, both ways; new ones are relayed as before."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await self.drop()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.get_running_loop().create_task(self._relay(reader, writer))
