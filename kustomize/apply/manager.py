@@ -138,6 +138,14 @@ def _drifted(existing: Mapping[str, Any] | None, dry_run: Mapping[str, Any]) -> 
     return _without_metadata_and_status(existing) != _without_metadata_and_status(dry_run)
 
 
+def _opted_out(desired: Mapping[str, Any], existing: Mapping[str, Any] | None) -> bool:
+    """Whether a live object is left alone: ``reconcile: disabled`` or ``ssa: Ignore`` on it,
+    or ``ssa: IfNotPresent`` in the desired state of one that exists."""
+    if existing is None:
+        return False
+    return any_in_metadata(existing, EXCLUDED) or any_in_metadata(desired, IF_NOT_PRESENT)
+
+
 @dataclass
 class _Item:
     """One object to apply: the desired state (labelled, normalized) and its identity."""
@@ -264,7 +272,7 @@ class ResourceManager:
             )
         return change_set
 
-    # Planning: one GET and one dry-run per object.
+    # Planning: a dry-run per object, and a read of those that exist.
 
     def _item(self, index: int, obj: Mapping[str, Any]) -> _Item:
         desired = copy.deepcopy(dict(obj))
@@ -313,23 +321,20 @@ class ResourceManager:
         elif not meta.get("namespace"):
             raise ObjectFailure(item.ref, "namespace not specified", item.obj)
         namespace = meta.get("namespace")
-        # The dry-run answers for the live object as it is then; when another writer (a
-        # controller annotating a new Deployment) changed it since our read, read again
-        # rather than report that change as our drift.
+        if any_in_metadata(item.obj, EXCLUDED):
+            return _Plan(item, info, Action.SKIPPED)
+        # The dry-run first: an object it shows does not exist needs no read. The dry-run
+        # answers for the live object as it is then; when another writer (a controller
+        # annotating a new Deployment) changed it before our read, dry-run again rather than
+        # report that change as our drift.
+        existing: dict[str, Any] | None = None
         for _ in range(_CONSISTENT_READS):
-            try:
-                existing = await self._kube.get_or_none(info, namespace, meta["name"])
-            except ApiError as err:
-                raise ObjectFailure(item.ref, f"query failed: {err.message}", item.obj) from err
-
-            if any_in_metadata(item.obj, EXCLUDED) or any_in_metadata(existing, EXCLUDED):
-                return _Plan(item, info, Action.SKIPPED, existing)
-            if existing is not None and any_in_metadata(item.obj, IF_NOT_PRESENT):
-                return _Plan(item, info, Action.SKIPPED, existing)
-
             try:
                 dry_run = await self._apply(info, item.obj, dry_run=True)
             except ApiError as err:
+                existing = await self._read(item, info)
+                if _opted_out(item.obj, existing):
+                    return _Plan(item, info, Action.SKIPPED, existing)
                 if existing is not None and is_immutable(err):
                     forced = options.force or any_in_metadata(item.obj, FORCED)
                     if forced or any_in_metadata(existing, FORCED):
@@ -337,6 +342,12 @@ class ResourceManager:
                 if err.status == 404 and namespace in created_namespaces:
                     raise _Deferred from err
                 raise ObjectFailure(item.ref, dry_run_failure(err), item.obj) from err
+            if not _resource_version(dry_run):
+                existing = None
+                break
+            existing = await self._read(item, info)
+            if _opted_out(item.obj, existing):
+                return _Plan(item, info, Action.SKIPPED, existing)
             if _resource_version(dry_run) == _resource_version(existing):
                 break
 
@@ -348,6 +359,13 @@ class ResourceManager:
         else:
             action = Action.UNCHANGED
         return _Plan(item, info, action, existing, cleanup)
+
+    async def _read(self, item: _Item, info: ResourceInfo) -> dict[str, Any] | None:
+        meta = item.obj["metadata"]
+        try:
+            return await self._kube.get_or_none(info, meta.get("namespace"), meta["name"])
+        except ApiError as err:
+            raise ObjectFailure(item.ref, f"query failed: {err.message}", item.obj) from err
 
     # Writing.
 
