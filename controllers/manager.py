@@ -251,12 +251,16 @@ class Manager:
             )
             self.informers.append(informer)
             background.append(asyncio.create_task(informer.run()))
+            by_kind = {controller.info: informer}
             for watch in watches:
                 if watch in own:
                     continue
                 related = _related_informer(client, watch, informer, queue, namespace)
+                by_kind.setdefault(watch.info, related)
                 self.informers.append(related)
                 background.append(asyncio.create_task(related.run()))
+            # The steps read the objects of these kinds from the informers' caches.
+            controller.informers = by_kind
             for _ in range(opts.concurrent):
                 workers.append(asyncio.create_task(_work(queue, controller)))
         if elector is not None:
@@ -318,6 +322,7 @@ def _enqueue(
     known: dict[str, Any] = {}
 
     def enqueue(key: str, old: Any, new: Any) -> None:
+        controller.observe(key, new)
         if controller.wants(old, new):
             queue.add(key)
         if new is None:

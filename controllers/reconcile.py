@@ -10,11 +10,12 @@ fetch by key, deletion and finalizer, suspend, run the steps, then one summarize
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -31,8 +32,10 @@ from controllers.api import (
     ObjectMeta,
     ResourceInfo,
     ResourceStatus,
+    object_key,
 )
 from controllers.events import EventRecorder, EventType
+from controllers.informer import Informer
 from controllers.kube import KubeClient
 from controllers.metrics import Metrics
 from controllers.patch import StatusPatcher, patch_finalizers
@@ -45,6 +48,7 @@ __all__ = [
     "Controller",
     "Event",
     "Outcome",
+    "Read",
     "ReconcileError",
     "Reconciler",
     "Result",
@@ -118,6 +122,9 @@ class Outcome(Enum):
     DELETED = "deleted"
 
 
+Read = Callable[[ResourceInfo, str | None, str], Awaitable[dict[str, Any] | None]]
+"""``RunContext.read``: an object by kind, namespace and name; None when it does not exist."""
+
 Event = tuple[EventType, str, str]
 """An event to record: its type, reason and message."""
 
@@ -138,6 +145,15 @@ class RunContext(Generic[S]):
     revision: str | None = None
     _tempdirs: list[Path] = field(default_factory=list)
     _write: Callable[[], Awaitable[None]] | None = None
+    _informers: Mapping[ResourceInfo, Informer] = field(default_factory=dict)
+
+    async def read(
+        self, info: ResourceInfo, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """An object the steps need (a source, a dependency), or None if it does not exist:
+        the copy held by the process's informer on its kind, as controller-runtime's cached
+        client reads; from the API when no synced informer holds it."""
+        return await _read_through(self.client, self._informers.get(info), info, namespace, name)
 
     def tempdir(self, prefix: str = "weir-") -> Path:
         """A fresh directory, removed by the runtime when the run ends, however it ends."""
@@ -246,8 +262,31 @@ class RunSummary:
     requeue_after: float | None = None
 
 
+async def _read_through(
+    client: KubeClient,
+    informer: Informer | None,
+    info: ResourceInfo,
+    namespace: str | None,
+    name: str,
+) -> dict[str, Any] | None:
+    if informer is not None and informer.synced.is_set():
+        cached = informer.get(f"{namespace}/{name}" if namespace else name)
+        if cached is not None:
+            # Listed items carry no apiVersion and kind; the copy is the run's to change.
+            return {"apiVersion": info.api_version, "kind": info.kind, **copy.deepcopy(cached)}
+    return await client.get_or_none(info, namespace, name)
+
+
+def _resource_version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
 class Controller(Generic[T, S]):
-    """Runs a Reconciler's steps for a key and writes the summarized status."""
+    """Runs a Reconciler's steps for a key and writes the summarized status.
+
+    The object is read from ``informers`` (the manager's, by kind) unless this controller
+    wrote it since the informer last caught up: then from the API, so that a run never
+    starts from a status older than the last run's."""
 
     def __init__(
         self,
@@ -267,6 +306,20 @@ class Controller(Generic[T, S]):
         self.metrics = metrics
         self.jitter_fraction = jitter_fraction
         self.owned = (cond.READY, cond.RECONCILING, cond.STALLED, *reconciler.owned_conditions)
+        self.informers: Mapping[ResourceInfo, Informer] = {}
+        # Keys written to whose informer copy is older than the write: resourceVersion written.
+        self._unseen_writes: dict[str, str] = {}
+
+    def observe(self, key: str, new: dict[str, Any] | None) -> None:
+        """The primary informer saw ``key`` change: it is current again once it has our write
+        (or the object is gone)."""
+        written = self._unseen_writes.get(key)
+        if written is not None and (new is None or _resource_version(new) == written):
+            del self._unseen_writes[key]
+
+    def _wrote(self, updated: dict[str, Any] | None) -> None:
+        if updated is not None:
+            self._unseen_writes[object_key(updated)] = _resource_version(updated)
 
     @staticmethod
     def wants(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
@@ -282,7 +335,15 @@ class Controller(Generic[T, S]):
     async def reconcile(self, key: str) -> RunSummary:
         """Bring the object named by ``key`` (``namespace/name``) to its desired state."""
         namespace, _, name = key.rpartition("/")
-        raw = await self.client.get_or_none(self.info, namespace or None, name)
+        informer = self.informers.get(self.info)
+        if key in self._unseen_writes:
+            raw = await self.client.get_or_none(self.info, namespace or None, name)
+            cached = informer.get(key) if informer is not None else None
+            if raw is None or _resource_version(cached or {}) == _resource_version(raw):
+                # The informer holds what the API does (a relist may have jumped past our write).
+                del self._unseen_writes[key]
+        else:
+            raw = await _read_through(self.client, informer, self.info, namespace or None, name)
         if raw is None:
             self.metrics.forget(self.info.kind, namespace, name)
             return RunSummary(Outcome.DELETED)
@@ -306,6 +367,7 @@ class Controller(Generic[T, S]):
             generation=obj.metadata.generation,
             reconcile_id=reconcile_id,
             state=self.reconciler.new_state(),
+            _informers=self.informers,
         )
         started = time.monotonic()
         try:
@@ -323,6 +385,7 @@ class Controller(Generic[T, S]):
         try:
             if FINALIZER not in (obj.metadata.finalizers or []):
                 raw = await patch_finalizers(self.client, self.info, raw, add=FINALIZER)
+                self._wrote(raw)
             self.metrics.record_suspend(obj, obj.suspended)
             if obj.suspended:
                 ctx.log.info("reconciliation is suspended")
@@ -368,7 +431,7 @@ class Controller(Generic[T, S]):
             self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
         )
         # Only the runtime's own fields: the model's (artifact, inventory...) stay as they are.
-        await patcher.patch(self._runtime_status(ctx, obj, raw))
+        self._wrote(await patcher.patch(self._runtime_status(ctx, obj, raw)))
         await self._emit(ctx, obj, was, error)
         self.metrics.record_conditions(obj, ctx.conditions)
         self.metrics.record_duration(obj, time.monotonic() - started)
@@ -430,7 +493,7 @@ class Controller(Generic[T, S]):
                 status.pop(key, None)
             else:
                 status[key] = value
-        await patcher.patch(status)
+        self._wrote(await patcher.patch(status))
 
     @staticmethod
     def _runtime_status(

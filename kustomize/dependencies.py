@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from controllers.api import object_key
-from controllers.kube import KubeClient
+from controllers.reconcile import Read
 from kustomize.api_v1 import DependencyReference, Kustomization
 from kustomize.cel import EvaluationError, InvalidExpression, compile_expression
 
@@ -19,13 +19,14 @@ class DependencyNotReady(Exception):
 
 
 async def check_dependencies(
-    client: KubeClient, obj: Kustomization, revision: str, *, additive_cel: bool = False
+    read: Read, obj: Kustomization, revision: str, *, additive_cel: bool = False
 ) -> None:
-    """Raise ``DependencyNotReady`` for the first dependency that is not ready, as
+    """Read each dependency with ``read`` (``RunContext.read``, from the informer's cache as
+    Flux reads them) and raise ``DependencyNotReady`` for the first dependency that is not ready, as
     ``why_not_ready`` says; ``InvalidExpression`` for a ``readyExpr`` that does not compile."""
     namespace = obj.metadata.namespace or ""
     for ref in obj.spec.depends_on or []:
-        raw = await client.get_or_none(Kustomization.info, ref.namespace or namespace, ref.name)
+        raw = await read(Kustomization.info, ref.namespace or namespace, ref.name)
         problem = why_not_ready(obj, ref, raw, revision, additive_cel=additive_cel)
         if problem is not None:
             raise DependencyNotReady(problem)

@@ -188,7 +188,7 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
         namespace = ref.namespace or obj.metadata.namespace
         name = f"{ref.kind}/{namespace}/{ref.name}"
         self._refuse_cross_namespace(obj)
-        source = await ctx.client.get_or_none(_source_info(ref.kind), namespace, ref.name)
+        source = await ctx.read(_source_info(ref.kind), namespace, ref.name)
         if source is None:
             raise Waiting(
                 f"Source '{name}' not found",
@@ -254,7 +254,7 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
             return
         try:
             await check_dependencies(
-                ctx.client, obj, revision, additive_cel=self.additive_cel_dependency_check
+                ctx.read, obj, revision, additive_cel=self.additive_cel_dependency_check
             )
         except InvalidExpression as err:
             # Flux's message carries controller-runtime's "terminal error: " as well.

@@ -106,7 +106,7 @@ class GitRepositoryReconciler(Reconciler[GitRepository, GitRunState]):
         run = ctx.state
         for include in obj.spec.include or []:
             name = include.repository.name
-            raw = await ctx.client.get_or_none(GitRepository.info, obj.metadata.namespace, name)
+            raw = await ctx.read(GitRepository.info, obj.metadata.namespace, name)
             # Only its status: an include whose own spec is invalid still has an artifact.
             status = GitRepositoryStatus.model_validate(raw.get("status") or {}) if raw else None
             artifact = status.artifact if status else None

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from controllers.envtest import ControlPlane, free_port
 from controllers.events import EventRecorder
+from controllers.informer import Informer
 from controllers.kube import ApiError, KubeClient
 from controllers.metrics import Metrics
 from controllers.patch import StatusPatcher
@@ -287,3 +288,35 @@ async def test_reconcile_writes_status_fields_and_only_when_something_changed(
     await controller.reconcile(key)
     cleared = await kube.get(GITREPO, namespace, "direct")
     assert "artifact" not in cleared["status"]
+
+
+async def test_a_run_after_the_controllers_own_write_never_starts_from_an_older_copy(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    # Objects are read from the informer's cache, except right after this controller wrote
+    # one: until the informer has that write, its copy is older than the last run's result.
+    probe = Probe()
+    recorder = EventRecorder(kube, controller="probe-controller", instance="test")
+    controller = Controller(
+        probe, kube, name="probe-controller", recorder=recorder, metrics=Metrics()
+    )
+    informer = Informer(
+        kube, GITREPO, lambda key, old, new: controller.observe(key, new), namespace=namespace
+    )
+    controller.informers = {GITREPO: informer}
+    await kube.create(GITREPO, git_repository("cached", namespace))
+    key = f"{namespace}/cached"
+    watching = asyncio.create_task(informer.run())
+    try:
+        async with asyncio.timeout(10):
+            await informer.synced.wait()
+    finally:
+        watching.cancel()  # the cache stays as it is now: generation 1, no status
+        await asyncio.gather(watching, return_exceptions=True)
+
+    assert (await controller.reconcile(key)).outcome is Outcome.SUCCEEDED
+    await kube.patch(GITREPO, namespace, "cached", {"spec": {"interval": "7m"}})
+    assert (await controller.reconcile(key)).outcome is Outcome.SUCCEEDED
+    assert [call.generation for call in probe.calls_for(key)] == [1, 2]
+    latest = await kube.get(GITREPO, namespace, "cached")
+    assert latest["status"]["observedGeneration"] == 2
