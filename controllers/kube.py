@@ -710,13 +710,21 @@ class KubeClient:
 
     @classmethod
     async def connect(
-        cls, kubeconfig: str | None = None, *, qps: float = 50, burst: int = 300
+        cls,
+        kubeconfig: str | None = None,
+        *,
+        context: str | None = None,
+        qps: float = 50,
+        burst: int = 300,
     ) -> KubeClient:
         """Connect with ``kubeconfig``, else $KUBECONFIG (files separated by ``:`` are merged
-        as kubectl merges them), else the in-cluster service account."""
+        as kubectl merges them), else the in-cluster service account; with ``context``
+        instead of the kubeconfig's current context."""
         path = kubeconfig or os.environ.get("KUBECONFIG")
         if path:
             config = _merged_kubeconfig([Path(part) for part in path.split(os.pathsep) if part])
+            if context:
+                config["current-context"] = context
             cluster = await _load_kubeconfig(config, inline_only=False)
         else:
             cluster = _in_cluster()

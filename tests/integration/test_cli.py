@@ -1,0 +1,199 @@
+"""The ``weir`` command as a user runs it: the installed console script, against the real
+control plane, a real Git server and the real controller processes. Tables and YAML are
+compared with golden files under ``tests/integration/golden/cli/`` (``WEIR_UPDATE_GOLDEN=1``
+rewrites them)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controllers.envtest import ControlPlane
+from controllers.kinds import CONFIG_MAP
+from controllers.kube import KubeClient
+from tests.gitserver import GitDaemon, GitRepos
+from tests.integration.kinds import KS
+from tests.integration.processes import Controllers, running_controllers
+
+pytestmark = pytest.mark.integration
+
+GOLDEN = Path(__file__).parent / "golden" / "cli"
+WEIR = [sys.executable, "-m", "weir"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Cli:
+    """Runs ``weir`` with the control plane's kubeconfig in the test's namespace."""
+
+    kubeconfig: Path
+    namespace: str
+
+    async def __call__(self, *args: str) -> Result:
+        argv = [*WEIR, *args, f"--kubeconfig={self.kubeconfig}", f"--namespace={self.namespace}"]
+        done = await asyncio.to_thread(
+            subprocess.run, argv, capture_output=True, text=True, timeout=120, check=False
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def normalized(self, text: str) -> str:
+        """``text`` with what changes from run to run replaced: namespace, SHAs, ages."""
+        text = text.replace(self.namespace, "NAMESPACE")
+        text = re.sub(r"sha1:[0-9a-f]{40}", "sha1:SHA", text)
+        text = re.sub(r"git://127\.0\.0\.1:\d+/", "git://GIT/", text)
+        return re.sub(r"[ \t]+\n", "\n", text)
+
+
+def golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("WEIR_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+    assert actual == path.read_text(), f"{name} differs from the golden file"
+
+
+@pytest.fixture
+async def controllers(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> AsyncIterator[Controllers]:
+    async with running_controllers(control_plane, namespace, tmp_path) as both:
+        yield both
+
+
+@pytest.fixture
+def cli(control_plane: ControlPlane, namespace: str) -> Cli:
+    return Cli(control_plane.admin_kubeconfig, namespace)
+
+
+def app_repository(git_repos: GitRepos, name: str, namespace: str) -> str:
+    git_repos.create(name)
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": namespace},
+        "data": {"replicas": "2"},
+    }
+    return git_repos.commit(name, {"deploy/settings.yaml": yaml.safe_dump(configmap)}, "app")
+
+
+async def test_create_get_export_and_the_lifecycle_commands(
+    cli: Cli,
+    controllers: Controllers,
+    kube: KubeClient,
+    namespace: str,
+    git_repos: GitRepos,
+    git_daemon: GitDaemon,
+) -> None:
+    repo = f"cli-{namespace}"
+    commit = app_repository(git_repos, repo, namespace)
+    url = git_daemon.url(repo)
+
+    created = await cli("create", "source", "git", "app", f"--url={url}", "--branch=main")
+    assert created.code == 0, created.err
+    assert f"GitRepository {namespace}/app is ready at revision main@sha1:{commit}" in created.err
+    created = await cli(
+        "create", "ks", "app", "--source=GitRepository/app", "--path=./deploy", "--prune"
+    )
+    assert created.code == 0, created.err
+    settings = await kube.get(CONFIG_MAP, namespace, "settings")
+    assert settings["data"] == {"replicas": "2"}
+
+    listed = await cli("get", "kustomizations")
+    assert listed.code == 0, listed.err
+    golden("get-kustomizations.txt", cli.normalized(listed.out))
+    everything = await cli("get", "all")
+    golden("get-all.txt", cli.normalized(everything.out))
+    as_yaml = await cli("get", "sources", "git", "app", "-o", "yaml")
+    assert yaml.safe_load(as_yaml.out)["status"]["artifact"]["revision"] == f"main@sha1:{commit}"
+    exported = await cli("export", "kustomization", "--all")
+    golden("export-kustomizations.yaml", cli.normalized(exported.out))
+
+    suspended = await cli("suspend", "ks", "app")
+    assert suspended.code == 0, suspended.err
+    assert (await kube.get(KS, namespace, "app"))["spec"]["suspend"] is True
+    refused = await cli("reconcile", "ks", "app")
+    assert refused.code == 1
+    assert (
+        refused.err.strip()
+        == f"✗ Kustomization {namespace}/app is suspended: resume it first (weir resume)"
+    )
+    resumed = await cli("resume", "ks", "app")
+    assert resumed.code == 0, resumed.err
+    assert (await kube.get(KS, namespace, "app"))["spec"]["suspend"] is False
+
+    reconciled = await cli("reconcile", "kustomization", "app", "--with-source")
+    assert reconciled.code == 0, reconciled.err
+    assert f"GitRepository {namespace}/app is ready" in reconciled.err
+    assert (
+        f"Kustomization {namespace}/app is ready at revision main@sha1:{commit}" in reconciled.err
+    )
+
+    events = await cli("events", "--for", "Kustomization/app")
+    assert events.code == 0, events.err
+    assert "ReconciliationSucceeded" in events.out
+    assert "ConfigMap/settings" not in events.out  # only the Kustomization's
+
+
+async def test_a_failing_reconcile_exits_1_with_the_controllers_message(
+    cli: Cli,
+    controllers: Controllers,
+    namespace: str,
+    git_repos: GitRepos,
+    git_daemon: GitDaemon,
+) -> None:
+    repo = f"cli-fail-{namespace}"
+    app_repository(git_repos, repo, namespace)
+    assert (
+        await cli(
+            "create", "source", "git", "app", f"--url={git_daemon.url(repo)}", "--branch=main"
+        )
+    ).code == 0
+    created = await cli("create", "ks", "broken", "--source=app", "--path=./missing", "--prune")
+    why = "kustomization path not found: './missing' is not a directory in the source artifact"
+    assert created.code == 1
+    assert created.err.splitlines()[-1] == f"✗ Kustomization {namespace}/broken: {why}"
+    again = await cli("reconcile", "ks", "broken")
+    assert again.code == 1
+    assert again.err.splitlines()[-1] == f"✗ Kustomization {namespace}/broken: {why}"
+
+
+async def test_errors_are_one_line_with_a_documented_exit_code(
+    cli: Cli, namespace: str, tmp_path: Path
+) -> None:
+    missing = await cli("get", "ks", "nothing-here")
+    assert missing.code == 4
+    assert missing.err.strip().startswith("✗ ")
+    assert len(missing.err.strip().splitlines()) == 1
+    empty = await cli("get", "sources", "bucket")
+    assert empty.code == 4
+    assert empty.err.strip() == f"✗ no Bucket objects found in {namespace} namespace"
+    bad_source = await cli("create", "ks", "x", "--source=Helm/x", "--export")
+    assert bad_source.code == 2
+    bad_interval = await cli(
+        "create", "source", "git", "x", "--url=https://h/x", "--interval=soon", "--export"
+    )
+    assert bad_interval.code == 2
+    assert "interval" in bad_interval.err
+    config = tmp_path / "nowhere.kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\ncurrent-context: none\n")
+    unusable = Cli(config, namespace)
+    result = await unusable("get", "ks")
+    assert result.code == 3
+    assert (
+        result.err.strip() == '✗ cannot use the kubeconfig: kubeconfig has no context named "none"'
+    )

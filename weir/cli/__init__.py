@@ -1,0 +1,13 @@
+"""The ``weir`` command line, with the habits of ``flux`` and ``kubectl``.
+
+``app`` holds the root group, the options every command takes and the one way a command
+talks to the cluster and fails; ``kinds`` says which kinds the commands know; each other
+module adds its commands to the root group. A kind is added by registering it in ``kinds``
+(``get``, ``reconcile``, ``suspend``, ``resume`` and ``export`` then know it) and, if it can
+be created, with a ``create`` command.
+"""
+
+from weir.cli import create, events, export, get, reconcile, suspend
+from weir.cli.app import main
+
+__all__ = ["create", "events", "export", "get", "main", "reconcile", "suspend"]

@@ -1,0 +1,141 @@
+"""``weir get``: the objects of a kind, or of every kind, and whether each is Ready."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from controllers.kube import Gone, KubeClient
+from weir.cli.app import CliError, Exit, Session, cluster_command, console, main
+from weir.cli.kinds import KINDS, Kind, attach, group_of
+from weir.cli.output import OUTPUT_OPTION, print_objects, print_table, ready_of
+
+__all__ = ["get"]
+
+
+@group_of(main)
+def get() -> None:
+    """Show objects with their revision and whether they are Ready.
+
+    \b
+    Examples:
+      weir get kustomizations -A
+      weir get sources git podinfo -n apps
+      weir get all --watch
+    """
+
+
+def _headers(session: Session) -> list[str]:
+    headers = ["NAME", "REVISION", "SUSPENDED", "READY", "MESSAGE"]
+    return ["NAMESPACE", *headers] if session.all_namespaces else headers
+
+
+def _row(kind: Kind, obj: dict[str, Any], session: Session, *, prefixed: bool) -> list[str]:
+    meta = obj.get("metadata") or {}
+    name = str(meta.get("name"))
+    if prefixed:
+        name = f"{kind.info.kind.lower()}/{name}"
+    ready, message = ready_of(obj)
+    suspended = "True" if (obj.get("spec") or {}).get("suspend") else "False"
+    row = [name, kind.revision(obj), suspended, ready, message]
+    return [str(meta.get("namespace") or ""), *row] if session.all_namespaces else row
+
+
+async def _objects(client: KubeClient, kind: Kind, session: Session, name: str | None) -> Any:
+    """(objects, resourceVersion to watch from)."""
+    if name is not None:
+        obj = await client.get(kind.info, session.namespace, name)
+        return [obj], str(obj["metadata"]["resourceVersion"])
+    page = await client.list(kind.info, session.scope)
+    items = [
+        {"apiVersion": kind.info.api_version, "kind": kind.info.kind, **item}
+        for item in page["items"]
+    ]
+    items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+    return items, str(page["metadata"]["resourceVersion"])
+
+
+async def _watch(
+    client: KubeClient,
+    kinds: Sequence[tuple[Kind, str]],
+    session: Session,
+    name: str | None,
+    prefixed: bool,
+) -> None:
+    """Print a row for each change until interrupted."""
+
+    async def follow(kind: Kind, version: str) -> None:
+        while True:
+            try:
+                async for event in client.watch(kind.info, version, namespace=session.scope):
+                    meta = event.object.get("metadata") or {}
+                    version = str(meta.get("resourceVersion") or version)
+                    if event.type == "BOOKMARK" or (name and meta.get("name") != name):
+                        continue
+                    row = _row(kind, event.object, session, prefixed=prefixed)
+                    if event.type == "DELETED":
+                        row[-1] = "deleted"
+                    console.print("  ".join(row), markup=False, highlight=False)
+            except Gone:
+                _, version = await _objects(client, kind, session, name)
+
+    await asyncio.gather(*(follow(kind, version) for kind, version in kinds))
+
+
+def _make(kind: Kind) -> click.Command:
+    @click.command(
+        help=f"Show {kind.info.kind} objects (all of the namespace, or NAME).\n\n"
+        f"\b\nExample:\n  weir get {' '.join(kind.words)} -A",
+    )
+    @click.argument("name", required=False)
+    @OUTPUT_OPTION
+    @click.option("-w", "--watch", is_flag=True, help="keep printing changes.")
+    @cluster_command
+    async def command(session: Session, name: str | None, output: str, watch: bool) -> None:
+        client = await session.client()
+        objects, version = await _objects(client, kind, session, name)
+        if output != "table":
+            print_objects(objects, output)
+            return
+        if not objects and not watch:
+            raise CliError(
+                f"no {kind.info.kind} objects found in "
+                + ("any namespace" if session.all_namespaces else f"{session.namespace} namespace"),
+                Exit.NOT_FOUND,
+            )
+        print_table(_headers(session), [_row(kind, o, session, prefixed=False) for o in objects])
+        if watch:
+            await _watch(client, [(kind, version)], session, name, prefixed=False)
+
+    return command
+
+
+attach(get, _make)
+
+
+@get.command("all")
+@OUTPUT_OPTION
+@click.option("-w", "--watch", is_flag=True, help="keep printing changes.")
+@cluster_command
+async def get_all(session: Session, output: str, watch: bool) -> None:
+    """Show the objects of every kind weir serves, one table per kind.
+
+    \b
+    Example:
+      weir get all -A
+    """
+    client = await session.client()
+    found = [(kind, *await _objects(client, kind, session, None)) for kind in KINDS]
+    if output != "table":
+        print_objects([obj for _, objects, _ in found for obj in objects], output)
+        return
+    shown = [(kind, objects) for kind, objects, _ in found if objects]
+    for i, (kind, objects) in enumerate(shown):
+        if i:
+            console.print()
+        print_table(_headers(session), [_row(kind, o, session, prefixed=True) for o in objects])
+    if watch:
+        await _watch(client, [(kind, version) for kind, _, version in found], session, None, True)

@@ -1,0 +1,149 @@
+"""The kinds the commands know, and how each verb's command tree is built from them.
+
+A kind is named by one or two words, as ``flux`` names them: ``kustomization`` (also
+``kustomizations``, ``ks``), ``source git`` (also ``sources``, ``gitrepository``...). Each
+verb (``get``, ``reconcile``, ``suspend``, ``resume``, ``export``) builds one command per kind
+with ``attach``; adding a kind to ``KINDS`` adds it to every verb.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from controllers.api import ResourceInfo
+from kustomize.api_v1 import Kustomization
+from source.api_v1 import Bucket, GitRepository, OCIRepository
+
+__all__ = ["KINDS", "AliasedGroup", "Kind", "attach", "find_kind", "group_of"]
+
+
+def _artifact_revision(obj: dict[str, Any]) -> str:
+    artifact = (obj.get("status") or {}).get("artifact") or {}
+    return str(artifact.get("revision") or "")
+
+
+def _applied_revision(obj: dict[str, Any]) -> str:
+    return str((obj.get("status") or {}).get("lastAppliedRevision") or "")
+
+
+def _kustomization_source(obj: dict[str, Any]) -> tuple[str, str, str] | None:
+    ref = (obj.get("spec") or {}).get("sourceRef") or {}
+    if not ref.get("kind") or not ref.get("name"):
+        return None
+    namespace = ref.get("namespace") or (obj.get("metadata") or {}).get("namespace") or ""
+    return str(ref["kind"]), namespace, str(ref["name"])
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind, as the commands name and show it."""
+
+    info: ResourceInfo
+    words: tuple[str, ...]
+    """How commands name it: ``("source", "git")`` or ``("kustomization",)``."""
+    aliases: tuple[str, ...]
+    """Other spellings of its last word."""
+    revision: Callable[[dict[str, Any]], str]
+    """The revision ``get`` shows: the artifact's, or the one last applied."""
+    source: Callable[[dict[str, Any]], tuple[str, str, str] | None] | None = None
+    """The (kind, namespace, name) of the source it reads, for ``--with-source``."""
+
+    @property
+    def title(self) -> str:
+        return self.info.kind
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind(
+        GitRepository.info,
+        ("source", "git"),
+        ("gitrepository", "gitrepositories", "gitrepo"),
+        _artifact_revision,
+    ),
+    Kind(
+        OCIRepository.info,
+        ("source", "oci"),
+        ("ocirepository", "ocirepositories", "ocirepo"),
+        _artifact_revision,
+    ),
+    Kind(Bucket.info, ("source", "bucket"), ("buckets",), _artifact_revision),
+    Kind(
+        Kustomization.info,
+        ("kustomization",),
+        ("kustomizations", "ks"),
+        _applied_revision,
+        _kustomization_source,
+    ),
+)
+
+# Other spellings of a first word.
+_GROUP_ALIASES = {"source": ("sources",)}
+
+
+def find_kind(kind: str) -> Kind | None:
+    """The kind named by its Kubernetes ``kind`` (``GitRepository``), or None."""
+    for candidate in KINDS:
+        if candidate.info.kind == kind:
+            return candidate
+    return None
+
+
+class AliasedGroup(click.Group):
+    """A group whose commands also answer to other names (``ks`` for ``kustomization``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases: dict[str, str] = {}
+
+    def add_aliases(self, name: str, aliases: Sequence[str]) -> None:
+        for alias in aliases:
+            self.aliases[alias] = name
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # The command's own name in usage and errors, whichever alias was typed.
+        _, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command else None), command, rest
+
+
+def group_of(parent: click.Group) -> Callable[[Callable[[], None]], AliasedGroup]:
+    """Decorates a function into an ``AliasedGroup`` under ``parent``, its help the docstring."""
+
+    def decorate(func: Callable[[], None]) -> AliasedGroup:
+        group = AliasedGroup(func.__name__, callback=func, help=inspect.getdoc(func))
+        parent.add_command(group)
+        return group
+
+    return decorate
+
+
+def attach(
+    verb: AliasedGroup,
+    make: Callable[[Kind], click.Command],
+    kinds: Sequence[Kind] = KINDS,
+) -> None:
+    """One command per kind under ``verb``, made by ``make``; two-word kinds in a subgroup."""
+    for kind in kinds:
+        parent = verb
+        if len(kind.words) == 2:
+            first = kind.words[0]
+            existing = verb.commands.get(first)
+            if existing is None:
+                existing = AliasedGroup(first, help=f"{verb.name} {first}s: one command per kind.")
+                verb.add_command(existing)
+                verb.add_aliases(first, _GROUP_ALIASES.get(first, ()))
+            assert isinstance(existing, AliasedGroup)
+            parent = existing
+        command = make(kind)
+        command.name = kind.words[-1]
+        parent.add_command(command)
+        parent.add_aliases(command.name, kind.aliases)
