@@ -6,6 +6,7 @@ rewrites them)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import subprocess
@@ -18,9 +19,9 @@ import pytest
 import yaml
 
 from controllers.envtest import ControlPlane
-from controllers.kinds import CONFIG_MAP
+from controllers.kinds import CONFIG_MAP, SECRET
 from controllers.kube import KubeClient
-from tests.gitserver import GitDaemon, GitRepos
+from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
 from tests.integration.kinds import KS
 from tests.integration.processes import Controllers, running_controllers
 
@@ -197,3 +198,73 @@ async def test_errors_are_one_line_with_a_documented_exit_code(
     assert (
         result.err.strip() == '✗ cannot use the kubeconfig: kubeconfig has no context named "none"'
     )
+
+
+async def test_git_secrets_made_by_the_cli_let_a_gitrepository_fetch(
+    cli: Cli,
+    controllers: Controllers,
+    kube: KubeClient,
+    namespace: str,
+    git_repos: GitRepos,
+    git_ssh: GitSSHServer,
+    git_https: GitHTTPServer,
+) -> None:
+    repo = f"cli-auth-{namespace}"
+    commit = app_repository(git_repos, repo, namespace)
+    ssh_url = git_ssh.url(repo)
+    # The host's keys come from the host itself (ssh-keyscan), as flux does.
+    made = await cli(
+        "create",
+        "secret",
+        "git",
+        "ssh-auth",
+        f"--url={ssh_url}",
+        f"--private-key-file={git_ssh.key().private_path}",
+    )
+    assert made.code == 0, made.err
+    stored = await kube.get(SECRET, namespace, "ssh-auth")
+    assert set(stored["data"]) == {"identity", "identity.pub", "known_hosts"}
+    assert (
+        git_ssh.known_hosts.split()[-1] in base64.b64decode(stored["data"]["known_hosts"]).decode()
+    )
+    over_ssh = await cli(
+        "create",
+        "source",
+        "git",
+        "over-ssh",
+        f"--url={ssh_url}",
+        "--branch=main",
+        "--secret-ref=ssh-auth",
+    )
+    assert over_ssh.code == 0, over_ssh.err
+    assert f"revision main@sha1:{commit}" in over_ssh.err
+
+    made = await cli(
+        "create",
+        "secret",
+        "git",
+        "https-auth",
+        f"--url={git_https.url(repo)}",
+        f"--username={git_https.username}",
+        f"--password={git_https.password}",
+        f"--ca-file={git_https.ca_file}",
+    )
+    assert made.code == 0, made.err
+    over_https = await cli(
+        "create",
+        "source",
+        "git",
+        "over-https",
+        f"--url={git_https.url(repo)}",
+        "--branch=main",
+        "--secret-ref=https-auth",
+    )
+    assert over_https.code == 0, over_https.err
+
+    # A new key: its public half is shown once, as the deploy key to add to the Git host.
+    generated = await cli("create", "secret", "git", "new-key", f"--url={ssh_url}", "--export")
+    assert generated.code == 0, generated.err
+    manifest = yaml.safe_load(generated.out)
+    public = manifest["stringData"]["identity.pub"].strip()
+    assert public.startswith("ssh-ed25519 ")
+    assert f"► deploy key: {public}" in generated.err
