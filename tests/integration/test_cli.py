@@ -124,6 +124,11 @@ async def test_create_get_export_and_the_lifecycle_commands(
     exported = await cli("export", "kustomization", "--all")
     golden("export-kustomizations.yaml", cli.normalized(exported.out))
 
+    counted = await cli("stats")
+    assert counted.code == 0, counted.err
+    # The artifact's size depends on how the namespace's name compresses.
+    golden("stats.txt", re.sub(r"\d+(\.\d)? (B|KiB)", "SIZE", cli.normalized(counted.out)))
+
     suspended = await cli("suspend", "ks", "app")
     assert suspended.code == 0, suspended.err
     assert (await kube.get(KS, namespace, "app"))["spec"]["suspend"] is True

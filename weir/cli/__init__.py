@@ -7,7 +7,7 @@ module adds its commands to the root group. A kind is added by registering it in
 be created, with a ``create`` command.
 """
 
-from weir.cli import create, events, export, get, reconcile, secret, suspend
+from weir.cli import create, events, export, get, reconcile, secret, stats, suspend
 from weir.cli.app import main
 
-__all__ = ["create", "events", "export", "get", "main", "reconcile", "secret", "suspend"]
+__all__ = ["create", "events", "export", "get", "main", "reconcile", "secret", "stats", "suspend"]

@@ -1,0 +1,57 @@
+"""``weir stats``: how many objects of each kind are running, failing and suspended, and the
+storage their artifacts take, as ``flux stats`` shows them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from weir.cli.app import Session, cluster_command, main
+from weir.cli.kinds import KINDS
+from weir.cli.output import print_table, ready_of
+
+__all__ = ["stats"]
+
+
+def _size(total: int) -> str:
+    value = float(total)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _counts(objects: list[dict[str, Any]]) -> tuple[int, int, int, int | None]:
+    """(running, failing, suspended, artifact bytes or None for kinds without artifacts)."""
+    running = failing = suspended = 0
+    size: int | None = None
+    for obj in objects:
+        if (obj.get("spec") or {}).get("suspend"):
+            suspended += 1
+        elif ready_of(obj)[0] == "False":
+            failing += 1
+        else:
+            running += 1
+        artifact = (obj.get("status") or {}).get("artifact")
+        if artifact is not None:
+            size = (size or 0) + int(artifact.get("size") or 0)
+    return running, failing, suspended, size
+
+
+@main.command()
+@cluster_command
+async def stats(session: Session) -> None:
+    """Count the objects of each kind: running, failing, suspended; and artifact storage.
+
+    \b
+    Example:
+      weir stats -A
+    """
+    client = await session.client()
+    rows = []
+    for kind in KINDS:
+        objects = (await client.list(kind.info, session.scope))["items"]
+        running, failing, suspended, size = _counts(objects)
+        storage = "-" if size is None else _size(size)
+        rows.append([kind.info.kind, str(running), str(failing), str(suspended), storage])
+    print_table(["RECONCILERS", "RUNNING", "FAILING", "SUSPENDED", "STORAGE"], rows)
