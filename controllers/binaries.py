@@ -1,7 +1,8 @@
 """Where the binaries weir builds from pinned Go modules are found (lookup only, no building).
 
 The kustomize controller runs two of them (the kustomize build worker and sops); the tests and
-the local control plane run the rest. For a binary ``name`` the lookup order is:
+the local control plane run the rest (helm, for one, lints and renders ``charts/weir``). For a
+binary ``name`` the lookup order is:
 
 1. ``WEIR_<NAME>`` (e.g. ``WEIR_SOPS``, ``WEIR_KUBE_APISERVER``), a path;
 2. ``$KUBEBUILDER_ASSETS/<name>``;
@@ -24,6 +25,7 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 _CONTROL_PLANE_MODULE = _REPO_ROOT / "tests" / "controlplane"
 _KUSTOMIZE_MODULE = _REPO_ROOT / "hack" / "tools" / "kustomize"
 _SOPS_MODULE = _REPO_ROOT / "hack" / "tools" / "sops"
+_HELM_MODULE = _REPO_ROOT / "hack" / "tools" / "helm"
 BUILT = {
     "etcd": (_CONTROL_PLANE_MODULE / "etcd", "go.etcd.io/etcd/server/v3"),
     "kube-apiserver": (_CONTROL_PLANE_MODULE, "k8s.io/kubernetes/cmd/kube-apiserver"),
@@ -42,6 +44,7 @@ BUILT = {
     ),
     "sops": (_SOPS_MODULE, "github.com/getsops/sops/v3/cmd/sops"),
     "age-keygen": (_SOPS_MODULE, "filippo.io/age/cmd/age-keygen"),
+    "helm": (_HELM_MODULE, "helm.sh/helm/v4/cmd/helm"),
 }
 """Binaries with a place in the cache: name -> (Go module directory, package)."""
 

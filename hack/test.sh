@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: set-up, linters, type checks, layering contracts, the CRD check, then
-# pytest with the arguments given (e.g. `hack/test.sh tests/unit -x`).
+# The one test command: set-up, linters, type checks, layering contracts, the CRD checks (crds/
+# and the chart's CRD templates), then pytest with the arguments given (e.g.
+# `hack/test.sh tests/unit -x`).
 #
 # No arguments: the whole suite (what CI runs), unit and integration tests; the integration
 # tests start a real etcd + kube-apiserver + kube-controller-manager on loopback, and set-up
@@ -17,4 +18,5 @@ echo "== ruff format";       ruff format --check .
 echo "== mypy --strict";     mypy
 echo "== import contracts";  lint-imports
 echo "== crds up to date";   python hack/generate_crds.py --check
+echo "== chart crds";        python hack/generate_chart_crds.py --check
 echo "== pytest";            python -m pytest "$@"

@@ -7,7 +7,32 @@ module adds its commands to the root group. A kind is added by registering it in
 be created, with a ``create`` command.
 """
 
-from weir.cli import create, events, export, get, reconcile, secret, stats, suspend
+from weir.cli import (
+    check,
+    create,
+    events,
+    export,
+    get,
+    install,
+    reconcile,
+    secret,
+    stats,
+    suspend,
+    uninstall,
+)
 from weir.cli.app import main
 
-__all__ = ["create", "events", "export", "get", "main", "reconcile", "secret", "stats", "suspend"]
+__all__ = [
+    "check",
+    "create",
+    "events",
+    "export",
+    "get",
+    "install",
+    "main",
+    "reconcile",
+    "secret",
+    "stats",
+    "suspend",
+    "uninstall",
+]

@@ -1,0 +1,304 @@
+"""The install bundle's shape: what every object, container and ServiceAccount must have, for
+every choice of components and options, and the controllers' own parsers taking its flags."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+import kustomize.__main__
+import source.__main__
+from hack.generate_crds import CRDS_DIR
+from weir.bundle import (
+    COMPONENTS,
+    INSTANCE_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    BundleOptions,
+    crds,
+    render,
+)
+
+SOURCE = ("source-controller",)
+BOTH = ("source-controller", "kustomize-controller")
+LOCKED = BundleOptions(
+    no_cross_namespace_refs=True, no_remote_bases=True, default_service_account="default"
+)
+
+OPTIONS = [
+    pytest.param(BundleOptions(), id="defaults"),
+    pytest.param(BundleOptions(components=SOURCE), id="source-only"),
+    pytest.param(BundleOptions(components=("kustomize-controller",)), id="kustomize-only"),
+    pytest.param(BundleOptions(namespace="weir-system", concurrent=8), id="other-namespace"),
+    pytest.param(BundleOptions(watch_all_namespaces=False, network_policy=False), id="scoped"),
+    pytest.param(LOCKED, id="lockdown"),
+]
+
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "source-controller": source.__main__.parser,
+    "kustomize-controller": kustomize.__main__.parser,
+}
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = (obj for obj in of_kind(objects, kind) if obj["metadata"]["name"] == name)
+    return found
+
+
+def container(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    deployment = named(objects, "Deployment", component)
+    manager: dict[str, Any]
+    (manager,) = deployment["spec"]["template"]["spec"]["containers"]
+    return manager
+
+
+def parsed_args(objects: list[dict[str, Any]], component: str, ns: str) -> argparse.Namespace:
+    """The container's args as the controller's own parser reads them, once the kubelet has
+    expanded $(RUNTIME_NAMESPACE)."""
+    args = [
+        arg.replace("$(RUNTIME_NAMESPACE)", ns) for arg in container(objects, component)["args"]
+    ]
+    return PARSERS[component]().parse_args(args)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_every_container_is_locked_down(options: BundleOptions) -> None:
+    objects = render(options)
+
+    for name in options.components:
+        pod = named(objects, "Deployment", name)["spec"]["template"]["spec"]
+        assert container(objects, name)["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        mounts = {m["mountPath"]: m["name"] for m in container(objects, name)["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert all("emptyDir" in volumes[volume] for volume in mounts.values())
+        assert "/tmp" in mounts
+        assert ("/data" in mounts) == (name == "source-controller")
+    deployments = {obj["metadata"]["name"] for obj in of_kind(objects, "Deployment")}
+    assert deployments == set(options.components)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_every_service_account_is_bound_and_every_subject_exists(options: BundleOptions) -> None:
+    objects = render(options)
+    accounts = {obj["metadata"]["name"] for obj in of_kind(objects, "ServiceAccount")}
+    bindings = of_kind(objects, "ClusterRoleBinding") + of_kind(objects, "RoleBinding")
+    subjects = {
+        subject["name"]
+        for binding in bindings
+        for subject in binding["subjects"]
+        if subject["namespace"] == options.namespace
+    }
+    roles = {obj["metadata"]["name"] for obj in of_kind(objects, "ClusterRole")} | {"cluster-admin"}
+
+    assert accounts == set(options.components)
+    assert subjects == accounts
+    for binding in of_kind(objects, "ClusterRoleBinding"):
+        assert binding["roleRef"]["name"] in roles
+    for name in options.components:
+        pod = named(objects, "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == name
+
+
+def cluster_roles_of(objects: list[dict[str, Any]], account: str) -> set[str]:
+    return {
+        binding["roleRef"]["name"]
+        for binding in of_kind(objects, "ClusterRoleBinding")
+        if any(subject["name"] == account for subject in binding["subjects"])
+    }
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_only_the_kustomize_controller_is_cluster_admin(options: BundleOptions) -> None:
+    objects = render(options)
+
+    for name in options.components:
+        admin = "cluster-admin" in cluster_roles_of(objects, name)
+        assert admin == (name == "kustomize-controller"), name
+
+
+def test_the_source_controller_gets_its_own_kinds_and_reads_secrets_one_by_one() -> None:
+    objects = render(BundleOptions(components=SOURCE))
+    (role_name,) = cluster_roles_of(objects, "source-controller")
+    role = named(objects, "ClusterRole", role_name)
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule.get("apiGroups", ["<none>"])
+        for resource in rule.get("resources", rule.get("nonResourceURLs", []))
+        for verb in rule["verbs"]
+    }
+
+    assert not [g for g in granted if "*" in g]
+    assert {group for group, _, _ in granted} == {"source.toolkit.fluxcd.io", "", "<none>"}
+    assert ("", "secrets", "get") in granted
+    assert not [g for g in granted if g[1] == "secrets" and g[2] != "get"]
+    assert ("source.toolkit.fluxcd.io", "gitrepositories/status", "patch") in granted
+    assert ("", "events", "create") in granted
+    assert not [g for g in granted if g[2] in ("delete", "create") and g[1] != "events"]
+    leader = named(objects, "Role", "leader-election")
+    assert leader["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_every_object_is_labelled_as_the_install_and_in_its_namespace(
+    options: BundleOptions,
+) -> None:
+    for obj in render(options):
+        labels = obj["metadata"]["labels"]
+        assert labels[PART_OF_LABEL] == PART_OF
+        assert labels[INSTANCE_LABEL] == options.namespace
+        namespace = obj["metadata"].get("namespace")
+        cluster_wide = obj["kind"] in (
+            "Namespace",
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        )
+        assert namespace == (None if cluster_wide else options.namespace), obj["kind"]
+        if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["name"].endswith(f"-{options.namespace}")
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_the_controllers_parse_their_args(options: BundleOptions) -> None:
+    objects = render(options)
+
+    for name in options.components:
+        args = parsed_args(objects, name, options.namespace)
+        assert args.watch_all_namespaces is options.watch_all_namespaces
+        assert args.enable_leader_election is True
+        assert args.log_encoding == "json"
+        if options.concurrent is not None:
+            assert args.concurrent == options.concurrent
+        manager = container(objects, name)
+        ports = {port["name"]: port["containerPort"] for port in manager["ports"]}
+        assert args.metrics_addr == f":{ports['http-prom']}"
+        assert args.health_addr == f":{ports['healthz']}"
+        assert manager["command"] == ["python", "-m", COMPONENTS[name].package]
+        env = {item["name"]: item["valueFrom"]["fieldRef"]["fieldPath"] for item in manager["env"]}
+        assert env == {"RUNTIME_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+
+
+def test_artifact_urls_name_the_artifact_service() -> None:
+    objects = render(BundleOptions(namespace="weir-system"))
+    service = named(objects, "Service", "source-controller")
+    args = parsed_args(objects, "source-controller", "weir-system")
+    ports = {
+        p["name"]: p["containerPort"] for p in container(objects, "source-controller")["ports"]
+    }
+
+    assert args.storage_adv_addr == "source-controller.weir-system.svc.cluster.local."
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}
+    ]
+    assert args.storage_addr == f":{ports['http']}"
+    assert service["spec"]["selector"] == {"app": "source-controller"}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param(BundleOptions(), (False, False, ""), id="off"),
+        pytest.param(LOCKED, (True, True, "default"), id="lockdown"),
+    ],
+)
+def test_the_lockdown_flags_reach_the_kustomize_controller(
+    options: BundleOptions, expected: tuple[bool, bool, str]
+) -> None:
+    objects = render(options)
+    args = parsed_args(objects, "kustomize-controller", options.namespace)
+
+    assert (args.no_cross_namespace_refs, args.no_remote_bases, args.default_service_account) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("components", "kinds"),
+    [
+        pytest.param(SOURCE, {"GitRepository", "OCIRepository", "Bucket"}, id="source"),
+        pytest.param(("kustomize-controller",), {"Kustomization"}, id="kustomize"),
+        pytest.param(
+            BOTH, {"GitRepository", "OCIRepository", "Bucket", "Kustomization"}, id="both"
+        ),
+    ],
+)
+def test_the_crds_are_those_of_the_chosen_components(
+    components: tuple[str, ...], kinds: set[str]
+) -> None:
+    rendered = crds(BundleOptions(components=components))
+
+    assert {crd["spec"]["names"]["kind"] for crd in rendered} == kinds
+
+
+def test_the_crds_are_those_of_crds_dir_with_the_install_labels() -> None:
+    on_disk = {
+        crd["metadata"]["name"]: crd
+        for crd in (yaml.safe_load(path.read_text()) for path in CRDS_DIR.glob("*.yaml"))
+    }
+    rendered = {crd["metadata"]["name"]: crd for crd in crds(BundleOptions())}
+
+    assert rendered.keys() == on_disk.keys()
+    for name, crd in rendered.items():
+        assert crd["metadata"].pop("labels")[PART_OF_LABEL] == PART_OF
+        assert crd == on_disk[name], name
+
+
+def test_objects_come_in_an_order_that_applies() -> None:
+    kinds = [obj["kind"] for obj in render(BundleOptions())]
+
+    assert kinds[0] == "Namespace"
+    assert kinds.index("ServiceAccount") > max(
+        i for i, kind in enumerate(kinds) if kind == "CustomResourceDefinition"
+    )
+    first_deployment = kinds.index("Deployment")
+    assert all(kind == "Deployment" for kind in kinds[first_deployment:])
+    assert "ResourceQuota" in kinds[:first_deployment]
+
+
+@pytest.mark.parametrize(
+    ("network_policy", "names"),
+    [
+        pytest.param(True, ["allow-egress", "allow-scraping"], id="on"),
+        pytest.param(False, [], id="off"),
+    ],
+)
+def test_network_policies_as_flux_ships_them(network_policy: bool, names: list[str]) -> None:
+    objects = render(BundleOptions(network_policy=network_policy))
+
+    assert [obj["metadata"]["name"] for obj in of_kind(objects, "NetworkPolicy")] == names
+
+
+def test_the_bundle_is_fresh_each_time_and_dumps_without_anchors() -> None:
+    first = render(BundleOptions())
+    first[0]["metadata"]["labels"]["changed"] = "yes"
+    role = next(obj for obj in first if obj["kind"] == "ClusterRole")
+    role["rules"][0]["verbs"].append("delete")
+
+    assert render(BundleOptions()) != first
+    assert "&id" not in yaml.safe_dump_all(render(BundleOptions()))
+
+
+def test_an_unknown_component_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown component 'helm-controller'"):
+        render(BundleOptions(components=("helm-controller",)))
