@@ -8,6 +8,7 @@ be created, with a ``create`` command.
 """
 
 from weir.cli import (
+    bootstrap,
     check,
     create,
     events,
@@ -23,6 +24,7 @@ from weir.cli import (
 from weir.cli.app import main
 
 __all__ = [
+    "bootstrap",
     "check",
     "create",
     "events",
