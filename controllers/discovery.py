@@ -50,6 +50,8 @@ class RestMapper:
         # (group, version) -> kind -> info; a group version present with no kinds is known empty.
         self._kinds: dict[tuple[str, str], dict[str, ResourceInfo]] = {}
         self._loaded = False
+        # Whether _load_all read every group version (aggregated discovery).
+        self._complete = False
         self._lock = asyncio.Lock()
 
     async def resource_for(self, api_version: str, kind: str) -> ResourceInfo:
@@ -71,6 +73,17 @@ class RestMapper:
         if found is None:
             raise UnknownKind(api_version, kind)
         return found
+
+    async def kinds(self) -> list[ResourceInfo]:
+        """Every kind the server serves, in discovery's order: the core group first, and in
+        each group its preferred version first (how ``kubectl`` picks among kinds that answer
+        to the same name)."""
+        async with self._lock:
+            if not self._loaded:
+                await self._load_all()
+            if not self._complete:
+                await self._load_every_group_version()
+        return [info for kinds in self._kinds.values() for info in kinds.values()]
 
     def add_custom_resource_definition(self, crd: Mapping[str, Any]) -> None:
         """Learn the kinds a CustomResourceDefinition serves, from the CRD itself.
@@ -101,6 +114,7 @@ class RestMapper:
         """Forget everything; the next lookup reads discovery again."""
         self._kinds.clear()
         self._loaded = False
+        self._complete = False
 
     async def _load_all(self) -> None:
         """Every group version at once, when the server serves aggregated discovery."""
@@ -118,7 +132,23 @@ class RestMapper:
                     self._kinds.setdefault((group, version), {}).update(
                         _kinds_from_aggregated(group, version, version_entry.get("resources") or [])
                     )
+        else:
+            self._complete = True
         self._loaded = True
+
+    async def _load_every_group_version(self) -> None:
+        """Every group version from the plain discovery lists: an older server's way."""
+        core = await self._kube.request("GET", "/api")
+        versions = [("", str(version)) for version in core.get("versions") or []]
+        groups = await self._kube.request("GET", "/apis")
+        for group_entry in groups.get("groups") or []:
+            preferred = (group_entry.get("preferredVersion") or {}).get("version")
+            names = [str(entry.get("version")) for entry in group_entry.get("versions") or []]
+            names.sort(key=lambda name: name != preferred)
+            versions += [(str(group_entry.get("name") or ""), name) for name in names]
+        for group, version in versions:
+            await self._load_group_version(group, version)
+        self._complete = True
 
     async def _load_group_version(self, group: str, version: str) -> None:
         try:

@@ -87,9 +87,11 @@ async def build(
     *,
     workers: BuildWorkers,
     timeout: float,
+    skip_dirs: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """The objects kustomize builds of directory ``path`` of the artifact unpacked at ``root``,
     with the spec's overlay fields merged in as Flux does; ``root`` is not modified.
+    Directories named in ``skip_dirs`` are left out of the copy (a local checkout's ``.git``).
 
     Raises ``BuildError`` for a path outside the artifact or missing, a link or reference
     leaving the artifact, a remote base when ``workers`` refuse them, a kustomize failure, a
@@ -101,7 +103,7 @@ async def build(
     deadline = loop.time() + timeout
     try:
         async with asyncio.timeout_at(deadline):
-            entry = await asyncio.to_thread(_prepare, root, path, spec, tree)
+            entry = await asyncio.to_thread(_prepare, root, path, spec, tree, skip_dirs)
         output = await workers.build(tree.resolve(), entry, timeout=deadline - loop.time())
     except (TimeoutError, BuildTimeout):
         raise BuildError(f"kustomize build timed out after {timeout:g}s") from None
@@ -131,7 +133,13 @@ def set_common_metadata(
 # Preparing the tree
 
 
-def _prepare(root: Path, path: str, spec: KustomizationSpec, tree: Path) -> Path:
+def _prepare(
+    root: Path,
+    path: str,
+    spec: KustomizationSpec,
+    tree: Path,
+    skip_dirs: frozenset[str] = frozenset(),
+) -> Path:
     """Copy the artifact to ``tree`` and write the overlay; returns the entry directory."""
     # Flux joins the path under the root, so '/apps' means 'apps'.
     relative = posixpath.normpath(posixpath.join(".", (path or ".").lstrip("/")))
@@ -140,7 +148,7 @@ def _prepare(root: Path, path: str, spec: KustomizationSpec, tree: Path) -> Path
             f"path '{path}' leaves the source artifact; use a path inside it",
             reason="ArtifactFailed",
         )
-    _copy_tree(root.resolve(strict=True), tree)
+    _copy_tree(root.resolve(strict=True), tree, skip_dirs)
     tree = tree.resolve()
     entry = tree / relative
     if not entry.is_dir() or not _inside(entry.resolve(), tree):
@@ -152,11 +160,12 @@ def _prepare(root: Path, path: str, spec: KustomizationSpec, tree: Path) -> Path
     return entry
 
 
-def _copy_tree(source: Path, target: Path) -> None:
-    """Copy regular files and directories; recreate symlinks that stay inside ``source`` as
-    relative links, and refuse the others."""
+def _copy_tree(source: Path, target: Path, skip_dirs: frozenset[str] = frozenset()) -> None:
+    """Copy regular files and directories but ``skip_dirs``; recreate symlinks that stay inside
+    ``source`` as relative links, and refuse the others."""
     target.mkdir()
     for directory, dirnames, filenames in os.walk(source):
+        dirnames[:] = [name for name in dirnames if name not in skip_dirs]
         here = Path(directory)
         copy = target / here.relative_to(source)
         for name in sorted(dirnames) + sorted(filenames):

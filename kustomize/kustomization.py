@@ -8,7 +8,6 @@ health checks, history).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply.errors import PruneError
 from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ResourceManager
-from kustomize.build import BuildError, build, set_common_metadata
+from kustomize.build import BuildError, build
 from kustomize.buildworker import BuildWorkers, find_build_worker
 from kustomize.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from kustomize.decrypt import (
@@ -49,7 +48,8 @@ from kustomize.decrypt import (
 from kustomize.dependencies import DependencyNotReady, check_dependencies, dependents_of_ready
 from kustomize.health import HealthCheckError, custom_checks, wait_for
 from kustomize.inventory import ObjectRef
-from kustomize.substitute import SubstitutionError, load_variables, substitute_objects
+from kustomize.postbuild import post_build
+from kustomize.substitute import SubstitutionError
 from kustomize.target import TargetCluster, TargetOptions, Targets
 
 __all__ = ["KustomizationReconciler"]
@@ -289,24 +289,12 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
                 objects = await decrypt_objects(objects, keys)
             else:
                 refuse_encrypted_secrets(objects)
-            if spec.post_build is not None:
-                variables = await load_variables(ctx.client, namespace, spec.post_build)
-                # Bounded, but seconds of CPU for a large object: off the event loop.
-                objects = await asyncio.to_thread(
-                    substitute_objects,
-                    objects,
-                    variables,
-                    strict=self.strict_substitution,
-                    always=obj.substitute_strategy == "Always",
-                )
+            objects = await post_build(ctx.client, obj, objects, strict=self.strict_substitution)
         except BuildError as err:
             # ArtifactFailed for a path that is not in the artifact, as in Flux.
             raise ReconcileError(str(err), reason=err.reason) from err
         except (DecryptionError, SubstitutionError) as err:
             raise ReconcileError(str(err), reason=BUILD_FAILED) from err
-        if spec.common_metadata is not None:
-            metadata = spec.common_metadata
-            set_common_metadata(objects, metadata.labels or {}, metadata.annotations or {})
         run.objects = objects
         run.digest = history.digest(objects)
         return Result()

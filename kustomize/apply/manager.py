@@ -25,6 +25,9 @@ immutable field change is validated again only after its deletion.
 
 ``ResourceManager.prune`` deletes the objects that left the inventory (background
 propagation), but only those still labelled as belonging to this Kustomization.
+
+``ResourceManager.diff`` plans the same way and writes nothing: what applying would do to each
+object, with the live object and the dry-run result (``weir diff``).
 """
 
 from __future__ import annotations
@@ -72,8 +75,10 @@ from kustomize.inventory import ObjectRef, sort_key
 __all__ = [
     "FIELD_MANAGER",
     "ApplyOptions",
+    "ObjectDiff",
     "ResourceManager",
     "Stage",
+    "owner_labels",
     "stage_of",
 ]
 
@@ -123,6 +128,12 @@ def stage_of(obj: Mapping[str, Any]) -> Stage:
     return Stage.RESOURCES
 
 
+def owner_labels(name: str, namespace: str) -> dict[str, str]:
+    """``kustomize.toolkit.fluxcd.io/name`` and ``/namespace``: set on every object a
+    Kustomization applies, and how an object is traced back to it."""
+    return {f"{OWNER_GROUP}/name": name, f"{OWNER_GROUP}/namespace": namespace}
+
+
 def _without_metadata_and_status(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
@@ -165,6 +176,21 @@ class _Plan:
     existing: dict[str, Any] | None = None
     cleanup: list[dict[str, Any]] = field(default_factory=list)
     recreate: bool = False
+    dry_run: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ObjectDiff:
+    """What applying would do to one object: ``action`` as Flux's diff reports it (``created``,
+    ``configured`` when it drifted, ``unchanged``, ``skipped``), the object as it would be sent
+    (``desired``: owner labels set, normalized), and for ``configured`` the ``live`` object and
+    the server's dry-run of the apply (``merged``)."""
+
+    ref: ObjectRef
+    action: Action
+    desired: dict[str, Any]
+    live: dict[str, Any] | None = None
+    merged: dict[str, Any] | None = None
 
 
 class _Deferred(Exception):
@@ -194,10 +220,7 @@ class ResourceManager:
     @property
     def owner_labels(self) -> dict[str, str]:
         """``kustomize.toolkit.fluxcd.io/name`` and ``/namespace``, set on every object."""
-        return {
-            f"{OWNER_GROUP}/name": self._owner_name,
-            f"{OWNER_GROUP}/namespace": self._owner_namespace,
-        }
+        return owner_labels(self._owner_name, self._owner_namespace)
 
     async def apply_all_staged(
         self, objects: Sequence[Mapping[str, Any]], options: ApplyOptions | None = None
@@ -210,18 +233,8 @@ class ResourceManager:
         """
         options = options or ApplyOptions()
         items = [self._item(i, obj) for i, obj in enumerate(objects)]
-        defined_kinds, created_namespaces = _set_dependencies(items)
-
         # Validate everything that can be validated now, before writing anything.
-        async def preflight(item: _Item) -> _Plan | None:
-            if (item.ref.group, item.ref.kind) in defined_kinds:
-                return None
-            try:
-                return await self._plan(item, options, created_namespaces)
-            except _Deferred:
-                return None
-
-        planned = await self._plan_all(items, preflight, ChangeSet())
+        planned = await self._preflight(items, options)
         change_set = ChangeSet()
         for stage in _STAGES:
             staged = [i for i, item in enumerate(items) if item.stage == stage]
@@ -246,6 +259,24 @@ class ResourceManager:
                     if plan.item.ref.kind == "CustomResourceDefinition":
                         self._mapper.add_custom_resource_definition(plan.item.obj)
         return change_set
+
+    async def diff(
+        self, objects: Sequence[Mapping[str, Any]], options: ApplyOptions | None = None
+    ) -> list[ObjectDiff]:
+        """What ``apply_all_staged`` would do to each object, in Flux's apply order; nothing is
+        written (server-side dry-runs and reads only).
+
+        An object that depends on this very set (its kind defined by a CRD of the set, its
+        Namespace created by it) cannot exist yet, so it is ``created``. Like Flux's diff,
+        ``configured`` means the object drifted: a cleanup of managed fields alone does not
+        count. Raises ``ApplyError`` naming every object whose dry-run failed.
+        """
+        options = options or ApplyOptions()
+        items = [self._item(i, obj) for i, obj in enumerate(objects)]
+        planned = await self._preflight(items, options)
+        diffs = [_as_diff(item, plan) for item, plan in zip(items, planned, strict=True)]
+        diffs.sort(key=lambda diff: (_STAGES.index(stage_of(diff.desired)), sort_key(diff.ref)))
+        return diffs
 
     async def prune(self, stale: Sequence[ObjectRef]) -> ChangeSet:
         """Delete ``stale`` objects (background propagation), in reverse apply order.
@@ -273,6 +304,21 @@ class ResourceManager:
         return change_set
 
     # Planning: a dry-run per object, and a read of those that exist.
+
+    async def _preflight(self, items: Sequence[_Item], options: ApplyOptions) -> list[_Plan | None]:
+        """The plan of every item that can be dry-run before anything is written; None for
+        those that depend on an earlier stage of the same set."""
+        defined_kinds, created_namespaces = _set_dependencies(items)
+
+        async def preflight(item: _Item) -> _Plan | None:
+            if (item.ref.group, item.ref.kind) in defined_kinds:
+                return None
+            try:
+                return await self._plan(item, options, created_namespaces)
+            except _Deferred:
+                return None
+
+        return await self._plan_all(items, preflight, ChangeSet())
 
     def _item(self, index: int, obj: Mapping[str, Any]) -> _Item:
         desired = copy.deepcopy(dict(obj))
@@ -358,7 +404,7 @@ class ResourceManager:
             action = Action.CONFIGURED
         else:
             action = Action.UNCHANGED
-        return _Plan(item, info, action, existing, cleanup)
+        return _Plan(item, info, action, existing, cleanup, dry_run=dry_run)
 
     async def _read(self, item: _Item, info: ResourceInfo) -> dict[str, Any] | None:
         meta = item.obj["metadata"]
@@ -462,6 +508,16 @@ class ResourceManager:
         except ApiError as err:
             raise ObjectFailure(ref, f"delete failed: {err.message}") from err
         return Action.DELETED
+
+
+def _as_diff(item: _Item, plan: _Plan | None) -> ObjectDiff:
+    if plan is None:  # deferred: what it depends on does not exist yet, so neither does it
+        return ObjectDiff(item.ref, Action.CREATED, item.obj)
+    if plan.action != Action.CONFIGURED:
+        return ObjectDiff(item.ref, plan.action, item.obj)
+    if plan.dry_run is None or not _drifted(plan.existing, plan.dry_run):
+        return ObjectDiff(item.ref, Action.UNCHANGED, item.obj)
+    return ObjectDiff(item.ref, Action.CONFIGURED, item.obj, plan.existing, plan.dry_run)
 
 
 def _resource_version(obj: Mapping[str, Any] | None) -> str:

@@ -9,8 +9,10 @@ be created, with a ``create`` command.
 
 from weir.cli import (
     bootstrap,
+    build,
     check,
     create,
+    diff,
     events,
     export,
     get,
@@ -19,14 +21,18 @@ from weir.cli import (
     secret,
     stats,
     suspend,
+    trace,
+    tree,
     uninstall,
 )
 from weir.cli.app import main
 
 __all__ = [
     "bootstrap",
+    "build",
     "check",
     "create",
+    "diff",
     "events",
     "export",
     "get",
@@ -36,5 +42,7 @@ __all__ = [
     "secret",
     "stats",
     "suspend",
+    "trace",
+    "tree",
     "uninstall",
 ]
