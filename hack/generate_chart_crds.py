@@ -12,7 +12,6 @@ rendered only when ``installCRDs`` and the create value of the controller that o
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from hack.generate_crds import generator_main  # noqa: E402
 from weir.bundle import COMPONENTS  # noqa: E402
 
 CRDS_DIR = REPO_ROOT / "crds"
@@ -105,24 +105,14 @@ def write_templates(chart_dir: Path = CHART_CRDS_DIR, crds_dir: Path = CRDS_DIR)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--check", action="store_true", help="only report stale files; exit 1 if there are any"
+    return generator_main(
+        argv,
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        default_dir=CHART_CRDS_DIR,
+        stale=stale_files,
+        write=write_templates,
+        script="hack/generate_chart_crds.py",
     )
-    parser.add_argument(
-        "--dir", type=Path, default=CHART_CRDS_DIR, help="the chart's CRD template directory"
-    )
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_files(args.dir)
-        for name in stale:
-            print(f"stale: {args.dir / name}", file=sys.stderr)
-        if stale:
-            print("run: python hack/generate_chart_crds.py", file=sys.stderr)
-        return 1 if stale else 0
-    for name in write_templates(args.dir):
-        print(f"updated: {args.dir / name}")
-    return 0
 
 
 if __name__ == "__main__":

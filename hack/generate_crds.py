@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Run as a script, Python puts hack/ on sys.path, not the repository root the packages live in.
@@ -80,24 +80,45 @@ def write_crds(crds_dir: Path = CRDS_DIR) -> list[str]:
     return changed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def generator_main(
+    argv: Sequence[str] | None,
+    *,
+    description: str | None,
+    default_dir: Path,
+    stale: Callable[[Path], list[str]],
+    write: Callable[[Path], list[str]],
+    script: str,
+) -> int:
+    """The command line of a script that keeps a directory of generated files: rewrite it, or
+    with ``--check`` name the stale files and exit 1."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--check", action="store_true", help="only report stale files; exit 1 if there are any"
     )
-    parser.add_argument("--dir", type=Path, default=CRDS_DIR, help="CRD directory (crds/)")
+    parser.add_argument("--dir", type=Path, default=default_dir, help="the generated directory")
     args = parser.parse_args(argv)
     if args.check:
-        stale = stale_files(args.dir)
-        for name in stale:
+        names = stale(args.dir)
+        for name in names:
             print(f"stale: {args.dir / name}", file=sys.stderr)
-        if stale:
-            print("run: python hack/generate_crds.py", file=sys.stderr)
-        return 1 if stale else 0
-    for name in write_crds(args.dir):
+        if names:
+            print(f"run: python {script}", file=sys.stderr)
+        return 1 if names else 0
+    for name in write(args.dir):
         print(f"updated: {args.dir / name}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    return generator_main(
+        argv,
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        default_dir=CRDS_DIR,
+        stale=stale_files,
+        write=write_crds,
+        script="hack/generate_crds.py",
+    )
 
 
 if __name__ == "__main__":
