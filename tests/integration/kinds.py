@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controllers.api import ResourceInfo
 from controllers.kinds import EVENT, LEASE, NAMESPACE
 from kustomize.api_v1 import Kustomization
 from source.api_v1 import GitRepository
@@ -12,6 +13,19 @@ __all__ = ["EVENT", "GITREPO", "KS", "LEASE", "NAMESPACE", "git_repository", "ku
 
 GITREPO = GitRepository.info
 KS = Kustomization.info
+RBAC = "rbac.authorization.k8s.io"
+DEPLOYMENT = ResourceInfo(group="apps", version="v1", kind="Deployment", plural="deployments")
+CLUSTER_ROLE = ResourceInfo(RBAC, "v1", "ClusterRole", "clusterroles", namespaced=False)
+CLUSTER_ROLE_BINDING = ResourceInfo(
+    RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False
+)
+CRD = ResourceInfo(
+    group="apiextensions.k8s.io",
+    version="v1",
+    kind="CustomResourceDefinition",
+    plural="customresourcedefinitions",
+    namespaced=False,
+)
 
 
 def git_repository(

@@ -26,33 +26,18 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.api import ResourceInfo
 from controllers.binaries import find_binary
 from controllers.discovery import RestMapper
 from controllers.envtest import REPO_ROOT, ControlPlane
 from controllers.kinds import NAMESPACE
 from controllers.kube import APPLY_PATCH, KubeClient, resource_path
 from tests.integration.harness import wait_for_deletion
+from tests.integration.kinds import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, DEPLOYMENT
 from weir.bundle import INSTANCE_LABEL, PART_OF, PART_OF_LABEL, BundleOptions, render
 
 pytestmark = pytest.mark.integration
 
 CHART = REPO_ROOT / "charts" / "weir"
-DEPLOYMENT = ResourceInfo(group="apps", version="v1", kind="Deployment", plural="deployments")
-CLUSTER_ROLE = ResourceInfo(
-    group="rbac.authorization.k8s.io",
-    version="v1",
-    kind="ClusterRole",
-    plural="clusterroles",
-    namespaced=False,
-)
-CLUSTER_ROLE_BINDING = ResourceInfo(
-    group="rbac.authorization.k8s.io",
-    version="v1",
-    kind="ClusterRoleBinding",
-    plural="clusterrolebindings",
-    namespaced=False,
-)
 LOCKDOWN = {"noCrossNamespaceRefs": True, "noRemoteBases": True, "defaultServiceAccount": "default"}
 
 Key = tuple[str, str, str, str]

@@ -11,23 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controllers.api import ResourceInfo
 from controllers.envtest import ControlPlane
 from controllers.kinds import SECRET
 from controllers.kube import KubeClient
 from tests.gitserver import GitHTTPServer, GitRepos, GitSSHServer
-from tests.integration.kinds import GITREPO, KS
+from tests.integration.kinds import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, GITREPO, KS
 from tests.integration.processes import Controllers, running_controllers
 from tests.integration.test_cli import Cli
 from weir.bundle import INSTANCE_LABEL
 
 pytestmark = pytest.mark.integration
 
-RBAC = "rbac.authorization.k8s.io"
-CLUSTER_SCOPED = (
-    ResourceInfo(RBAC, "v1", "ClusterRole", "clusterroles", namespaced=False),
-    ResourceInfo(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
-)
+CLUSTER_SCOPED = (CLUSTER_ROLE, CLUSTER_ROLE_BINDING)
 
 
 @pytest.fixture

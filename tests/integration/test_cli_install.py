@@ -21,41 +21,27 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper
 from controllers.envtest import ControlPlane
 from controllers.kinds import CONFIG_MAP, NAMESPACE
 from controllers.kube import APPLY_PATCH, KubeClient, NotFound, resource_path
 from controllers.reconcile import FINALIZER
 from tests.integration.harness import wait_for_deletion
-from tests.integration.kinds import GITREPO, KS, git_repository, kustomization
+from tests.integration.kinds import (
+    CLUSTER_ROLE,
+    CLUSTER_ROLE_BINDING,
+    CRD,
+    DEPLOYMENT,
+    GITREPO,
+    KS,
+    git_repository,
+    kustomization,
+)
 from weir.bundle import INSTANCE_LABEL, PART_OF, PART_OF_LABEL, BundleOptions, render
 
 pytestmark = pytest.mark.integration
 
 WEIR = [sys.executable, "-m", "weir"]
-CRD = ResourceInfo(
-    group="apiextensions.k8s.io",
-    version="v1",
-    kind="CustomResourceDefinition",
-    plural="customresourcedefinitions",
-    namespaced=False,
-)
-DEPLOYMENT = ResourceInfo(group="apps", version="v1", kind="Deployment", plural="deployments")
-CLUSTER_ROLE = ResourceInfo(
-    group="rbac.authorization.k8s.io",
-    version="v1",
-    kind="ClusterRole",
-    plural="clusterroles",
-    namespaced=False,
-)
-CLUSTER_ROLE_BINDING = ResourceInfo(
-    group="rbac.authorization.k8s.io",
-    version="v1",
-    kind="ClusterRoleBinding",
-    plural="clusterrolebindings",
-    namespaced=False,
-)
 
 
 @dataclass
