@@ -640,6 +640,12 @@ class GitSSHServer:
             "known_hosts": self.known_hosts + "\n",
         }
 
+    def authorize(self, public_key: str) -> None:
+        """Admit one more key (a deploy key): sshd reads the file at every login."""
+        assert self._workdir is not None, "the ssh server is not started"
+        with (self._workdir / "authorized_keys").open("a") as keys:
+            keys.write(public_key.strip() + "\n")
+
     def start(self) -> None:
         workdir = self._workdir = Path(tempfile.mkdtemp(prefix="weir-sshd-"))
         try:

@@ -4,6 +4,8 @@ bundle and the sync manifests, the cluster follows it to Ready, a second run cha
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from controllers.kube import KubeClient
 from tests.gitserver import GitHTTPServer, GitRepos, GitSSHServer
 from tests.integration.kinds import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, GITREPO, KS
 from tests.integration.processes import Controllers, running_controllers
-from tests.integration.test_cli import Cli
+from tests.integration.test_cli import WEIR, Cli
 from weir.bundle import INSTANCE_LABEL
 
 pytestmark = pytest.mark.integration
@@ -172,3 +174,53 @@ async def test_a_host_key_that_does_not_match_stops_before_anything_is_pushed(
     assert refused.code == 1
     assert refused.err.splitlines()[-1].startswith("✗ git clone failed: ")
     assert git_repos.resolve(repo, "refs/heads/main") is None
+
+
+async def test_a_new_deploy_key_is_shown_asked_for_and_kept_for_the_next_run(
+    control_plane: ControlPlane,
+    controllers: Controllers,
+    kube: KubeClient,
+    namespace: str,
+    git_repos: GitRepos,
+    git_ssh: GitSSHServer,
+) -> None:
+    repo = f"fleet-newkey-{namespace}"
+    git_repos.create(repo)
+    argv = [
+        *WEIR,
+        "bootstrap",
+        "git",
+        f"--url={git_ssh.url(repo)}",
+        "--path=clusters/test",
+        f"--ssh-known-hosts={git_ssh.known_hosts_file}",
+        f"--kubeconfig={control_plane.admin_kubeconfig}",
+        f"--namespace={namespace}",
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stderr is not None
+    async with asyncio.timeout(30):
+        line = (await process.stderr.readline()).decode()
+    assert line.startswith("► deploy key: ssh-ed25519 ")
+    # What a user does at the prompt: add the key to the repository, then answer yes.
+    git_ssh.authorize(line.removeprefix("► deploy key: "))
+    process.stdin.write(b"y\n")
+    await process.stdin.drain()
+    _, rest = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, rest.decode()
+    assert git_repos.resolve(repo, "refs/heads/main") is not None
+    stored = await kube.get(SECRET, namespace, "flux-system")
+    public = base64.b64decode(stored["data"]["identity.pub"]).decode().strip()
+    assert public == line.removeprefix("► deploy key: ").strip()
+
+    # The cluster's key is used again: no new key, no question, nothing committed.
+    cli = Cli(control_plane.admin_kubeconfig, namespace)
+    again = await cli(*argv[len(WEIR) : -2])
+    assert again.code == 0, again.err
+    assert "deploy key" not in again.err
+    assert "nothing committed" in again.err
