@@ -27,8 +27,10 @@ from source.ocirepository import OCIRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
+from tests.integration.cli import Cli
 from tests.integration.harness import options, running
 from tests.integration.kinds import NAMESPACE
+from tests.integration.processes import Controllers, running_controllers
 from tests.proxyserver import TinyProxy
 from tests.registry import OCIRegistries
 from tests.s3server import S3Server
@@ -221,3 +223,18 @@ async def source_controller(
             yield controller
     finally:
         await server.cleanup()
+
+
+@pytest.fixture
+async def controllers(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> AsyncIterator[Controllers]:
+    """The source and kustomize controllers as processes watching only ``namespace``."""
+    async with running_controllers(control_plane, namespace, tmp_path) as both:
+        yield both
+
+
+@pytest.fixture
+def cli(control_plane: ControlPlane, namespace: str) -> Cli:
+    """``weir`` with the admin kubeconfig, in the test's namespace."""
+    return Cli(control_plane.admin_kubeconfig, namespace)

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from controllers.api import ResourceInfo
+from controllers.discovery import RestMapper
 from controllers.envtest import ControlPlane, free_port
-from controllers.kube import KubeClient
+from controllers.kube import APPLY_PATCH, KubeClient, resource_path
 from controllers.manager import Manager, Options
 from controllers.reconcile import Reconciler
 
@@ -135,3 +136,22 @@ def assert_new_revision_reported(written: list[dict[str, Any]], new: str) -> Non
     assert progress[0]["Ready"]["status"] == "Unknown"
     assert "ArtifactOutdated" not in written[-1]
     assert "Reconciling" not in written[-1]
+
+
+async def dry_run_apply(
+    kube: KubeClient, objects: Sequence[dict[str, Any]], field_manager: str
+) -> None:
+    """Server-side apply each object with ``dryRun=All``: the API server validates and
+    admits it (an error raises), and nothing is written."""
+    mapper = RestMapper(kube)
+    for obj in objects:
+        info = await mapper.resource_for(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        answer = await kube.request(
+            "PATCH",
+            resource_path(info, meta.get("namespace"), meta["name"]),
+            query={"fieldManager": field_manager, "force": "true", "dryRun": "All"},
+            body=obj,
+            content_type=APPLY_PATCH,
+        )
+        assert (answer["kind"], answer["metadata"]["name"]) == (obj["kind"], meta["name"])

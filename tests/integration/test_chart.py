@@ -27,11 +27,10 @@ import pytest
 import yaml
 
 from controllers.binaries import find_binary
-from controllers.discovery import RestMapper
 from controllers.envtest import REPO_ROOT, ControlPlane
 from controllers.kinds import NAMESPACE
-from controllers.kube import APPLY_PATCH, KubeClient, resource_path
-from tests.integration.harness import wait_for_deletion
+from controllers.kube import KubeClient
+from tests.integration.harness import dry_run_apply, wait_for_deletion
 from tests.integration.kinds import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, DEPLOYMENT
 from weir.bundle import INSTANCE_LABEL, PART_OF, PART_OF_LABEL, BundleOptions, render
 
@@ -232,18 +231,7 @@ async def test_the_rendered_chart_passes_a_server_side_dry_run(
     helm_env: dict[str, str], kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
     objects = await asyncio.to_thread(template, helm_env, namespace, {}, tmp_path)
-    mapper = RestMapper(kube)
-    for obj in objects:
-        info = await mapper.resource_for(obj["apiVersion"], obj["kind"])
-        meta = obj["metadata"]
-        answer = await kube.request(
-            "PATCH",
-            resource_path(info, meta.get("namespace"), meta["name"]),
-            query={"fieldManager": "helm", "force": "true", "dryRun": "All"},
-            body=obj,
-            content_type=APPLY_PATCH,
-        )
-        assert (answer["kind"], answer["metadata"]["name"]) == (obj["kind"], meta["name"])
+    await dry_run_apply(kube, objects, "helm")
     # Nothing was made.
     assert await kube.get_or_none(CLUSTER_ROLE, None, f"source-controller-{namespace}") is None
     assert (await kube.list(DEPLOYMENT, namespace))["items"] == []

@@ -5,80 +5,21 @@ rewrites them)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import re
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from controllers.envtest import ControlPlane
 from controllers.kinds import CONFIG_MAP, SECRET
 from controllers.kube import KubeClient
 from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
+from tests.integration.cli import Cli, golden
 from tests.integration.kinds import KS
-from tests.integration.processes import Controllers, running_controllers
+from tests.integration.processes import Controllers
 
 pytestmark = pytest.mark.integration
-
-GOLDEN = Path(__file__).parent / "golden" / "cli"
-WEIR = [sys.executable, "-m", "weir"]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Cli:
-    """Runs ``weir`` with the control plane's kubeconfig in the test's namespace."""
-
-    kubeconfig: Path
-    namespace: str
-
-    async def __call__(self, *args: str) -> Result:
-        argv = [*WEIR, *args, f"--kubeconfig={self.kubeconfig}", f"--namespace={self.namespace}"]
-        done = await asyncio.to_thread(
-            subprocess.run, argv, capture_output=True, text=True, timeout=120, check=False
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    def normalized(self, text: str) -> str:
-        """``text`` with what changes from run to run replaced: namespace, SHAs, ages."""
-        text = text.replace(self.namespace, "NAMESPACE")
-        text = re.sub(r"sha1:[0-9a-f]{40}", "sha1:SHA", text)
-        text = re.sub(r"git://127\.0\.0\.1:\d+/", "git://GIT/", text)
-        return re.sub(r"[ \t]+\n", "\n", text)
-
-
-def golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("WEIR_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual)
-    assert actual == path.read_text(), f"{name} differs from the golden file"
-
-
-@pytest.fixture
-async def controllers(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path
-) -> AsyncIterator[Controllers]:
-    async with running_controllers(control_plane, namespace, tmp_path) as both:
-        yield both
-
-
-@pytest.fixture
-def cli(control_plane: ControlPlane, namespace: str) -> Cli:
-    return Cli(control_plane.admin_kubeconfig, namespace)
 
 
 def app_repository(git_repos: GitRepos, name: str, namespace: str) -> str:

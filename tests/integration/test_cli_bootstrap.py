@@ -17,9 +17,9 @@ from controllers.envtest import ControlPlane
 from controllers.kinds import SECRET
 from controllers.kube import KubeClient
 from tests.gitserver import GitHTTPServer, GitRepos, GitSSHServer
+from tests.integration.cli import WEIR, Cli
 from tests.integration.kinds import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, GITREPO, KS
 from tests.integration.processes import Controllers, running_controllers
-from tests.integration.test_cli import WEIR, Cli
 from weir.bundle import INSTANCE_LABEL
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,14 @@ import pytest
 import yaml
 
 from controllers.api import ResourceInfo
-from controllers.envtest import ControlPlane
 from controllers.kinds import CONFIG_MAP
 from controllers.kube import KubeClient
 from kustomize.apply.normalize import normalize
 from tests.gitserver import GitDaemon, GitRepos
+from tests.integration.cli import Cli, golden
 from tests.integration.harness import is_ready
 from tests.integration.kinds import GITREPO, KS, git_repository, kustomization
-from tests.integration.processes import Controllers, running_controllers
-from tests.integration.test_cli import Cli, golden
+from tests.integration.processes import Controllers
 
 pytestmark = pytest.mark.integration
 
@@ -38,19 +37,6 @@ SECRET = ResourceInfo(group="", version="v1", kind="Secret", plural="secrets")
 BY_KIND = {info.kind: info for info in (DEPLOYMENT, CONFIG_MAP, SECRET, KS)}
 SECRET_VALUE = "s3cret-value"
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-
-
-@pytest.fixture
-async def controllers(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path
-) -> AsyncIterator[Controllers]:
-    async with running_controllers(control_plane, namespace, tmp_path) as both:
-        yield both
-
-
-@pytest.fixture
-def cli(control_plane: ControlPlane, namespace: str) -> Cli:
-    return Cli(control_plane.admin_kubeconfig, namespace)
 
 
 def normalized(cli: Cli, text: str) -> str:

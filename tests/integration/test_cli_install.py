@@ -8,13 +8,9 @@ their own (``own_plane``, started once for this module).
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +20,10 @@ import yaml
 from controllers.discovery import RestMapper
 from controllers.envtest import ControlPlane
 from controllers.kinds import CONFIG_MAP, NAMESPACE
-from controllers.kube import APPLY_PATCH, KubeClient, NotFound, resource_path
+from controllers.kube import KubeClient, NotFound
 from controllers.reconcile import FINALIZER
-from tests.integration.harness import wait_for_deletion
+from tests.integration.cli import Result, run_weir
+from tests.integration.harness import dry_run_apply, wait_for_deletion
 from tests.integration.kinds import (
     CLUSTER_ROLE,
     CLUSTER_ROLE_BINDING,
@@ -41,22 +38,9 @@ from weir.bundle import INSTANCE_LABEL, PART_OF, PART_OF_LABEL, BundleOptions, r
 
 pytestmark = pytest.mark.integration
 
-WEIR = [sys.executable, "-m", "weir"]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
 
 async def weir(kubeconfig: Path, *args: str) -> Result:
-    argv = [*WEIR, *args, f"--kubeconfig={kubeconfig}"]
-    done = await asyncio.to_thread(
-        subprocess.run, argv, capture_output=True, text=True, timeout=240, check=False
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
+    return await run_weir(*args, f"--kubeconfig={kubeconfig}")
 
 
 async def resource_versions(
@@ -93,18 +77,7 @@ async def test_the_exported_bundle_passes_a_server_side_dry_run(
     objects = [doc for doc in yaml.safe_load_all(exported.out) if doc]
     assert objects == render(BundleOptions(namespace=namespace))
 
-    mapper = RestMapper(kube)
-    for obj in objects:
-        info = await mapper.resource_for(obj["apiVersion"], obj["kind"])
-        meta = obj["metadata"]
-        answer = await kube.request(
-            "PATCH",
-            resource_path(info, meta.get("namespace"), meta["name"]),
-            query={"fieldManager": "weir", "force": "true", "dryRun": "All"},
-            body=obj,
-            content_type=APPLY_PATCH,
-        )
-        assert answer["kind"] == obj["kind"]
+    await dry_run_apply(kube, objects, "weir")
     # Nothing was made.
     assert await kube.get_or_none(CLUSTER_ROLE, None, f"source-controller-{namespace}") is None
     assert (await kube.list(DEPLOYMENT, namespace))["items"] == []

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,13 @@ import pytest
 import yaml
 
 from controllers.api import ResourceInfo
-from controllers.envtest import ControlPlane
 from controllers.kube import KubeClient
 from kustomize.decrypt import DecryptionError, DecryptionKeys, decrypt_tree
 from tests.fuzz.bombs import SUBSTITUTION_BOMB, kustomization_bomb
 from tests.gitserver import GitDaemon, GitRepos
 from tests.integration.harness import is_ready
 from tests.integration.kinds import GITREPO, KS, git_repository, kustomization
-from tests.integration.processes import Controllers, running_controllers
+from tests.integration.processes import Controllers
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +41,6 @@ PEAK_RSS_BOUND = 160 * MIB
 # exhausting the machine: far above the bound, far below what the bomb would take.
 ADDRESS_SPACE_HEADROOM = 2048 * MIB
 BUILD_TIMEOUT_SECONDS = 30
-
-
-@pytest.fixture
-async def controllers(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path
-) -> AsyncIterator[Controllers]:
-    async with running_controllers(control_plane, namespace, tmp_path) as both:
-        yield both
 
 
 def proc_status(pid: int) -> dict[str, int]:
