@@ -279,6 +279,16 @@ def _certificate(
     return builder.sign(signer_key, hashes.SHA256())
 
 
+def _kwok_logs(path: Path) -> dict[str, Any]:
+    """kwok's configuration: every pod's containers print the file at ``path``."""
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "ClusterLogs",
+        "metadata": {"name": "every-pod"},
+        "spec": {"selector": {}, "logs": [{"containers": [], "logsFile": str(path)}]},
+    }
+
+
 def _kwok_node(name: str) -> dict[str, Any]:
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
     return {
@@ -365,6 +375,18 @@ class ControlPlane:
     @property
     def etcd_url(self) -> str:
         return f"http://127.0.0.1:{self.etcd_port}"
+
+    @property
+    def pod_log(self) -> Path:
+        """What every container of every simulated pod has printed, as ``pods/log`` (and so
+        ``weir logs``) returns it: lines in the CRI log format (``write_pod_log``)."""
+        return self.workdir / "pods.log"
+
+    def write_pod_log(self, lines: Sequence[str]) -> None:
+        """Make ``lines`` what the simulated containers printed, as a container runtime
+        records a container's stdout for the kubelet (CRI format: time, stream, tag, line)."""
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+        self.pod_log.write_text("".join(f"{stamp} stdout F {line}\n" for line in lines))
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -603,6 +625,13 @@ class ControlPlane:
             ],
             self.workdir / "kube-scheduler.log",
         )
+        # kwok also serves the kubelet's API (on the nodes' address, with the API server's
+        # serving pair, which names 127.0.0.1), so that pods/log reaches it; every container
+        # of every pod "prints" pod_log, in the CRI log format a kubelet reads.
+        kubelet_port = free_port()
+        config = self.workdir / "kwok.yaml"
+        config.write_text(yaml.safe_dump(_kwok_logs(self.pod_log)))
+        self.pod_log.touch()
         kwok = _Process(
             "kwok",
             [
@@ -610,9 +639,13 @@ class ControlPlane:
                 kubeconfig,
                 "--manage-all-nodes=true",
                 "--cidr=10.244.0.1/16",
-                "--node-ip=10.1.0.1",
-                "--server-address=",
-                "--config=/dev/null",  # no ~/.kwok/kwok.yaml: the built-in stages
+                "--node-ip=127.0.0.1",
+                f"--node-port={kubelet_port}",
+                f"--server-address=127.0.0.1:{kubelet_port}",
+                f"--tls-cert-file={self.certs.path('apiserver', 'crt')}",
+                f"--tls-private-key-file={self.certs.path('apiserver', 'key')}",
+                # No ~/.kwok/kwok.yaml: the built-in stages, and the log above.
+                f"--config={config}",
             ],
             self.workdir / "kwok.log",
         )

@@ -803,6 +803,15 @@ class KubeClient:
             raise _error_for(status, data)
         return json.loads(data) if data else {}
 
+    async def get_text(self, path: str, *, query: dict[str, str] | None = None) -> str:
+        """A GET whose answer is text, not JSON (``pods/<name>/log``); ApiError on error."""
+        status, _, data = await self._exchange(
+            "GET", path, query, None, "application/json", None, REQUEST_TIMEOUT_SECONDS
+        )
+        if not 200 <= status <= 299:
+            raise _error_for(status, data)
+        return data.decode(errors="replace")
+
     async def has_flow_control(self) -> bool:
         """Whether the API server runs API Priority and Fairness, seen in the headers of its
         answer to ``/livez/ping`` (as fluxcd/pkg's runtime client checks)."""

@@ -476,6 +476,7 @@ class Controller(Generic[T, S]):
         await self._write_status(ctx, obj, raw, patcher)
         await self._emit(ctx, obj, was, error)
         self.metrics.record_conditions(obj, ctx.conditions)
+        _log_outcome(ctx, run, error)
         return run
 
     async def _write_status(
@@ -523,6 +524,32 @@ class Controller(Generic[T, S]):
         revision = ctx.revision if error is None else None
         for type_, reason, message in events_to_record(was, ctx.conditions, error, ctx.events):
             await self.recorder.record(obj, type_, reason, message, revision=revision)
+
+
+def _log_outcome(ctx: RunContext[S], run: RunSummary, error: ReconcileError | None) -> None:
+    """One line per run, as Flux's "Reconciliation finished in 1.2s, next run in 10m":
+    info when it succeeded or waits for something, error when it failed."""
+    next_run = None if run.requeue_after is None else round(run.requeue_after, 3)
+    ready = cond.find(ctx.conditions, cond.READY)
+    if error is None:
+        message = ready.message if ready is not None else ""
+        ctx.log.info("reconciliation finished", message=message, next_run_in=next_run)
+    elif isinstance(error, Waiting):
+        ctx.log.info(
+            "reconciliation waiting",
+            reason=error.reason,
+            message=error.message,
+            next_run_in=next_run,
+        )
+    else:
+        stalled = isinstance(error, Stalling)
+        ctx.log.error(
+            "reconciliation failed",
+            reason=error.reason,
+            error=error.message,
+            stalled=stalled,
+            next_run_in=next_run,
+        )
 
 
 def summarize(
