@@ -6,6 +6,7 @@ rewrites them)."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
@@ -65,6 +66,14 @@ async def test_create_get_export_and_the_lifecycle_commands(
     exported = await cli("export", "kustomization", "--all")
     golden("export-kustomizations.yaml", cli.normalized(exported.out))
 
+    counted_json = json.loads((await cli("stats", "-o", "json")).out)
+    assert {
+        "kind": "Kustomization",
+        "running": 1,
+        "failing": 0,
+        "suspended": 0,
+        "artifactBytes": None,
+    } in counted_json
     counted = await cli("stats")
     assert counted.code == 0, counted.err
     # The artifact's size depends on how the namespace's name compresses.
@@ -94,6 +103,10 @@ async def test_create_get_export_and_the_lifecycle_commands(
     assert events.code == 0, events.err
     assert "ReconciliationSucceeded" in events.out
     assert "ConfigMap/settings" not in events.out  # only the Kustomization's
+    as_json = await cli("events", "--for", "Kustomization/app", "-o", "json")
+    listed_events = json.loads(as_json.out)
+    items = listed_events.get("items", [listed_events])
+    assert {e["reason"] for e in items} >= {"ReconciliationSucceeded"}
 
 
 async def test_a_failing_reconcile_exits_1_with_the_controllers_message(

@@ -37,6 +37,8 @@ CRD = ResourceInfo(
 )
 # No node carries this label: pods stay Pending, unschedulable.
 NOWHERE = {"weir.example.com/nowhere": "true"}
+POD = ResourceInfo(group="", version="v1", kind="Pod", plural="pods")
+NODE = ResourceInfo(group="", version="v1", kind="Node", plural="nodes", namespaced=False)
 
 
 def pod_template(name: str, **spec: Any) -> dict[str, Any]:
@@ -146,7 +148,23 @@ async def test_kinds_beyond_the_watches_are_listed_instead(
     waiting = asyncio.create_task(wait_for(kube, mapper, [ref], timeout=30))
 
     await kube.create(DEPLOYMENT, manifest)
-    await waiting
+    try:
+        await waiting
+    except HealthCheckError:
+        # What the cluster says of the Deployment, its pods and the node, to tell a slow
+        # simulated node from a wait that missed the change.
+        pods = [
+            (p["metadata"]["name"], p["spec"], p.get("status"))
+            for p in (await kube.list(POD, namespace))["items"]
+        ]
+        nodes = [
+            (n["metadata"]["name"], n["spec"], n.get("status", {}).get("conditions"))
+            for n in (await kube.list(NODE))["items"]
+        ]
+        live = await kube.get(DEPLOYMENT, namespace, "web")
+        raise AssertionError(
+            f"deployment status: {live.get('status')}\npods: {pods}\nnodes: {nodes}"
+        ) from None
 
     live = await kube.get(DEPLOYMENT, namespace, "web")
     assert live["status"]["availableReplicas"] == 1

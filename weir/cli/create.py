@@ -39,7 +39,12 @@ def create() -> None:
 
 @group_of(create)
 def source() -> None:
-    """Create or update a source."""
+    """Create or update a source.
+
+    \b
+    Example:
+      weir create source git podinfo --url=https://github.com/stefanprodan/podinfo --branch=master
+    """
 
 
 create.add_aliases("source", ("sources",))

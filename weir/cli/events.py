@@ -10,7 +10,7 @@ import click
 from controllers.api import parse_time
 from controllers.kinds import EVENT
 from weir.cli.app import CliError, Exit, Session, cluster_command, console, main
-from weir.cli.output import print_table
+from weir.cli.output import OUTPUT_OPTION, print_objects, print_table
 
 __all__ = ["events"]
 
@@ -58,8 +58,9 @@ def _matches(event: dict[str, Any], wanted: tuple[str, str] | None) -> bool:
 @main.command()
 @click.option("--for", "for_", metavar="KIND/NAME", help="only the events of this object.")
 @click.option("-w", "--watch", is_flag=True, help="keep printing new events.")
+@OUTPUT_OPTION
 @cluster_command
-async def events(session: Session, for_: str | None, watch: bool) -> None:
+async def events(session: Session, for_: str | None, watch: bool, output: str) -> None:
     """Show events, oldest first.
 
     \b
@@ -76,6 +77,9 @@ async def events(session: Session, for_: str | None, watch: bool) -> None:
     client = await session.client()
     page = await client.list(EVENT, session.scope)
     found = sorted((e for e in page["items"] if _matches(e, wanted)), key=_when)
+    if output != "table":
+        print_objects([{"apiVersion": "v1", "kind": "Event", **e} for e in found], output)
+        return
     now = datetime.datetime.now(datetime.UTC)
     headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     if session.all_namespaces:

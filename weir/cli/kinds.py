@@ -138,7 +138,10 @@ def attach(
             first = kind.words[0]
             existing = verb.commands.get(first)
             if existing is None:
-                existing = AliasedGroup(first, help=f"{verb.name} {first}s: one command per kind.")
+                example = f"Example:\n  weir {verb.name} {first} {kind.words[-1]} NAME"
+                existing = AliasedGroup(
+                    first, help=f"{verb.name} {first}s: one command per kind.\n\n\b\n{example}"
+                )
                 verb.add_command(existing)
                 verb.add_aliases(first, _GROUP_ALIASES.get(first, ()))
             assert isinstance(existing, AliasedGroup)

@@ -80,7 +80,8 @@ def _make(kind: Kind) -> click.Command:
     words = " ".join(kind.words)
 
     @click.command(
-        help=f"Reconcile a {kind.info.kind} now.\n\n\b\nExample:\n  weir reconcile {words} NAME"
+        help=f"Reconcile the {kind.info.kind} NAME now."
+        f"\n\n\b\nExample:\n  weir reconcile {words} NAME"
     )
     @click.argument("name")
     @click.option(

@@ -21,7 +21,12 @@ __all__ = ["git_secret_data", "secret"]
 
 @group_of(create)
 def secret() -> None:
-    """Create or update a Secret for a source."""
+    """Create or update a Secret for a source.
+
+    \b
+    Example:
+      weir create secret git podinfo-auth --url=ssh://git@example.com/org/podinfo
+    """
 
 
 def git_secret_data(

@@ -3,11 +3,15 @@ storage their artifacts take, as ``flux stats`` shows them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import click
+import yaml
 
 from weir.cli.app import Session, cluster_command, main
 from weir.cli.kinds import KINDS
-from weir.cli.output import print_table, ready_of
+from weir.cli.output import OUTPUT_OPTION, print_table, ready_of
 
 __all__ = ["stats"]
 
@@ -39,8 +43,9 @@ def _counts(objects: list[dict[str, Any]]) -> tuple[int, int, int, int | None]:
 
 
 @main.command()
+@OUTPUT_OPTION
 @cluster_command
-async def stats(session: Session) -> None:
+async def stats(session: Session, output: str) -> None:
     """Count the objects of each kind: running, failing, suspended; and artifact storage.
 
     \b
@@ -48,10 +53,22 @@ async def stats(session: Session) -> None:
       weir stats -A
     """
     client = await session.client()
-    rows = []
+    rows, counts = [], []
     for kind in KINDS:
         objects = (await client.list(kind.info, session.scope))["items"]
         running, failing, suspended, size = _counts(objects)
         storage = "-" if size is None else _size(size)
         rows.append([kind.info.kind, str(running), str(failing), str(suspended), storage])
+        counts.append(
+            {
+                "kind": kind.info.kind,
+                "running": running,
+                "failing": failing,
+                "suspended": suspended,
+                "artifactBytes": size,
+            }
+        )
+    if output != "table":
+        click.echo(json.dumps(counts, indent=2) if output == "json" else yaml.safe_dump(counts))
+        return
     print_table(["RECONCILERS", "RUNNING", "FAILING", "SUSPENDED", "STORAGE"], rows)

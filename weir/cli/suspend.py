@@ -34,7 +34,9 @@ def resume() -> None:
 def _make_suspend(kind: Kind) -> click.Command:
     words = " ".join(kind.words)
 
-    @click.command(help=f"Suspend a {kind.info.kind}.\n\n\b\nExample:\n  weir suspend {words} NAME")
+    @click.command(
+        help=f"Suspend the {kind.info.kind} NAME.\n\n\b\nExample:\n  weir suspend {words} NAME"
+    )
     @click.argument("name")
     @cluster_command
     async def command(session: Session, name: str) -> None:
@@ -48,7 +50,9 @@ def _make_suspend(kind: Kind) -> click.Command:
 def _make_resume(kind: Kind) -> click.Command:
     words = " ".join(kind.words)
 
-    @click.command(help=f"Resume a {kind.info.kind}.\n\n\b\nExample:\n  weir resume {words} NAME")
+    @click.command(
+        help=f"Resume the {kind.info.kind} NAME.\n\n\b\nExample:\n  weir resume {words} NAME"
+    )
     @click.argument("name")
     @cluster_command
     async def command(session: Session, name: str) -> None:
