@@ -5,6 +5,7 @@ rewrites them)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -16,7 +17,7 @@ import yaml
 from controllers.kinds import CONFIG_MAP, SECRET
 from controllers.kube import KubeClient
 from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
-from tests.integration.cli import Cli, golden
+from tests.integration.cli import WEIR, Cli, golden
 from tests.integration.kinds import KS
 from tests.integration.processes import Controllers
 
@@ -79,8 +80,29 @@ async def test_create_get_export_and_the_lifecycle_commands(
     # The artifact's size depends on how the namespace's name compresses.
     golden("stats.txt", re.sub(r"\d+(\.\d)? (B|KiB)", "SIZE", cli.normalized(counted.out)))
 
-    suspended = await cli("suspend", "ks", "app")
-    assert suspended.code == 0, suspended.err
+    # get --watch prints a row when something changes: here, the suspension.
+    watching = await asyncio.create_subprocess_exec(
+        *WEIR,
+        "get",
+        "ks",
+        "--watch",
+        f"--kubeconfig={cli.kubeconfig}",
+        f"--namespace={namespace}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert watching.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            assert (await watching.stdout.readline()).split()[0] == b"NAME"  # the table
+            await watching.stdout.readline()
+            suspended = await cli("suspend", "ks", "app")
+            assert suspended.code == 0, suspended.err
+            row = (await watching.stdout.readline()).decode().split()
+    finally:
+        watching.terminate()
+        await watching.wait()
+    assert row[0] == "app"
+    assert row[2] == "True"  # SUSPENDED
     assert (await kube.get(KS, namespace, "app"))["spec"]["suspend"] is True
     refused = await cli("reconcile", "ks", "app")
     assert refused.code == 1

@@ -9,8 +9,8 @@ import click
 
 from controllers.api import parse_time
 from controllers.kinds import EVENT
-from weir.cli.app import CliError, Exit, Session, cluster_command, console, main
-from weir.cli.output import OUTPUT_OPTION, print_objects, print_table
+from weir.cli.app import CliError, Exit, Session, cluster_command, main
+from weir.cli.output import OUTPUT_OPTION, print_line, print_objects, print_table
 
 __all__ = ["events"]
 
@@ -94,4 +94,4 @@ async def events(session: Session, for_: str | None, watch: bool, output: str) -
             version = str((change.object.get("metadata") or {}).get("resourceVersion") or version)
             if change.type in ("ADDED", "MODIFIED") and _matches(change.object, wanted):
                 now = datetime.datetime.now(datetime.UTC)
-                console.print("  ".join(_row(change.object, session, now)), markup=False)
+                print_line("  ".join(_row(change.object, session, now)))

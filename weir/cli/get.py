@@ -11,7 +11,7 @@ import click
 from controllers.kube import Gone, KubeClient
 from weir.cli.app import CliError, Exit, Session, cluster_command, console, main
 from weir.cli.kinds import KINDS, Kind, attach, group_of
-from weir.cli.output import OUTPUT_OPTION, print_objects, print_table, ready_of
+from weir.cli.output import OUTPUT_OPTION, print_line, print_objects, print_table, ready_of
 
 __all__ = ["get"]
 
@@ -78,7 +78,7 @@ async def _watch(
                     row = _row(kind, event.object, session, prefixed=prefixed)
                     if event.type == "DELETED":
                         row[-1] = "deleted"
-                    console.print("  ".join(row), markup=False, highlight=False)
+                    print_line("  ".join(row))
             except Gone:
                 _, version = await _objects(client, kind, session, name)
 

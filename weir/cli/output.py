@@ -12,7 +12,7 @@ from rich.table import Table
 
 from weir.cli.app import console
 
-__all__ = ["OUTPUT_OPTION", "print_objects", "print_table", "ready_of", "to_yaml"]
+__all__ = ["OUTPUT_OPTION", "print_line", "print_objects", "print_table", "ready_of", "to_yaml"]
 
 OUTPUT_OPTION = click.option(
     "-o",
@@ -39,6 +39,13 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    console.file.flush()  # --watch goes on: what was printed must reach a pipe now
+
+
+def print_line(text: str) -> None:
+    """One line as it happens (``--watch``), flushed at once even into a pipe."""
+    console.print(text, markup=False, highlight=False)
+    console.file.flush()
 
 
 def to_yaml(objects: Sequence[dict[str, Any]]) -> str:
