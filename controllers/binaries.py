@@ -9,6 +9,10 @@ binary ``name`` the lookup order is:
 3. the cache (``$WEIR_CACHE_DIR``, default ``~/.cache/weir``), at
    ``<name>-<hash of its Go module's pins>/<name>``.
 
+The pins are a module directory's ``go.mod``, or, for a module that no wrapper module can
+require (Gitea's go.mod names another path than the one it is served under), its
+``module.txt``: one line ``<module path> <version> <h1: hash>``.
+
 ``controllers.envtest`` (test and development support) builds into the cache what is missing.
 """
 
@@ -19,13 +23,14 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["BUILT", "cache_dir", "cached_path", "find_binary"]
+__all__ = ["BUILT", "DOWNLOADED_MODULE_PIN", "cache_dir", "cached_path", "find_binary"]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _CONTROL_PLANE_MODULE = _REPO_ROOT / "tests" / "controlplane"
 _KUSTOMIZE_MODULE = _REPO_ROOT / "hack" / "tools" / "kustomize"
 _SOPS_MODULE = _REPO_ROOT / "hack" / "tools" / "sops"
 _HELM_MODULE = _REPO_ROOT / "hack" / "tools" / "helm"
+_GITEA_MODULE = _REPO_ROOT / "hack" / "tools" / "gitea"
 BUILT = {
     "etcd": (_CONTROL_PLANE_MODULE / "etcd", "go.etcd.io/etcd/server/v3"),
     "kube-apiserver": (_CONTROL_PLANE_MODULE, "k8s.io/kubernetes/cmd/kube-apiserver"),
@@ -45,10 +50,14 @@ BUILT = {
     "sops": (_SOPS_MODULE, "github.com/getsops/sops/v3/cmd/sops"),
     "age-keygen": (_SOPS_MODULE, "filippo.io/age/cmd/age-keygen"),
     "helm": (_HELM_MODULE, "helm.sh/helm/v4/cmd/helm"),
+    # The tests' Git host; built from its own downloaded module directory (see module.txt).
+    "gitea": (_GITEA_MODULE, "code.gitea.io/gitea"),
 }
 """Binaries with a place in the cache: name -> (Go module directory, package)."""
 
 _OWN_GO_PACKAGES = "github.com/weir/"
+DOWNLOADED_MODULE_PIN = "module.txt"
+"""The pin file of a module built in its own downloaded directory instead of through go.mod."""
 
 
 def cache_dir() -> Path:
@@ -63,11 +72,12 @@ def cached_path(name: str) -> Path:
     else."""
     module, package = BUILT[name]
     pins = hashlib.sha256()
-    with contextlib.suppress(OSError):
-        pins.update((module / "go.mod").read_bytes())
-        own = package.startswith(_OWN_GO_PACKAGES)
-        for source in sorted(module.rglob("*.go")) if own else ():
-            pins.update(str(source.relative_to(module)).encode() + b"\0" + source.read_bytes())
+    for pin_file in ("go.mod", DOWNLOADED_MODULE_PIN):
+        with contextlib.suppress(OSError):
+            pins.update((module / pin_file).read_bytes())
+    own = package.startswith(_OWN_GO_PACKAGES)
+    for source in sorted(module.rglob("*.go")) if own else ():
+        pins.update(str(source.relative_to(module)).encode() + b"\0" + source.read_bytes())
     return cache_dir() / f"{name}-{pins.hexdigest()[:12]}" / name
 
 

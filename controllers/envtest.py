@@ -21,6 +21,7 @@ import ctypes
 import datetime
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import socket
@@ -41,7 +42,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from controllers.binaries import BUILT, cache_dir, cached_path, find_binary
+from controllers.binaries import (
+    BUILT,
+    DOWNLOADED_MODULE_PIN,
+    cache_dir,
+    cached_path,
+    find_binary,
+)
 
 __all__ = [
     "ControlPlane",
@@ -71,7 +78,8 @@ class ControlPlaneError(RuntimeError):
 
 def ensure_binaries() -> dict[str, Path]:
     """Find every binary in ``BUILT`` (the control plane's, MinIO, kustomize, the build worker,
-    sops, age-keygen, helm), building from their pinned Go modules the ones that are missing."""
+    sops, age-keygen, helm, Gitea), building from their pinned Go modules the ones that are
+    missing."""
     missing = [name for name in BUILT if not find_binary(name)]
     if missing and not shutil.which("go"):
         raise ControlPlaneError(
@@ -81,7 +89,7 @@ def ensure_binaries() -> dict[str, Path]:
     if missing:
         print(
             f"building {', '.join(missing)} from their pinned Go modules into {cache_dir()}; "
-            "only the first time (everything: about 13 minutes on 2 cores)",
+            "only the first time (everything: about 16 minutes on 2 cores)",
             flush=True,
         )
         _build(missing)
@@ -99,15 +107,23 @@ def _build(names: list[str]) -> None:
     for name in names:
         by_module.setdefault(BUILT[name][0], []).append(name)
     for module, group in by_module.items():
-        if not (module / "go.mod").is_file():
+        pinned_download = (module / DOWNLOADED_MODULE_PIN).is_file()
+        if not pinned_download and not (module / "go.mod").is_file():
             raise ControlPlaneError(f"cannot build {', '.join(group)}: {module}/go.mod is missing")
         cache_dir().mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="weir-build-", dir=cache_dir()))
         try:
             print(f"building {', '.join(group)} from {module} (first time only)", flush=True)
-            subprocess.run(go_build_command(group, str(staging)), cwd=module, check=True)
+            if pinned_download:
+                _build_gitea(module / DOWNLOADED_MODULE_PIN, staging)
+            else:
+                subprocess.run(go_build_command(group, str(staging)), cwd=module, check=True)
             for name in group:
                 cached_path(name).parent.mkdir(parents=True, exist_ok=True)
+                # Files the binary reads at run time go first: the binary marks a finished build.
+                for directory in _BESIDE_BINARY.get(name, ()):
+                    shutil.rmtree(cached_path(name).parent / directory, ignore_errors=True)
+                    (staging / directory).rename(cached_path(name).parent / directory)
                 (staging / _go_output_name(BUILT[name][1])).rename(cached_path(name))
         except subprocess.CalledProcessError as err:
             raise ControlPlaneError(
@@ -115,6 +131,60 @@ def _build(names: list[str]) -> None:
             ) from err
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+# Gitea reads its templates and locales from STATIC_ROOT_PATH at run time: the binary's directory.
+_BESIDE_BINARY = {"gitea": ("templates", "options")}
+
+
+def _build_gitea(pin: Path, staging: Path) -> None:
+    """Build Gitea into ``staging`` from the module version ``pin`` names, with ``templates/`` and
+    ``options/`` beside it.
+
+    Its go.mod names another path (``gitea.dev``) than the one it is served under, so it is
+    built as the main module in its own downloaded directory (read-only: ``-mod=readonly``),
+    which also keeps its replace lines. Without cgo: Gitea's default SQLite is pure Go.
+    """
+    lines = [line for line in pin.read_text().splitlines() if line and not line.startswith("#")]
+    path, version, expected_sum = lines[0].split()
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", f"{path}@{version}"],
+        cwd=staging,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(download.stdout or "{}")
+    if download.returncode or info.get("Error"):
+        why = info.get("Error") or download.stderr.strip()
+        raise ControlPlaneError(f"cannot download {path}@{version}: {why}")
+    if info.get("Sum") != expected_sum:
+        raise ControlPlaneError(
+            f"{path}@{version} has hash {info.get('Sum')}, not {expected_sum} as {pin} pins"
+        )
+    source = Path(info["Dir"])
+    ldflags = f"-s -w -X main.Version={version.removeprefix('v')}"
+    subprocess.run(
+        [
+            "go",
+            "build",
+            "-mod=readonly",
+            "-trimpath",
+            "-ldflags",
+            ldflags,
+            "-o",
+            str(staging / "gitea"),
+            ".",
+        ],
+        cwd=source,
+        env={**os.environ, "CGO_ENABLED": "0"},
+        check=True,
+    )
+    for directory in _BESIDE_BINARY["gitea"]:
+        shutil.copytree(source / directory, staging / directory)
+        # The module cache is read-only; the copies must stay removable.
+        for copied in (staging / directory, *(staging / directory).rglob("*")):
+            copied.chmod(copied.stat().st_mode | 0o200)
 
 
 def go_build_command(names: Sequence[str], output_dir: str) -> list[str]:

@@ -53,6 +53,7 @@ fi
 # about 5 minutes on 2 cores the first time, then cached. Also kwok, and MinIO for the Bucket
 # tests (tests/s3/go.mod, about 2.5 more minutes). kustomize and the kustomize build worker
 # (hack/tools/kustomize), sops and age-keygen for SOPS decryption (hack/tools/sops/go.mod, about
-# 3 more minutes), helm to lint and render charts/weir (hack/tools/helm/go.mod, about 1m40s).
+# 3 more minutes), helm to lint and render charts/weir (hack/tools/helm/go.mod, about 1m40s),
+# and Gitea, the tests' Git host (hack/tools/gitea/module.txt, about 3m15s).
 # Prints what it builds; once everything is cached, only checks.
 .venv/bin/python -m controllers.envtest build

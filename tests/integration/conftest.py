@@ -1,5 +1,5 @@
 """Integration fixtures: the real local control plane and API clients, the real servers (Git,
-registry, S3, proxy), and a namespace per test, checked against the kstatus rules at the end.
+Gitea, registry, S3, proxy), and a namespace per test, checked against the kstatus rules at the end.
 
 Every test here is marked ``integration`` by its path (``tests/conftest.py``). When any is
 selected, the binaries they run are found, or built from their pinned Go modules the first time,
@@ -26,6 +26,7 @@ from source.gitrepository import GitRepositoryReconciler
 from source.ocirepository import OCIRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
+from tests.gitea import GiteaServer
 from tests.gitserver import GitDaemon, GitHTTPServer, GitRepos, GitSSHServer
 from tests.integration.cli import Cli
 from tests.integration.harness import options, running
@@ -156,6 +157,19 @@ def s3_server() -> Iterator[S3Server]:
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gitea() -> Iterator[GiteaServer]:
+    """Gitea, a real Git host on loopback: ``create_repository``, ``clone_url`` (with
+    credentials), ``wait_for_push``, ``add_webhook``, ``set_commit_status``,
+    ``commit_statuses``, ``pull_requests``, ``api``."""
+    server = GiteaServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
