@@ -669,6 +669,10 @@ class ControlPlane:
                 "--use-service-account-credentials=false",
                 # node-lifecycle stays: it lifts the not-ready taint off kwok's nodes.
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                # On a loaded machine kwok's node heartbeats can come late; past the default
+                # 50s grace node-lifecycle marks every pod of the node not Ready, and kwok never
+                # sets them Ready again, so Deployments stay unavailable for good.
+                "--node-monitor-grace-period=1h",
                 "--v=1",
             ],
             self.workdir / "kube-controller-manager.log",
