@@ -149,7 +149,6 @@ class _Git:
             "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_CONFIG_NOSYSTEM": "1",
         }
-        self._config: list[str] = []
         identity = _private_file(scratch / "identity", credentials.identity)
         known_hosts = _private_file(scratch / "known_hosts", credentials.known_hosts)
         ca = _private_file(scratch / "ca.crt", credentials.ca)
@@ -160,7 +159,15 @@ class _Git:
         if credentials.username or credentials.password:
             pair = f"{credentials.username or 'git'}:{credentials.password or ''}"
             header = "Authorization: Basic " + base64.b64encode(pair.encode()).decode()
-            self._config += ["-c", f"http.extraHeader={header}"]
+            # In the environment, not as `-c` on the command line, where any local user's `ps`
+            # would show the credentials (git reads GIT_CONFIG_COUNT since 2.31).
+            self._env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": header,
+                }
+            )
         if ca is not None:
             # The variable, not http.sslCAInfo: git lets a GIT_SSL_CAINFO already set win.
             self._env["GIT_SSL_CAINFO"] = str(ca)
@@ -168,7 +175,7 @@ class _Git:
     def run(self, *args: str) -> str:
         try:
             done = subprocess.run(
-                ["git", *self._config, *args],
+                ["git", *args],
                 cwd=self.cwd,
                 env=self._env,
                 capture_output=True,

@@ -25,6 +25,7 @@ __all__ = ["logs"]
 
 POD = ResourceInfo(group="", version="v1", kind="Pod", plural="pods")
 LEVELS = ("debug", "info", "warning", "error")
+MAX_LOG_BYTES = 16 * 1024 * 1024
 # The fields every line has, shown in their own places; the rest follow as key=value.
 _PLACED = ("timestamp", "level", "event", "controller", "kind", "namespace", "name")
 
@@ -114,7 +115,8 @@ async def logs(
       weir logs --kind=Kustomization --name=apps --level=error
       weir logs -A --since=1h
     """
-    query = {"container": "manager", "timestamps": "false"}
+    # At most MAX_LOG_BYTES of a pod's log (from the first line --tail or --since selects).
+    query = {"container": "manager", "timestamps": "false", "limitBytes": str(MAX_LOG_BYTES)}
     if since:
         try:
             query["sinceSeconds"] = str(max(1, int(parse_duration(since))))
