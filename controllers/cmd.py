@@ -78,9 +78,14 @@ _FLAGS = (
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
 
 
-def build_parser(name: str, *, concurrent: int | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    name: str, *, concurrent: int | None = None, without: Sequence[str] = ()
+) -> argparse.ArgumentParser:
     """The flags shared by every controller; a controller may add its own to the result.
-    ``concurrent`` overrides the default number of workers per kind."""
+    ``concurrent`` overrides the default number of workers per kind; the flags named in
+    ``without`` are left out (their options keep the default), for a controller that gives
+    the name another meaning (the notification controller's ``--events-addr`` is where it
+    listens)."""
     p = argparse.ArgumentParser(prog=name, description=f"weir {name}")
     defaults = {
         **_DEFAULTS,
@@ -91,6 +96,8 @@ def build_parser(name: str, *, concurrent: int | None = None) -> argparse.Argume
     if concurrent is not None:
         defaults["concurrent"] = concurrent
     for flag in _FLAGS:
+        if flag.name in without:
+            continue
         extra: dict[str, Any] = {}
         if flag.type is _flag_bool:
             # --flag alone means true, as with Go's boolean flags.
@@ -130,7 +137,7 @@ def parse_options(name: str, args: argparse.Namespace) -> Options:
         name=name,
         identity=f"{host}_{uuid.uuid4().hex[:8]}",
         watch_namespace=os.environ.get("RUNTIME_NAMESPACE"),
-        **{flag.field: getattr(args, flag.field) for flag in _FLAGS},
+        **{flag.field: getattr(args, flag.field) for flag in _FLAGS if hasattr(args, flag.field)},
     )
 
 

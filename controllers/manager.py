@@ -17,7 +17,9 @@ from typing import Any
 
 import structlog
 
+from controllers.api import ResourceInfo
 from controllers.events import EventForwarder, EventRecorder
+from controllers.httpserver import split_address
 from controllers.informer import Informer
 from controllers.kube import KubeClient, KubeError
 from controllers.leader import LeaderElector, LostLeadership
@@ -25,11 +27,24 @@ from controllers.metrics import Metrics
 from controllers.queue import ExponentialBackoff, QueueShutDown, WorkQueue
 from controllers.reconcile import Controller, Outcome, Reconciler, Watch
 
-__all__ = ["Manager", "Options", "Service"]
-
-Service = Callable[[], AbstractAsyncContextManager[Any]]
+__all__ = ["Manager", "Options", "Service", "ServiceContext"]
 
 log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What a service gets from the manager: the API client, the event recorder, and
+    ``informer(info)``, a cache of a kind the manager lists, watches and stops with the
+    process (the caller awaits ``synced`` when it needs a full cache)."""
+
+    client: KubeClient
+    recorder: EventRecorder
+    informer: Callable[[ResourceInfo], Informer]
+
+
+Service = Callable[[ServiceContext], AbstractAsyncContextManager[Any]]
+"""A server or task that runs while the process leads (e.g. the artifact server)."""
 
 
 @dataclass
@@ -72,11 +87,6 @@ async def _use_flow_control(client: KubeClient) -> None:
     if enabled:
         client.drop_rate_limit()
         log.info("the API server has flow control: no client-side rate limit")
-
-
-def _split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host or "0.0.0.0", int(port)  # noqa: S104 - Flux's ":8080" means all interfaces
 
 
 # A route's answer: status, content type and body.
@@ -175,6 +185,7 @@ class Manager:
             forwarder=forwarder,
         )
         elector = None
+        watching: list[asyncio.Task[None]] = []
         try:
             await self._start_servers()
             if opts.enable_leader_election:
@@ -190,10 +201,16 @@ class Manager:
                 if not await self._until_stopped(elector.acquire()):
                     return
             async with contextlib.AsyncExitStack() as stack:
+                context = ServiceContext(
+                    client, recorder, lambda info: self._watch(client, info, watching)
+                )
                 for service in self.services:
-                    await stack.enter_async_context(service())
+                    await stack.enter_async_context(service(context))
                 await self._run_controllers(client, recorder, elector)
         finally:
+            for task in watching:
+                task.cancel()
+            await asyncio.gather(*watching, return_exceptions=True)
             for reconciler in self.reconcilers:
                 await reconciler.close()
             if elector is not None:
@@ -204,6 +221,17 @@ class Manager:
                 await self._server.close()
             await client.close()
             log.info("stopped", controller=opts.name)
+
+    def _watch(
+        self, client: KubeClient, info: ResourceInfo, tasks: list[asyncio.Task[None]]
+    ) -> Informer:
+        """A service's informer on ``info``, in the namespaces the controllers watch."""
+        opts = self.options
+        namespace = None if opts.watch_all_namespaces else opts.watch_namespace
+        informer = Informer(client, info, lambda key, old, new: None, namespace=namespace)
+        self.informers.append(informer)
+        tasks.append(asyncio.create_task(informer.run()))
+        return informer
 
     async def _until_stopped(self, work: Any) -> bool:
         """Await ``work`` unless the stop signal comes first; True if ``work`` finished."""
@@ -299,7 +327,7 @@ class Manager:
         )
         for addr in {self.options.health_addr, self.options.metrics_addr}:
             if addr and addr != "0":
-                host, port = _split_addr(addr)
+                host, port = split_address(addr)
                 await self._server.listen(host, port)
 
     def _healthz(self) -> _Answer:

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from controllers.api import object_key
+from controllers.cel import EvaluationError, InvalidExpression, compile_expression
 from controllers.reconcile import Read
 from kustomize.api_v1 import DependencyReference, Kustomization
-from kustomize.cel import EvaluationError, InvalidExpression, compile_expression
 
 __all__ = ["DependencyNotReady", "check_dependencies", "dependents_of_ready", "why_not_ready"]
 

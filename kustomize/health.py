@@ -16,13 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controllers.cel import EvaluationError, Expression, InvalidExpression, compile_expression
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError
 from controllers.wait import NOT_OBSERVED, Observed, wait_until
 from kustomize import kstatus
 from kustomize.api_v1 import CustomHealthCheck
-from kustomize.cel import EvaluationError, Expression, InvalidExpression, compile_expression
 from kustomize.inventory import ObjectRef
 from kustomize.kstatus import Health, Status, kind_key, unobserved_generation
 

@@ -17,6 +17,7 @@ from typing import Any
 from controllers import conditions as cond
 from controllers.api import Artifact, ResourceInfo, format_duration, object_key
 from controllers.artifact import ArtifactError, fetch_artifact
+from controllers.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
 from controllers.manager import Options
@@ -37,7 +38,6 @@ from kustomize.apply.errors import PruneError
 from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ResourceManager
 from kustomize.build import BuildError, build
 from kustomize.buildworker import BuildWorkers, find_build_worker
-from kustomize.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from kustomize.decrypt import (
     DecryptionError,
     decrypt_objects,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from controllers.cmd import build_parser, duration_arg, main
-from controllers.manager import Service
+from controllers.manager import Service, ServiceContext
 from controllers.reconcile import Reconciler
 from source.bucket import BucketReconciler
 from source.gitrepository import GitRepositoryReconciler
@@ -65,7 +65,7 @@ def _advertised(addr: str) -> str:
 
 def services(args: argparse.Namespace) -> list[Service]:
     @asynccontextmanager
-    async def artifact_server() -> AsyncIterator[None]:
+    async def artifact_server(context: ServiceContext) -> AsyncIterator[None]:
         host, _, port = args.storage_addr.rpartition(":")
         runner = await start_artifact_server(args.storage_path, host or "0.0.0.0", int(port))  # noqa: S104
         try:

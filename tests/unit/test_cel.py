@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kustomize.cel import EvaluationError, InvalidExpression, compile_expression
+from controllers.cel import EvaluationError, InvalidExpression, compile_expression
 
 SEALED_SECRET = {
     "apiVersion": "bitnami.com/v1alpha1",

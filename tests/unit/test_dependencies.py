@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from controllers.cel import InvalidExpression
 from kustomize.__main__ import parser, reconcilers
 from kustomize.api_v1 import DependencyReference, Kustomization
-from kustomize.cel import InvalidExpression
 from kustomize.dependencies import dependents_of_ready, is_ready, why_not_ready
 
 

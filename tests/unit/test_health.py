@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from controllers.cel import InvalidExpression
 from controllers.reconcile import ReconcileError
 from kustomize.api_v1 import CustomHealthCheck
-from kustomize.cel import InvalidExpression
 from kustomize.health import HealthCheckError, compute, custom_checks
 from kustomize.kstatus import Health, Status
 

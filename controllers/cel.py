@@ -1,5 +1,9 @@
 """CEL expressions, compiled and evaluated as fluxcd/pkg ``runtime/cel`` does.
 
+In the runtime because several controllers evaluate them: kustomize-controller's
+``healthCheckExprs`` and ``dependsOn`` ``readyExpr``, notification-controller's Provider
+``commitStatusExpr`` and Receiver ``resourceFilter``, helm-controller's ``readyExpr``.
+
 The language is the ``common-expression-language`` package (cel-rust): its equality and
 numeric comparisons across types, its ``has()`` checks and its parse errors follow cel-go,
 Flux's implementation. Flux's expressions also get cel-go's strings, sets and encoders
@@ -26,8 +30,8 @@ __all__ = [
     "compile_expression",
 ]
 
-# Flux's condition reason for an expression that does not compile, and the prefix
-# kustomize-controller gives the message of a Kustomization it stalls for one.
+# Flux's condition reason for an expression that does not compile (fluxcd/pkg apis/meta), and
+# the prefix Flux's controllers give the message of an object they stall for one.
 INVALID_CEL_EXPRESSION = "InvalidCELExpression"
 TERMINAL_ERROR_MESSAGE = "Reconciliation failed terminally due to configuration error"
 
@@ -37,14 +41,18 @@ CACHE_SIZE = 256
 
 @functools.cache
 def _functions() -> dict[str, Callable[..., Any]]:
-    """cel-go's strings, sets and encoders extensions."""
+    """cel-go's strings, sets and encoders extensions, and the ``first()``/``last()`` list
+    methods of its optional types (Flux's environment has ``cel.OptionalTypes()``; its docs'
+    ``commitStatusExpr`` example calls ``split('-').first().value()``)."""
     from cel.stdlib import EXTENSIONS
 
-    return {
+    functions = {
         name: function
         for library in ("strings", "sets", "encoders")
         for name, function in EXTENSIONS[library].items()
     }
+    functions |= {name: EXTENSIONS["lists"][name] for name in ("first", "last")}
+    return functions
 
 
 # Errors the evaluation of a valid expression raises on data it cannot handle.
@@ -73,19 +81,30 @@ class Expression:
     def evaluate_bool(self, variables: Mapping[str, Any]) -> bool:
         """The expression's value with ``variables`` bound; ``EvaluationError`` when it
         fails (a missing key, an unknown name, mismatched types) or is not a bool."""
+        value = self._evaluate(variables)
+        if not isinstance(value, bool):
+            raise EvaluationError(f"failed to evaluate CEL expression as boolean: '{self.source}'")
+        return value
+
+    def evaluate_string(self, variables: Mapping[str, Any]) -> str:
+        """The expression's value with ``variables`` bound, as ``evaluate_bool`` but for an
+        expression that must give a string (a Provider's ``commitStatusExpr``)."""
+        value = self._evaluate(variables)
+        if not isinstance(value, str):
+            raise EvaluationError(f"failed to evaluate CEL expression as string: '{self.source}'")
+        return value
+
+    def _evaluate(self, variables: Mapping[str, Any]) -> Any:
         import cel
 
         context = cel.Context(variables=dict(variables), functions=_functions())
         try:
-            value = self._program.execute(context)
+            return self._program.execute(context)
         except KeyError as err:
             # cel-rust raises a bare KeyError; cel-go's words say what it is.
             raise self._failed(f"no such key: {err.args[0] if err.args else ''}") from err
         except _EVALUATION_ERRORS as err:
             raise self._failed(str(err)) from err
-        if not isinstance(value, bool):
-            raise EvaluationError(f"failed to evaluate CEL expression as boolean: '{self.source}'")
-        return value
 
     def _failed(self, why: str) -> EvaluationError:
         return EvaluationError(f"failed to evaluate the CEL expression '{self.source}': {why}")
@@ -96,7 +115,7 @@ def compile_expression(source: str) -> Expression:
     """``source`` compiled, or ``InvalidExpression`` with Flux's message and the parser's
     position of the error."""
     # The package weighs about 28 MiB (its command line's dependencies included): imported by
-    # the first expression, not by a controller whose Kustomizations have none.
+    # the first expression, not by a controller whose objects have none.
     import cel
 
     try:
