@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import httpx
@@ -49,9 +50,11 @@ def flux_event(
     controller: str,
     instance: str,
     revision: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body Flux controllers POST to the notification controller."""
-    metadata = {f"{obj.info.group}/revision": revision} if revision else {}
+    """The JSON body Flux controllers POST to the notification controller; ``metadata`` keys
+    are prefixed with the object's API group, as Flux's controllers write them."""
+    metadata = _metadata(obj, revision, metadata)
     return {
         "involvedObject": _involved(obj),
         "severity": "error" if type_ == "Warning" else "info",
@@ -62,6 +65,16 @@ def flux_event(
         "reportingController": controller,
         "reportingInstance": instance,
     }
+
+
+def _metadata(
+    obj: CustomResource, revision: str | None, extra: Mapping[str, str] | None
+) -> dict[str, str]:
+    group = obj.info.group
+    metadata = {f"{group}/{key}": value for key, value in (extra or {}).items()}
+    if revision:
+        metadata[f"{group}/revision"] = revision
+    return metadata
 
 
 class EventForwarder:
@@ -121,8 +134,11 @@ class EventRecorder:
         message: str,
         *,
         revision: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
-        """Record one event; failures are logged, never raised (events are best effort)."""
+        """Record one event; failures are logged, never raised (events are best effort).
+        ``revision`` and ``metadata`` become annotations (and the forwarded event's metadata),
+        keyed under the object's API group."""
         now = micro_time_now()
         meta = obj.metadata
         event: dict[str, Any] = {
@@ -143,8 +159,9 @@ class EventRecorder:
             "lastTimestamp": now[:19] + "Z",
             "count": 1,
         }
-        if revision:
-            event["metadata"]["annotations"] = {f"{obj.info.group}/revision": revision}
+        annotations = _metadata(obj, revision, metadata)
+        if annotations:
+            event["metadata"]["annotations"] = annotations
         try:
             await self._client.create(EVENT, event)
         except ApiError as err:
@@ -159,5 +176,6 @@ class EventRecorder:
                     controller=self.controller,
                     instance=self.instance,
                     revision=revision,
+                    metadata=metadata,
                 )
             )

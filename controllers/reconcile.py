@@ -143,6 +143,12 @@ class RunContext(Generic[S]):
     """The reconciler's per-run data (``Reconciler.new_state()``), handed from step to step."""
     events: list[Event] = field(default_factory=list)
     revision: str | None = None
+    attempted_revision: str | None = None
+    """The revision this run works on: its failure events carry it (a Git host's commit
+    status then fails on that commit); waiting for something is not a failure of it."""
+    event_metadata: dict[str, str] = field(default_factory=dict)
+    """Metadata for the events of a successful run (keys without the API group, which the
+    recorder adds), e.g. ``commit_status: update`` for Git hosts' commit statuses."""
     _tempdirs: list[Path] = field(default_factory=list)
     _write: Callable[[], Awaitable[None]] | None = None
     _informers: Mapping[ResourceInfo, Informer] = field(default_factory=dict)
@@ -520,10 +526,17 @@ class Controller(Generic[T, S]):
     async def _emit(
         self, ctx: RunContext[S], obj: T, was: Condition | None, error: ReconcileError | None
     ) -> None:
-        # The revision goes with what the steps notified, never with a failure.
-        revision = ctx.revision if error is None else None
+        # Success: the revision and metadata of what the steps notified (a recovery: the
+        # revision worked on). Failure: the revision it failed at, unless the run only waits.
+        revision = ctx.revision or ctx.attempted_revision
+        metadata: dict[str, str] | None = ctx.event_metadata
+        if error is not None:
+            revision = None if isinstance(error, Waiting) else ctx.attempted_revision
+            metadata = None
         for type_, reason, message in events_to_record(was, ctx.conditions, error, ctx.events):
-            await self.recorder.record(obj, type_, reason, message, revision=revision)
+            await self.recorder.record(
+                obj, type_, reason, message, revision=revision, metadata=metadata
+            )
 
 
 def _log_outcome(ctx: RunContext[S], run: RunSummary, error: ReconcileError | None) -> None:

@@ -62,6 +62,8 @@ ACCESS_DENIED = "AccessDenied"
 HEALTHY = "Healthy"
 # The OCI annotation whose value Flux reports as the origin revision.
 ORIGIN_REVISION_KEY = "org.opencontainers.image.revision"
+# Flux's event metadata key (under the API group) asking commit-status providers to update.
+COMMIT_STATUS_KEY = "commit_status"
 # Sources are read as plain objects: this controller never imports the source controller.
 SOURCE_PLURALS = {
     "GitRepository": "gitrepositories",
@@ -208,6 +210,7 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
         run.origin_revision = (artifact.metadata or {}).get(ORIGIN_REVISION_KEY, "")
         await self._check_dependencies(ctx, obj, run.revision)
         obj.status.last_attempted_revision = artifact.revision
+        ctx.attempted_revision = artifact.revision
         timeout = format_duration(obj.timeout_seconds)
         await ctx.progress(
             f"Fetching manifests for revision {run.revision} with a timeout of {timeout}"
@@ -311,6 +314,16 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
         except ReconcileError as err:
             self._record(obj, run, err.reason)
             raise
+        if obj.status.last_applied_revision != run.revision and not ctx.events:
+            # A new revision is news even when it changed no object (a Git host's commit
+            # status turns green on it).
+            ctx.notify(
+                "ReconciliationSucceeded",
+                f"Applied revision: {run.revision}",
+                revision=run.revision,
+            )
+        # As Flux's: a successful run's events update the commit status of its revision.
+        ctx.event_metadata[COMMIT_STATUS_KEY] = "update"
         obj.status.last_applied_revision = run.revision
         obj.status.last_applied_origin_revision = run.origin_revision or None
         self._record(obj, run, "ReconciliationSucceeded")

@@ -77,11 +77,13 @@ class Probe(Reconciler[GitRepository, None]):
                 await asyncio.sleep(self.delay)  # the work a real step would do
             self.calls.append(Call(key, obj.metadata.generation, time.monotonic()))
             wanted = int((obj.metadata.annotations or {}).get(FAIL_TIMES, "0"))
+            revision = (obj.metadata.annotations or {}).get(ARTIFACT_REVISION)
+            ctx.attempted_revision = revision
             if self._failed[key] < wanted:
                 self._failed[key] += 1
                 raise ReconcileError(f"probe failure {self._failed[key]}", reason="ProbeFailed")
-            revision = (obj.metadata.annotations or {}).get(ARTIFACT_REVISION)
             obj.status.artifact = _artifact(revision) if revision else None
+            ctx.event_metadata["commit_status"] = "update"
             return Result(message=f"generation {obj.metadata.generation} by {self.identity}")
         finally:
             self._running[key] -= 1

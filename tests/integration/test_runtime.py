@@ -227,7 +227,10 @@ async def test_failure_records_an_event_and_forwards_it(
     try:
         async with running(opts, [probe]):
             manifest = git_repository("broken", namespace)
-            manifest["metadata"]["annotations"] = {FAIL_TIMES: "1"}
+            manifest["metadata"]["annotations"] = {
+                FAIL_TIMES: "1",
+                ARTIFACT_REVISION: "main@sha1:abc",
+            }
             await kube.create(GITREPO, manifest)
             async with asyncio.timeout(15):
                 first = await received.get()
@@ -239,8 +242,14 @@ async def test_failure_records_an_event_and_forwards_it(
     assert first["involvedObject"]["kind"] == "GitRepository"
     assert first["involvedObject"]["name"] == "broken"
     assert first["reportingController"] == "probe-controller"
-    # The recovery is told once, as info.
+    # The failure names the revision it failed at, so a commit status can fail on it.
+    assert first["metadata"] == {"source.toolkit.fluxcd.io/revision": "main@sha1:abc"}
+    # The recovery is told once, as info, with the revision and the run's metadata.
     assert (second["severity"], second["reason"]) == ("info", "ReconciliationSucceeded")
+    assert second["metadata"] == {
+        "source.toolkit.fluxcd.io/revision": "main@sha1:abc",
+        "source.toolkit.fluxcd.io/commit_status": "update",
+    }
     recorded = (await kube.list(EVENT, namespace))["items"]
     reasons = {
         (e["type"], e["reason"]) for e in recorded if e["involvedObject"]["name"] == "broken"
