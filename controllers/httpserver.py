@@ -272,6 +272,11 @@ class HttpServer:
             pass  # a client that went away, or was too slow to answer
         except h11.LocalProtocolError as err:
             log.warning("http answer not sent", server=self._name, error=str(err))
+        except asyncio.CancelledError:
+            # close() cancelled it. Ending normally: on Python 3.11 asyncio's streams log a
+            # cancelled connection task as an error in a callback.
+            if not self._closing:
+                raise
         finally:
             self._connections.discard(task)
             await _close(writer, abort=self._closing)

@@ -24,6 +24,7 @@ import httpx
 __all__ = ["AsyncioTransport"]
 
 READ_BYTES = 64 * 1024
+CLOSE_WAIT_SECONDS = 1.0
 # Methods sent again on a new connection when a reused one turns out closed before any answer.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -210,7 +211,13 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             conn.close()
 
     async def aclose(self) -> None:
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
+        closing = [conn for idle in self._idle.values() for conn in idle]
         self._idle.clear()
+        for conn in closing:
+            conn.close()
+        # Wait (briefly) for the sockets to be closed: a TLS connection closes only after its
+        # shutdown exchange, and one left to the garbage collector warns.
+        for conn in closing:
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    await conn.writer.wait_closed()
