@@ -23,7 +23,12 @@ if str(REPO_ROOT) not in sys.path:
 from controllers.api import CustomResource  # noqa: E402
 from controllers.crd import render_yaml  # noqa: E402
 
-API_MODULES = ("source.api_v1", "kustomize.api_v1")
+API_MODULES = (
+    "source.api_v1",
+    "kustomize.api_v1",
+    "notification.api_v1",
+    "notification.api_v1beta3",
+)
 
 CRDS_DIR = REPO_ROOT / "crds"
 
