@@ -94,6 +94,11 @@ class Expression:
             raise EvaluationError(f"failed to evaluate CEL expression as string: '{self.source}'")
         return value
 
+    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        """The expression's value, of whatever type, with ``variables`` bound (a Receiver's
+        OIDC ``variables``); ``EvaluationError`` when it fails."""
+        return self._evaluate(variables)
+
     def _evaluate(self, variables: Mapping[str, Any]) -> Any:
         import cel
 
