@@ -21,6 +21,7 @@ from controllers.conditions import kstatus_violations
 from controllers.envtest import ControlPlane, ControlPlaneError, ensure_binaries, free_port
 from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
+from notification.api_v1 import Receiver
 from source.api_v1 import Bucket, GitRepository, OCIRepository
 from source.gitrepository import GitRepositoryReconciler
 from source.ocirepository import OCIRepositoryReconciler
@@ -184,7 +185,13 @@ def http_proxy() -> Iterator[TinyProxy]:
 
 
 # Kinds whose objects the namespace fixture unblocks (finalizers) and checks against kstatus.
-RECONCILED_KINDS = (GitRepository.info, OCIRepository.info, Bucket.info, Kustomization.info)
+RECONCILED_KINDS = (
+    GitRepository.info,
+    OCIRepository.info,
+    Bucket.info,
+    Kustomization.info,
+    Receiver.info,
+)
 
 
 @pytest.fixture
