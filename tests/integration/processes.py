@@ -29,7 +29,9 @@ from tests.integration.harness import wait_for_object
 __all__ = [
     "ControllerProcess",
     "Controllers",
+    "NotificationProcess",
     "kustomize_controller",
+    "notification_controller",
     "running_controllers",
     "source_controller",
 ]
@@ -157,6 +159,41 @@ def kustomize_controller(
     return ControllerProcess("kustomize", [*_common(control_plane), *extra], workdir, namespace)
 
 
+@dataclass
+class NotificationProcess(ControllerProcess):
+    """The notification controller, with its event and receiver servers on free ports."""
+
+    events_port: int = field(default_factory=free_port)
+    receiver_port: int = field(default_factory=free_port)
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            *super().argv,
+            f"--events-addr=127.0.0.1:{self.events_port}",
+            f"--receiver-addr=127.0.0.1:{self.receiver_port}",
+        ]
+
+    @property
+    def events_url(self) -> str:
+        """Where the other controllers post events (their ``--events-addr``)."""
+        return f"http://127.0.0.1:{self.events_port}/"
+
+    @property
+    def receiver_url(self) -> str:
+        """The receiver server's root; a Receiver's hook is this + its ``webhookPath``."""
+        return f"http://127.0.0.1:{self.receiver_port}"
+
+
+def notification_controller(
+    control_plane: ControlPlane, namespace: str, workdir: Path, *extra: str
+) -> NotificationProcess:
+    """The notification controller; pass its ``events_url`` to the others' --events-addr."""
+    return NotificationProcess(
+        "notification", [*_common(control_plane), *extra], workdir, namespace
+    )
+
+
 def _common(control_plane: ControlPlane) -> list[str]:
     return [
         f"--kubeconfig={control_plane.admin_kubeconfig}",
@@ -172,10 +209,12 @@ class Controllers:
 
     source: ControllerProcess
     kustomize: ControllerProcess
+    notification: NotificationProcess | None = None
 
     @property
     def processes(self) -> Sequence[ControllerProcess]:
-        return (self.source, self.kustomize)
+        extra = (self.notification,) if self.notification is not None else ()
+        return (self.source, self.kustomize, *extra)
 
     def logs(self) -> str:
         return "\n".join(process.log_tail() for process in self.processes)
@@ -211,12 +250,26 @@ async def running_controllers(
     *,
     source_flags: Sequence[str] = (),
     kustomize_flags: Sequence[str] = (),
+    notification: bool = False,
+    notification_flags: Sequence[str] = (),
 ) -> AsyncIterator[Controllers]:
-    """Both controllers as processes watching only ``namespace``; each must exit 0 on SIGTERM.
-    Their logs are printed at the end, which pytest shows when the test failed."""
+    """Both controllers (with ``notification``, the notification controller too, which the
+    others then send their events to) as processes watching only ``namespace``; each must
+    exit 0 on SIGTERM. Their logs are printed at the end, which pytest shows when the test
+    failed."""
+    events: list[str] = []
+    notifier = None
+    if notification:
+        notifier = notification_controller(
+            control_plane, namespace, workdir / "notification", *notification_flags
+        )
+        events = [f"--events-addr={notifier.events_url}"]
     both = Controllers(
-        source_controller(control_plane, namespace, workdir / "source", *source_flags),
-        kustomize_controller(control_plane, namespace, workdir / "kustomize", *kustomize_flags),
+        source_controller(control_plane, namespace, workdir / "source", *events, *source_flags),
+        kustomize_controller(
+            control_plane, namespace, workdir / "kustomize", *events, *kustomize_flags
+        ),
+        notifier,
     )
     try:
         await asyncio.gather(*(process.start() for process in both.processes))
@@ -224,4 +277,4 @@ async def running_controllers(
     finally:
         codes = {p.name: await p.stop() for p in both.processes if p.process is not None}
         print(both.logs())
-    assert codes == {"source-controller": 0, "kustomize-controller": 0}
+    assert codes == {p.name: 0 for p in both.processes}
