@@ -8,7 +8,10 @@ and ``--path`` names the cluster directory to bootstrap (``clusters/<name>``).
 
 The local cluster has no container runtime: the bundle's Deployments are applied (kwok reports
 their pods running) and the controllers run here as processes with the arguments of those
-Deployments, only the addresses, the storage directory and the kubeconfig changed.
+Deployments, only the addresses, the storage directory and the kubeconfig changed: the others
+send their events to the notification controller's event server on loopback, and its webhook
+receiver listens on a loopback port (the same one at each start, when free), printed so that a
+Git host on this machine can post to it.
 
 Run through ``hack/run-local.sh``. Everything lives under ``.weir/``; Ctrl-C stops it all, and
 a second start reuses the cluster's data and the repository.
@@ -33,7 +36,7 @@ import yaml
 from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port
 from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
-from weir.bundle import BundleOptions, render
+from weir.bundle import COMPONENTS, BundleOptions, render
 
 NAMESPACE = "flux-system"
 ALL_READY_SECONDS = 180
@@ -175,10 +178,15 @@ def default_branch(bare: Path) -> str:
     return _git("symbolic-ref", "--short", "HEAD", cwd=bare).strip()
 
 
-def controller_commands(base: Path, plane: ControlPlane) -> dict[str, list[str]]:
+def controller_commands(
+    base: Path, plane: ControlPlane, receiver_port: int
+) -> dict[str, list[str]]:
     """Each controller's command line: the bundle Deployment's command and arguments, with
-    this machine's addresses, storage directory and kubeconfig."""
+    this machine's addresses, storage directory and kubeconfig. The notification controller's
+    event server gets a free port, which the others send their events to, and its webhook
+    receiver ``receiver_port``."""
     commands = {}
+    events_port = free_port()
     for deployment in render(BundleOptions(namespace=NAMESPACE)):
         if deployment["kind"] != "Deployment":
             continue
@@ -191,6 +199,13 @@ def controller_commands(base: Path, plane: ControlPlane) -> dict[str, list[str]]
             "--storage-path": str(base / "storage"),
             "--storage-addr": f"127.0.0.1:{storage_port}",
             "--storage-adv-addr": f"127.0.0.1:{storage_port}",
+            "--receiver-addr": f"127.0.0.1:{receiver_port}",
+            # Where the event server listens, for itself; where to send, for the others.
+            "--events-addr": (
+                f"127.0.0.1:{events_port}"
+                if COMPONENTS[name].events_endpoint
+                else f"http://127.0.0.1:{events_port}/"
+            ),
         }
         args = []
         for arg in container.get("args") or []:
@@ -215,8 +230,8 @@ def main() -> int:
             processes: list[subprocess.Popen[bytes]] = []
             try:
                 url = serve(bare, processes)
-                start_controllers(base, plane, processes)
-                run_bootstrap(plane, bare, url, args.path)
+                receiver = start_controllers(base, plane, processes)
+                run_bootstrap(plane, bare, url, args.path, receiver)
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
                 print("stopping", flush=True)
             finally:
@@ -230,13 +245,13 @@ def main() -> int:
         return 1
 
 
-def serve(bare: Path, processes: list[subprocess.Popen[bytes]]) -> str:
-    """Serve ``bare``'s directory with ``git daemon`` (pushes allowed); its URL. The port of
-    an earlier start is taken again if free: the URL is in the committed sync manifests."""
-    remembered = bare.parent / "daemon-port"
+def remembered_port(remembered: Path) -> int:
+    """The loopback port of an earlier start, kept in ``remembered``, if it is free; else a
+    free one, remembered for the next start."""
     port = int(remembered.read_text()) if remembered.exists() else 0
     with socket.socket() as probe:
-        # As git daemon's --reuseaddr: a port the last start left in TIME_WAIT is free.
+        # As git daemon's --reuseaddr (and asyncio's servers): a port the last start left in
+        # TIME_WAIT is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
@@ -244,6 +259,13 @@ def serve(bare: Path, processes: list[subprocess.Popen[bytes]]) -> str:
             port = 0
     port = port or free_port()
     remembered.write_text(str(port))
+    return port
+
+
+def serve(bare: Path, processes: list[subprocess.Popen[bytes]]) -> str:
+    """Serve ``bare``'s directory with ``git daemon`` (pushes allowed); its URL. The port of
+    an earlier start is taken again if free: the URL is in the committed sync manifests."""
+    port = remembered_port(bare.parent / "daemon-port")
     daemon = [
         "git",
         "daemon",
@@ -268,10 +290,13 @@ def serve(bare: Path, processes: list[subprocess.Popen[bytes]]) -> str:
 
 def start_controllers(
     base: Path, plane: ControlPlane, processes: list[subprocess.Popen[bytes]]
-) -> None:
+) -> str:
+    """Start every controller; the webhook receiver's URL."""
     # What the Deployment's fieldRef env gives a pod.
     env = {**os.environ, "RUNTIME_NAMESPACE": NAMESPACE, "POD_NAME": "local"}
-    for name, command in controller_commands(base, plane).items():
+    # The same port at each start: a Git host's webhook names it.
+    receiver_port = remembered_port(base / "receiver-port")
+    for name, command in controller_commands(base, plane, receiver_port).items():
         with (plane.workdir / f"{name}.log").open("ab") as log:
             processes.append(
                 subprocess.Popen(
@@ -282,11 +307,15 @@ def start_controllers(
                     preexec_fn=die_with_parent,
                 )
             )
+    receiver = f"http://127.0.0.1:{receiver_port}"
     print(
         f"► control plane at {plane.server}; the controllers run here as processes with the "
-        f"bundle's arguments (logs in {plane.workdir})",
+        f"bundle's arguments (logs in {plane.workdir})\n"
+        f"► webhook receiver at {receiver}: a Git host's webhook posts to it plus a "
+        "Receiver's webhook path (weir get receivers)",
         flush=True,
     )
+    return receiver
 
 
 async def wait_until_all_ready(plane: ControlPlane) -> None:
@@ -315,7 +344,7 @@ async def wait_until_all_ready(plane: ControlPlane) -> None:
         await client.close()
 
 
-def run_bootstrap(plane: ControlPlane, bare: Path, url: str, path: str) -> None:
+def run_bootstrap(plane: ControlPlane, bare: Path, url: str, path: str, receiver: str) -> None:
     """``weir bootstrap git`` onto the served repository, as a user runs it; then what to do."""
     weir = [sys.executable, "-m", "weir"]
     cluster = [f"--kubeconfig={plane.admin_kubeconfig}", f"--namespace={NAMESPACE}"]
@@ -340,6 +369,12 @@ def run_bootstrap(plane: ControlPlane, bare: Path, url: str, path: str) -> None:
         f"  git clone {bare} fleet && cd fleet\n"
         "  # edit apps/base/configmap.yaml, commit and git push: applied within a minute,\n"
         "  # or at once with: .venv/bin/weir reconcile ks flux-system --with-source\n"
+        "  # or have a push fetched at once, through a Receiver and a webhook:\n"
+        "  .venv/bin/weir create secret receiver webhook-token\n"
+        "  .venv/bin/weir create receiver fleet --type=generic --secret-ref=webhook-token \\\n"
+        "      --resource=GitRepository/flux-system\n"
+        f"  .venv/bin/weir trigger receiver fleet --url={receiver}\n"
+        f"  # (or point a Git host's webhook at {receiver} + the path weir get receivers shows)\n"
         "Ctrl-C stops everything; a second start reuses the cluster and the repository.",
         flush=True,
     )

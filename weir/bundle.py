@@ -12,11 +12,12 @@ Every object carries ``PART_OF_LABEL: weir`` and ``INSTANCE_LABEL: <namespace>``
 in ``-<namespace>``, as ``flux install`` names them, so that installs in two namespaces do not
 overwrite each other's bindings.
 
-A controller is added with one more ``Component`` in ``COMPONENTS``. The ones to come bring
-what Flux gives them: the notification controller ``--events-addr`` for every controller and
-the ``allow-webhooks`` NetworkPolicy for its receiver port; the helm controller
-``cluster_admin`` and the lockdown flags but ``--no-remote-bases``; the others
-``--no-cross-namespace-refs``.
+A controller is added with one more ``Component`` in ``COMPONENTS``. The notification
+controller brings what Flux gives it: its two Services (``notification-controller`` for events,
+``webhook-receiver`` for webhooks), ``--events-addr`` naming the first on every other controller
+of the install, and the ``allow-webhooks`` NetworkPolicy for the receiver port. The ones to come
+bring theirs: the helm controller ``cluster_admin`` and the lockdown flags but
+``--no-remote-bases``; the others ``--no-cross-namespace-refs``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 from controllers.api import CustomResource
 from controllers.crd import render_crd
 from kustomize.api_v1 import Kustomization
+from notification.api_v1 import Receiver
+from notification.api_v1beta3 import Alert, Provider
 from source.api_v1 import Bucket, GitRepository, OCIRepository
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "WEIR_VERSION",
     "BundleOptions",
     "Component",
+    "Server",
     "crds",
     "render",
 ]
@@ -62,9 +66,26 @@ DEFAULT_IMAGE_REPOSITORY = "weir"
 METRICS_PORT = 8080
 HEALTH_PORT = 9440
 STORAGE_PORT = 9090
+EVENTS_PORT = 9090
+RECEIVER_PORT = 9292
 
 LOCKDOWN_FLAGS = ("no_cross_namespace_refs", "no_remote_bases", "default_service_account")
 """The ``BundleOptions`` fields of Flux's multi-tenancy lockdown."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server of a controller's own (beyond metrics and health), and the Service in front of
+    it: Service port 80, named ``http``, to the container port ``port_name``."""
+
+    service: str
+    port_name: str
+    port: int
+    flag: str
+    """The controller's flag for the address it listens on."""
+    network_policy: str | None = None
+    """A NetworkPolicy of that name lets every namespace reach the port (Flux's
+    ``allow-webhooks``: Git hosts come in through an ingress controller's pods)."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +106,26 @@ class Component:
     """Which of ``LOCKDOWN_FLAGS`` it takes."""
     artifact_storage: bool = False
     """Serves artifacts: a storage volume, the storage port and the artifact Service."""
+    servers: tuple[Server, ...] = ()
+    events_endpoint: bool = False
+    """Takes the events of the other controllers: with it installed, each of them gets
+    ``--events-addr`` naming its first server's Service."""
     cpu_request: str = "100m"
 
 
 def _rule(group: str, resources: Sequence[str], verbs: Sequence[str]) -> dict[str, Any]:
     return {"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
+
+
+# The API groups of every Flux kind a Receiver may name and an Alert may watch: their objects'
+# owners are other controllers, so the notification controller reaches them by group.
+_FLUX_GROUPS = (
+    "source.toolkit.fluxcd.io",
+    "kustomize.toolkit.fluxcd.io",
+    "helm.toolkit.fluxcd.io",
+    "image.toolkit.fluxcd.io",
+    "source.extensions.fluxcd.io",
+)
 
 
 COMPONENTS: dict[str, Component] = {
@@ -115,6 +151,36 @@ COMPONENTS: dict[str, Component] = {
             (Kustomization,),
             cluster_admin=True,
             lockdown=LOCKDOWN_FLAGS,
+        ),
+        Component(
+            "notification-controller",
+            "notification",
+            (Receiver, Alert, Provider),
+            reads=(
+                # A Receiver's token, a Provider's credentials, certificates and proxy: read
+                # one at a time, never listed.
+                _rule("", ["secrets"], ["get"]),
+                # A Receiver asks for a reconcile of the objects it names (an annotation,
+                # patched); both it and the Alerts select objects by labels (listed and
+                # watched), and an Alert reads the object of an event for its labels.
+                {
+                    "apiGroups": list(_FLUX_GROUPS),
+                    "resources": ["*"],
+                    "verbs": ["get", "list", "watch", "patch"],
+                },
+            ),
+            lockdown=("no_cross_namespace_refs",),
+            servers=(
+                Server("notification-controller", "http", EVENTS_PORT, "--events-addr"),
+                Server(
+                    "webhook-receiver",
+                    "http-webhook",
+                    RECEIVER_PORT,
+                    "--receiver-addr",
+                    network_policy="allow-webhooks",
+                ),
+            ),
+            events_endpoint=True,
         ),
     )
 }
@@ -154,6 +220,7 @@ def render(options: BundleOptions) -> list[dict[str, Any]]:
     components = options.chosen()
     ns = options.namespace
     labels = _labels(options)
+    events_addr = _events_addr(components, options)
     accounts: list[dict[str, Any]] = []
     roles: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []
@@ -170,8 +237,11 @@ def render(options: BundleOptions) -> list[dict[str, Any]]:
             binding = _object(RBAC, "ClusterRoleBinding", name, None, own)
             bindings.append(_bound(binding, "ClusterRole", name, [component], ns))
         if component.artifact_storage:
-            services.append(_artifact_service(component, ns, own))
-        deployments.append(_deployment(component, options, own))
+            # The artifact server: artifact URLs name this Service (--storage-adv-addr).
+            services.append(_service(component.name, component, "http", ns, own))
+        for server in component.servers:
+            services.append(_service(server.service, component, server.port_name, ns, own))
+        deployments.append(_deployment(component, options, own, events_addr))
     admins = [component for component in components if component.cluster_admin]
     if admins:
         # Flux's name for it: these controllers apply what the sources hold, of any kind.
@@ -190,7 +260,7 @@ def render(options: BundleOptions) -> list[dict[str, Any]]:
         *roles,
         *bindings,
         _critical_pods_quota(ns, labels),
-        *(_network_policies(ns, labels) if options.network_policy else []),
+        *(_network_policies(components, ns, labels) if options.network_policy else []),
         *services,
         *deployments,
     ]
@@ -260,14 +330,16 @@ def _controller_rules(component: Component) -> list[dict[str, Any]]:
     events, and the API server's flow-control probe."""
     rules = []
     for group in dict.fromkeys(model.info.group for model in component.kinds):
-        plurals = [model.info.plural for model in component.kinds if model.info.group == group]
-        rules += [
-            _rule(group, plurals, ["get", "list", "watch", "patch"]),
-            _rule(group, [f"{plural}/status" for plural in plurals], ["get", "patch"]),
-            # Checked by the OwnerReferencesPermissionEnforcement admission plugin, where it
-            # runs, when an object names one of these as a blocking owner.
-            _rule(group, [f"{plural}/finalizers" for plural in plurals], ["update"]),
-        ]
+        models = [model for model in component.kinds if model.info.group == group]
+        plurals = [model.info.plural for model in models]
+        rules.append(_rule(group, plurals, ["get", "list", "watch", "patch"]))
+        # Alerts and Providers have no status (Flux's v1beta3).
+        statuses = [f"{model.info.plural}/status" for model in models if _has_status(model)]
+        if statuses:
+            rules.append(_rule(group, statuses, ["get", "patch"]))
+        # Checked by the OwnerReferencesPermissionEnforcement admission plugin, where it
+        # runs, when an object names one of these as a blocking owner.
+        rules.append(_rule(group, [f"{plural}/finalizers" for plural in plurals], ["update"]))
     rules += [
         *component.reads,
         _rule("", ["events"], ["create"]),
@@ -275,6 +347,12 @@ def _controller_rules(component: Component) -> list[dict[str, Any]]:
         {"nonResourceURLs": ["/livez/ping"], "verbs": ["get"]},
     ]
     return rules
+
+
+def _has_status(model: type[CustomResource]) -> bool:
+    """Whether the kind has a status (and its CRD the status subresource, ``render_crd``)."""
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    return "status" in schema["properties"]
 
 
 def _bound(
@@ -344,9 +422,12 @@ def _critical_pods_quota(ns: str, labels: dict[str, str]) -> dict[str, Any]:
     return quota
 
 
-def _network_policies(ns: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+def _network_policies(
+    components: Sequence[Component], ns: str, labels: dict[str, str]
+) -> list[dict[str, Any]]:
     """Flux's: the namespace's pods reach each other (the artifact Service) and anything
-    outside; only Prometheus scrapes come in from other namespaces."""
+    outside; only Prometheus scrapes, and webhooks to the receiver, come in from other
+    namespaces."""
     egress = _object("networking.k8s.io/v1", "NetworkPolicy", "allow-egress", ns, labels)
     egress["spec"] = {
         "policyTypes": ["Ingress", "Egress"],
@@ -365,22 +446,58 @@ def _network_policies(ns: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         ],
         "podSelector": {},
     }
-    return [egress, scraping]
+    policies = [egress, scraping]
+    for component in components:
+        for server in component.servers:
+            if server.network_policy is None:
+                continue
+            policy = _object(
+                "networking.k8s.io/v1", "NetworkPolicy", server.network_policy, ns, labels
+            )
+            policy["spec"] = {
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"namespaceSelector": {}}],
+                        "ports": [{"protocol": "TCP", "port": server.port}],
+                    }
+                ],
+                "podSelector": {"matchLabels": {"app": component.name}},
+            }
+            policies.append(policy)
+    return policies
 
 
-def _artifact_service(component: Component, ns: str, labels: dict[str, str]) -> dict[str, Any]:
-    service = _object("v1", "Service", component.name, ns, labels)
+def _service(
+    name: str, component: Component, target_port: str, ns: str, labels: dict[str, str]
+) -> dict[str, Any]:
+    """A Service on port 80 to the container port ``target_port`` of the component's pods."""
+    service = _object("v1", "Service", name, ns, labels)
     service["spec"] = {
         "type": "ClusterIP",
         "selector": {"app": component.name},
-        "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": target_port}],
     }
     return service
 
 
-def _args(component: Component, options: BundleOptions) -> list[str]:
-    """The controller's own flags (controllers.cmd, source/__main__.py, kustomize/__main__.py)."""
-    args = [
+def _events_addr(components: Sequence[Component], options: BundleOptions) -> str | None:
+    """Where the controllers send their events: the events Service by its full name, as Flux
+    names it (a proxy's ``no_proxy`` then covers it with ``.cluster.local``); None when no
+    component takes events. The kubelet expands $(RUNTIME_NAMESPACE)."""
+    for component in components:
+        if component.events_endpoint:
+            service = component.servers[0].service
+            return f"http://{service}.$(RUNTIME_NAMESPACE).svc.{options.cluster_domain}./"
+    return None
+
+
+def _args(component: Component, options: BundleOptions, events_addr: str | None) -> list[str]:
+    """The controller's own flags (controllers.cmd and each package's __main__.py)."""
+    args = []
+    if events_addr is not None and not component.events_endpoint:
+        args.append(f"--events-addr={events_addr}")
+    args += [
         f"--watch-all-namespaces={str(options.watch_all_namespaces).lower()}",
         f"--log-level={options.log_level}",
         "--log-encoding=json",
@@ -388,6 +505,7 @@ def _args(component: Component, options: BundleOptions) -> list[str]:
         f"--metrics-addr=:{METRICS_PORT}",
         f"--health-addr=:{HEALTH_PORT}",
     ]
+    args += [f"{server.flag}=:{server.port}" for server in component.servers]
     if options.concurrent is not None:
         args.append(f"--concurrent={options.concurrent}")
     if component.artifact_storage:
@@ -408,8 +526,14 @@ def _args(component: Component, options: BundleOptions) -> list[str]:
     return args
 
 
-def _container(component: Component, options: BundleOptions) -> dict[str, Any]:
+def _container(
+    component: Component, options: BundleOptions, events_addr: str | None
+) -> dict[str, Any]:
     ports = [
+        *(
+            {"containerPort": server.port, "name": server.port_name, "protocol": "TCP"}
+            for server in component.servers
+        ),
         {"containerPort": METRICS_PORT, "name": "http-prom", "protocol": "TCP"},
         {"containerPort": HEALTH_PORT, "name": "healthz", "protocol": "TCP"},
     ]
@@ -422,7 +546,7 @@ def _container(component: Component, options: BundleOptions) -> dict[str, Any]:
         "image": f"{options.image_repository}:{options.image_tag}",
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", component.package],
-        "args": _args(component, options),
+        "args": _args(component, options, events_addr),
         "env": [
             # The leader-election namespace and, without --watch-all-namespaces, the one
             # watched (controllers.cmd).
@@ -453,7 +577,7 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
 
 
 def _deployment(
-    component: Component, options: BundleOptions, labels: dict[str, str]
+    component: Component, options: BundleOptions, labels: dict[str, str], events_addr: str | None
 ) -> dict[str, Any]:
     deployment = _object("apps/v1", "Deployment", component.name, options.namespace, labels)
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
@@ -482,7 +606,7 @@ def _deployment(
                 # Flux's: a non-root process can read projected service account tokens
                 # (AWS IAM roles for service accounts).
                 "securityContext": {"fsGroup": 1337},
-                "containers": [_container(component, options)],
+                "containers": [_container(component, options, events_addr)],
                 "volumes": volumes,
             },
         },

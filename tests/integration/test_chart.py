@@ -102,6 +102,7 @@ def assert_same_objects(chart: list[dict[str, Any]], bundle: list[dict[str, Any]
         pytest.param(
             [
                 "--set=kustomizeController.create=false",
+                "--set=notificationController.create=false",
                 "--set=installCRDs=false",
                 "--set=createNamespace=false",
                 "--set=networkPolicy=false",
@@ -132,7 +133,12 @@ def test_the_chart_passes_helm_lint_strict(helm_env: dict[str, str], settings: l
             id="lockdown-concurrent-8-another-namespace",
         ),
         pytest.param(
-            {**LOCKDOWN, "kustomizeController": {"create": False}, "concurrent": 8},
+            {
+                **LOCKDOWN,
+                "kustomizeController": {"create": False},
+                "notificationController": {"create": False},
+                "concurrent": 8,
+            },
             BundleOptions(
                 namespace="gitops",
                 components=("source-controller",),
@@ -144,9 +150,32 @@ def test_the_chart_passes_helm_lint_strict(helm_env: dict[str, str], settings: l
             id="only-source-controller",
         ),
         pytest.param(
-            {"sourceController": {"create": False}, "noRemoteBases": True},
+            {
+                "sourceController": {"create": False},
+                "notificationController": {"create": False},
+                "noRemoteBases": True,
+            },
             BundleOptions(components=("kustomize-controller",), no_remote_bases=True),
             id="only-kustomize-controller",
+        ),
+        pytest.param(
+            {"notificationController": {"create": False}},
+            BundleOptions(components=("source-controller", "kustomize-controller")),
+            id="no-notification-controller",
+        ),
+        pytest.param(
+            {
+                "kustomizeController": {"create": False},
+                "noCrossNamespaceRefs": True,
+                "clusterDomain": "cluster.example",
+            },
+            BundleOptions(
+                namespace="alerts",
+                components=("source-controller", "notification-controller"),
+                no_cross_namespace_refs=True,
+                cluster_domain="cluster.example",
+            ),
+            id="source-and-notification-lockdown-domain",
         ),
         pytest.param(
             {
@@ -201,11 +230,7 @@ def test_what_the_chart_alone_can_leave_out(
                 f"{controller}.create: weir has no such controller yet",
                 id=controller,
             )
-            for controller in (
-                "helmController",
-                "notificationController",
-                "imageAutomationController",
-            )
+            for controller in ("helmController", "imageAutomationController")
         ),
         # values.schema.json
         pytest.param(
@@ -263,6 +288,7 @@ async def test_helm_install_creates_the_controllers_and_uninstall_removes_them(
         deployments = (await kube.list(DEPLOYMENT, namespace))["items"]
         assert sorted(d["metadata"]["name"] for d in deployments) == [
             "kustomize-controller",
+            "notification-controller",
             "source-controller",
         ]
         role = await kube.get(CLUSTER_ROLE, None, f"source-controller-{namespace}")

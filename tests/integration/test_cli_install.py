@@ -92,6 +92,7 @@ async def test_install_creates_the_controllers_and_a_second_install_changes_noth
     assert first.code == 0, first.err
     assert f"✔ Deployment {namespace}/source-controller is available" in first.err
     assert f"✔ Deployment {namespace}/kustomize-controller is available" in first.err
+    assert f"✔ Deployment {namespace}/notification-controller is available" in first.err
     assert first.err.strip().endswith("✔ install finished")
     objects = render(BundleOptions(namespace=namespace))
     before = await resource_versions(kube, objects)
@@ -144,6 +145,11 @@ async def test_check_names_what_is_missing(own_plane: ControlPlane, own_kube: Ku
     assert (
         "✔ CustomResourceDefinition buckets.source.toolkit.fluxcd.io is established" in passed.err
     )
+    assert (
+        "✔ CustomResourceDefinition receivers.notification.toolkit.fluxcd.io is established"
+        in passed.err
+    )
+    assert "✔ Deployment flux-system/notification-controller is available (weir:" in passed.err
 
     await own_kube.delete(CRD, None, "buckets.source.toolkit.fluxcd.io")
     await wait_for_deletion(own_kube, CRD, "", "buckets.source.toolkit.fluxcd.io")
@@ -157,6 +163,19 @@ async def test_check_names_what_is_missing(own_plane: ControlPlane, own_kube: Ku
         "✗ check failed",
     ]
     assert "✔ Deployment flux-system/source-controller is available (weir:" in failed.err
+    # The commands that list every kind leave out the one the cluster no longer serves.
+    listed = await weir(kubeconfig, "get", "all", "-A")
+    assert listed.code == 0, listed.err
+    counted = await weir(kubeconfig, "stats", "-A")
+    assert counted.code == 0, counted.err
+    assert [line.split()[0] for line in counted.out.splitlines()[1:]] == [
+        "GitRepository",
+        "OCIRepository",
+        "Kustomization",
+        "Receiver",
+        "Alert",
+        "Provider",
+    ]
 
 
 async def test_uninstall_leaves_what_the_controllers_applied(

@@ -1,14 +1,18 @@
 """The README's first command (``hack/run-local.sh``, i.e. ``hack/local.py``) as a user runs it:
 with no arguments the example fleet, with ``--repo`` a repository laid out as teams lay out
-their Flux repositories; every Kustomization ends Ready, Ctrl-C stops everything."""
+their Flux repositories; every Kustomization ends Ready, Ctrl-C stops everything. The
+notification controller runs too: a Receiver made with the commands it prints is triggered at
+the receiver address it prints, and the source is fetched at the webhook's request."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,11 @@ import pytest
 import yaml
 
 from controllers.kube import KubeClient
+from controllers.reconcile import REQUESTED_AT
 from kustomize.api_v1 import Kustomization
+from source.api_v1 import GitRepository
+from tests.integration.cli import run_weir
+from tests.integration.harness import wait_for_object
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +86,15 @@ def team_repository(work: Path) -> Path:
     return work
 
 
-async def run_local(directory: Path, *args: str) -> tuple[str, list[dict[str, Any]]]:
-    """Start hack/local.py, wait until it says it is up, read every Kustomization, Ctrl-C it;
-    its output and the Kustomizations."""
+WhileUp = Callable[[Path, KubeClient, str], Awaitable[None]]
+
+
+async def run_local(
+    directory: Path, *args: str, while_up: WhileUp | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """Start hack/local.py, wait until it says it is up, read every Kustomization (and run
+    ``while_up`` with the kubeconfig, a client and the output so far), Ctrl-C it; its output
+    and the Kustomizations."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "hack" / "local.py"),
@@ -98,9 +112,12 @@ async def run_local(directory: Path, *args: str) -> tuple[str, list[dict[str, An
                 line = await process.stdout.readline()
                 assert line, f"hack/local.py ended early:\n{output}"
                 output += line.decode()
-        client = await KubeClient.connect(str(directory / "cluster" / "admin.kubeconfig"))
+        kubeconfig = directory / "cluster" / "admin.kubeconfig"
+        client = await KubeClient.connect(str(kubeconfig))
         try:
             items = (await client.list(Kustomization.info))["items"]
+            if while_up is not None:
+                await while_up(kubeconfig, client, output)
         finally:
             await client.close()
     finally:
@@ -123,15 +140,52 @@ def commits(repo: Path) -> int:
     return len(log.stdout.splitlines())
 
 
+async def trigger_the_printed_receiver(kubeconfig: Path, client: KubeClient, output: str) -> None:
+    """The commands the output suggests, as a user types them: a Receiver of the fleet's
+    GitRepository, triggered at the printed address."""
+    found = re.search(r"webhook receiver at (http://127\.0\.0\.1:\d+)", output)
+    assert found, output
+    cluster = (f"--kubeconfig={kubeconfig}", "--namespace=flux-system")
+    steps = [
+        ("create", "secret", "receiver", "webhook-token"),
+        (
+            "create",
+            "receiver",
+            "fleet",
+            "--type=generic",
+            "--secret-ref=webhook-token",
+            "--resource=GitRepository/flux-system",
+        ),
+        # Until the receiver server has seen the new Receiver it answers 404.
+        ("trigger", "receiver", "fleet", f"--url={found[1]}", "--retry-delay=500ms"),
+    ]
+    for step in steps:
+        done = await run_weir(*step, *cluster)
+        assert done.code == 0, f"weir {' '.join(step)}: {done.err}"
+    await wait_for_object(
+        client,
+        GitRepository.info,
+        "flux-system",
+        "flux-system",
+        lambda o: (
+            bool((o["metadata"].get("annotations") or {}).get(REQUESTED_AT))
+            and o["status"].get("lastHandledReconcileAt")
+            == o["metadata"]["annotations"][REQUESTED_AT]
+        ),
+        timeout=60,
+    )
+
+
 async def test_with_no_arguments_the_example_fleet_is_bootstrapped_and_ready(
     tmp_path: Path,
 ) -> None:
-    output, items = await run_local(tmp_path / "weir")
+    output, items = await run_local(tmp_path / "weir", while_up=trigger_the_printed_receiver)
     names = sorted(ks["metadata"]["name"] for ks in items)
     assert names == ["apps", "flux-system"]
     assert all(ready(ks) for ks in items), output
     assert "weir bootstrap git --url=git://127.0.0.1:" in output
     assert "kustomization/apps" in output
+    assert "weir trigger receiver fleet --url=http://127.0.0.1:" in output
     assert "kubectl" not in output  # only tools the set-up installed
     assert "stopping" in output
 

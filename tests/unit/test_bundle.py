@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import kustomize.__main__
+import notification.__main__
 import source.__main__
 from hack.generate_crds import CRDS_DIR
 from weir.bundle import (
@@ -25,6 +26,7 @@ from weir.bundle import (
 
 SOURCE = ("source-controller",)
 BOTH = ("source-controller", "kustomize-controller")
+NOTIFICATION = ("notification-controller",)
 LOCKED = BundleOptions(
     no_cross_namespace_refs=True, no_remote_bases=True, default_service_account="default"
 )
@@ -33,14 +35,18 @@ OPTIONS = [
     pytest.param(BundleOptions(), id="defaults"),
     pytest.param(BundleOptions(components=SOURCE), id="source-only"),
     pytest.param(BundleOptions(components=("kustomize-controller",)), id="kustomize-only"),
+    pytest.param(BundleOptions(components=BOTH), id="without-notification"),
+    pytest.param(BundleOptions(components=NOTIFICATION), id="notification-only"),
     pytest.param(BundleOptions(namespace="weir-system", concurrent=8), id="other-namespace"),
     pytest.param(BundleOptions(watch_all_namespaces=False, network_policy=False), id="scoped"),
     pytest.param(LOCKED, id="lockdown"),
 ]
 
+
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "source-controller": source.__main__.parser,
     "kustomize-controller": kustomize.__main__.parser,
+    "notification-controller": notification.__main__.parser,
 }
 
 
@@ -241,6 +247,7 @@ def test_the_lockdown_flags_reach_the_kustomize_controller(
         pytest.param(
             BOTH, {"GitRepository", "OCIRepository", "Bucket", "Kustomization"}, id="both"
         ),
+        pytest.param(NOTIFICATION, {"Receiver", "Alert", "Provider"}, id="notification"),
     ],
 )
 def test_the_crds_are_those_of_the_chosen_components(
@@ -279,7 +286,7 @@ def test_objects_come_in_an_order_that_applies() -> None:
 @pytest.mark.parametrize(
     ("network_policy", "names"),
     [
-        pytest.param(True, ["allow-egress", "allow-scraping"], id="on"),
+        pytest.param(True, ["allow-egress", "allow-scraping", "allow-webhooks"], id="on"),
         pytest.param(False, [], id="off"),
     ],
 )
@@ -302,3 +309,128 @@ def test_the_bundle_is_fresh_each_time_and_dumps_without_anchors() -> None:
 def test_an_unknown_component_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown component 'helm-controller'"):
         render(BundleOptions(components=("helm-controller",)))
+
+
+def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) for each permission of ``role``; ``<none>`` for URLs."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule.get("apiGroups", ["<none>"])
+        for resource in rule.get("resources", rule.get("nonResourceURLs", []))
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_notification_controller_gets_its_kinds_secrets_one_by_one_and_the_flux_kinds() -> None:
+    objects = render(BundleOptions(components=NOTIFICATION))
+    (role_name,) = cluster_roles_of(objects, "notification-controller")
+    permissions = granted(named(objects, "ClusterRole", role_name))
+    notification = "notification.toolkit.fluxcd.io"
+    flux_groups = {
+        "source.toolkit.fluxcd.io",
+        "kustomize.toolkit.fluxcd.io",
+        "helm.toolkit.fluxcd.io",
+        "image.toolkit.fluxcd.io",
+        "source.extensions.fluxcd.io",
+    }
+
+    assert {(group, resource, verb) for group, resource, verb in permissions if group == ""} == {
+        ("", "secrets", "get"),
+        ("", "events", "create"),
+    }
+    own = {(resource, verb) for group, resource, verb in permissions if group == notification}
+    for plural in ("receivers", "alerts", "providers"):
+        assert {(plural, verb) for verb in ("get", "list", "watch", "patch")} <= own
+    # Only Receivers have a status (Flux's v1beta3 Alerts and Providers have none).
+    assert {resource for resource, _ in own if resource.endswith("/status")} == {"receivers/status"}
+    assert not [p for p in own if p[1] in ("create", "delete", "update") and "/" not in p[0]]
+    # Every Flux kind a Receiver may name: read, listed by labels, and annotated (patch).
+    for group in flux_groups:
+        assert {(group, "*", verb) for verb in ("get", "list", "watch", "patch")} <= permissions
+    wildcards = {group for group, resource, _ in permissions if "*" in resource}
+    assert wildcards == flux_groups
+    assert not [p for p in permissions if p[2] in ("delete", "create") and p[1] != "events"]
+
+
+def test_the_other_controllers_send_their_events_to_the_notification_service() -> None:
+    objects = render(BundleOptions(namespace="weir-system", cluster_domain="cluster.example"))
+    service = named(objects, "Service", "notification-controller")
+    notifier = parsed_args(objects, "notification-controller", "weir-system")
+    ports = {
+        p["name"]: p["containerPort"]
+        for p in container(objects, "notification-controller")["ports"]
+    }
+
+    for name in ("source-controller", "kustomize-controller"):
+        args = parsed_args(objects, name, "weir-system")
+        assert (
+            args.events_addr == "http://notification-controller.weir-system.svc.cluster.example./"
+        )
+    assert service["spec"]["selector"] == {"app": "notification-controller"}
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}
+    ]
+    assert notifier.events_listen_addr == f":{ports['http']}"
+
+
+def test_webhooks_reach_the_receiver_through_its_service_and_network_policy() -> None:
+    objects = render(BundleOptions())
+    service = named(objects, "Service", "webhook-receiver")
+    notifier = parsed_args(objects, "notification-controller", "flux-system")
+    ports = {
+        p["name"]: p["containerPort"]
+        for p in container(objects, "notification-controller")["ports"]
+    }
+    policy = named(objects, "NetworkPolicy", "allow-webhooks")
+    pod_labels = named(objects, "Deployment", "notification-controller")["spec"]["template"][
+        "metadata"
+    ]["labels"]
+
+    assert service["spec"]["selector"] == {"app": "notification-controller"}
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http-webhook"}
+    ]
+    assert notifier.receiver_addr == f":{ports['http-webhook']}" == ":9292"
+    assert policy["spec"] == {
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 9292}]}
+        ],
+        "podSelector": {"matchLabels": {"app": "notification-controller"}},
+    }
+    assert pod_labels["app"] == "notification-controller"
+
+
+def test_without_the_notification_controller_no_events_address_service_or_policy() -> None:
+    objects = render(BundleOptions(components=BOTH))
+
+    for name in BOTH:
+        assert not [a for a in container(objects, name)["args"] if a.startswith("--events-addr")]
+        assert parsed_args(objects, name, "flux-system").events_addr == ""
+    assert [obj["metadata"]["name"] for obj in of_kind(objects, "Service")] == ["source-controller"]
+    assert [obj["metadata"]["name"] for obj in of_kind(objects, "NetworkPolicy")] == [
+        "allow-egress",
+        "allow-scraping",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param(BundleOptions(), False, id="off"),
+        pytest.param(LOCKED, True, id="lockdown"),
+    ],
+)
+def test_no_cross_namespace_refs_reaches_the_notification_controller(
+    options: BundleOptions, expected: bool
+) -> None:
+    objects = render(options)
+    args = container(objects, "notification-controller")["args"]
+
+    assert (
+        parsed_args(objects, "notification-controller", options.namespace).no_cross_namespace_refs
+        is expected
+    )
+    # The other lockdown flags are the kustomize controller's.
+    assert not [a for a in args if a.startswith(("--no-remote-bases", "--default-service-account"))]

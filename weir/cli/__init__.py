@@ -24,6 +24,7 @@ from weir.cli import (
     suspend,
     trace,
     tree,
+    trigger,
     uninstall,
 )
 from weir.cli.app import main
@@ -46,5 +47,6 @@ __all__ = [
     "suspend",
     "trace",
     "tree",
+    "trigger",
     "uninstall",
 ]

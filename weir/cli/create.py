@@ -1,8 +1,10 @@
-"""``weir create``: sources and Kustomizations from flags, applied or printed (``--export``).
+"""``weir create``: sources, Kustomizations, Receivers, Alerts and Providers from flags,
+applied or printed (``--export``).
 
 Each command builds the manifest a user would write, checks it against the kind's model
 (the same rules as its CRD), then either prints it (``--export``) or applies it with
-server-side apply (field manager ``weir``) and waits until the controller reports Ready.
+server-side apply (field manager ``weir``) and waits until the controller reports Ready; an
+Alert or a Provider, which no controller reports on, is judged at once (``weir.cli.alerts``).
 """
 
 from __future__ import annotations
@@ -16,24 +18,29 @@ from pydantic import ValidationError
 from controllers.api import CustomResource
 from controllers.kube import APPLY_PATCH, KubeClient, resource_path
 from kustomize.api_v1 import Kustomization
+from notification.api_v1 import RECEIVER_TYPES, EventSourceKind, Receiver
+from notification.api_v1beta3 import PROVIDER_TYPES, Alert, Provider
 from source.api_v1 import Bucket, GitRepository, OCIRepository
 from weir.cli.app import CliError, Exit, Session, cluster_command, err_console, main, note
-from weir.cli.kinds import find_kind, group_of
+from weir.cli.kinds import Kind, find_kind, group_of
 from weir.cli.output import ready_of, to_yaml
 
-__all__ = ["apply_and_wait", "create"]
+__all__ = ["apply_and_wait", "create", "report_judged"]
 
 FIELD_MANAGER = "weir"
 
 
 @group_of(main)
 def create() -> None:
-    """Create or update sources and Kustomizations, or print them (--export).
+    """Create or update sources, Kustomizations, Receivers, Alerts and Providers, or print
+    them (--export).
 
     \b
     Examples:
       weir create source git podinfo --url=https://github.com/stefanprodan/podinfo --branch=master
       weir create kustomization podinfo --source=GitRepository/podinfo --path=./kustomize --prune
+      weir create receiver github --type=github --event=push --secret-ref=webhook-token \\
+        --resource=GitRepository/podinfo
     """
 
 
@@ -77,11 +84,24 @@ def _manifest(
     }
 
 
+async def report_judged(client: KubeClient, kind: Kind, obj: dict[str, Any]) -> None:
+    """Say whether ``obj``, of a kind without status, is ready; raise ``CliError`` when it is
+    not (a Secret the user may not read only leaves it unknown, and is said)."""
+    assert kind.judge is not None
+    meta = obj["metadata"]
+    title = f"{kind.info.kind} {meta['namespace']}/{meta['name']}"
+    ((ready, message),) = await kind.judge(client, [obj])
+    if ready == "False":
+        raise CliError(f"{title}: {message}")
+    note(f"{'✔' if ready == 'True' else '?'} {title}: {message}")
+
+
 async def apply_and_wait(
     client: KubeClient, manifest: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
     """Server-side apply ``manifest`` and wait until its controller has reconciled this
-    generation; raise ``CliError`` when that run ended not Ready."""
+    generation; raise ``CliError`` when that run ended not Ready. A kind without status is
+    judged instead (``report_judged``)."""
     kind = find_kind(manifest["kind"])
     assert kind is not None
     meta = manifest["metadata"]
@@ -95,6 +115,9 @@ async def apply_and_wait(
         body=manifest,
         content_type=APPLY_PATCH,
     )
+    if not kind.reconciled:
+        await report_judged(client, kind, obj)
+        return obj
     generation = obj["metadata"].get("generation")
     version = str(obj["metadata"]["resourceVersion"])
     with err_console.status(f"waiting for {title} to be reconciled"):
@@ -114,7 +137,7 @@ async def apply_and_wait(
     ready, message = ready_of(obj)
     if ready != "True":
         raise CliError(f"{title}: {message or 'not ready'}")
-    revision = kind.revision(obj)
+    revision = kind.revision_of(obj)
     note(f"✔ {title} is ready" + (f" at revision {revision}" if revision else ""))
     return obj
 
@@ -135,13 +158,14 @@ async def _create(
     name: str,
     spec: dict[str, Any],
     export: bool,
-) -> None:
+) -> dict[str, Any] | None:
+    """Print or apply the object; as it is once ready when applied."""
     manifest = _checked(model, _manifest(model, name, session.namespace, spec))
     if export:
         click.echo(to_yaml([manifest]), nl=False)
-        return
+        return None
     client = await session.client()
-    await apply_and_wait(client, manifest, session.timeout)
+    return await apply_and_wait(client, manifest, session.timeout)
 
 
 @source.command("git")
@@ -355,3 +379,196 @@ async def kustomization(
 
 
 create.add_aliases("kustomization", ("ks", "kustomizations"))
+
+
+# The kinds a Receiver may name and an Alert may watch, by their names in any case.
+_EVENT_SOURCE_KINDS = {kind.lower(): kind for kind in EventSourceKind.__args__}  # type: ignore[attr-defined]
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeated values, each of which may list several separated by commas (as flux takes
+    them)."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _object_ref(text: str, flag: str, *, with_namespace: bool) -> dict[str, str]:
+    """``Kind/name`` (and ``.namespace`` after the last dot when ``with_namespace``), as flux
+    parses ``--resource`` and ``--event-source``; the kind in any case, the name may be ``*``."""
+    kind, slash, name = text.partition("/")
+    canonical = _EVENT_SOURCE_KINDS.get(kind.lower())
+    if not slash or not name or canonical is None:
+        kinds = ", ".join(_EVENT_SOURCE_KINDS.values())
+        raise CliError(f"{flag} {text!r}: expected KIND/NAME, KIND one of {kinds}", Exit.USAGE)
+    ref = {"kind": canonical, "name": name}
+    if with_namespace and "." in name:
+        ref["name"], _, ref["namespace"] = name.rpartition(".")
+    return ref
+
+
+# generic-oidc Receivers need oidcProviders, a list of CEL rules: a manifest says them better.
+_RECEIVER_FLAG_TYPES = [kind for kind in RECEIVER_TYPES if kind != "generic-oidc"]
+
+
+@create.command("receiver")
+@click.argument("name")
+@click.option(
+    "--type",
+    "type_",
+    required=True,
+    type=click.Choice(_RECEIVER_FLAG_TYPES),
+    metavar="TYPE",
+    help=f"who sends the webhooks, one of {', '.join(_RECEIVER_FLAG_TYPES)}.",
+)
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    help="event type to act on (push for GitHub, 'Push Hook' for GitLab); all when none. "
+    "Repeat it or separate with commas.",
+)
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    metavar="KIND/NAME",
+    help="object to reconcile when a webhook comes (at least one). Repeat it or separate with "
+    "commas.",
+)
+@click.option(
+    "--secret-ref",
+    required=True,
+    help="Secret whose 'token' signs the webhooks and makes the hook path.",
+)
+@EXPORT
+@cluster_command
+async def receiver(
+    session: Session,
+    name: str,
+    type_: str,
+    events: tuple[str, ...],
+    resources: tuple[str, ...],
+    secret_ref: str,
+    export: bool,
+) -> None:
+    """Create or update a Receiver: webhooks that reconcile objects at once.
+
+    Once ready, its webhook path is printed: the receiver server's address plus this path is
+    the URL to give the Git host (weir trigger receiver posts to it too).
+
+    \b
+    Example:
+      weir create receiver github --type=github --event=ping,push --secret-ref=webhook-token \\
+        --resource=GitRepository/podinfo
+    """
+    targets = [_object_ref(text, "--resource", with_namespace=False) for text in _split(resources)]
+    if not targets:
+        raise CliError("at least one --resource is required", Exit.USAGE)
+    spec = {
+        "type": type_,
+        "events": _split(events),
+        "resources": targets,
+        "secretRef": {"name": secret_ref},
+    }
+    obj = await _create(session, Receiver, name, spec, export)
+    path = ((obj or {}).get("status") or {}).get("webhookPath")
+    if path:
+        note(f"✔ webhook path: {path}")
+
+
+@create.command("alert")
+@click.argument("name")
+@click.option("--provider-ref", required=True, help="the Provider alerts are sent through.")
+@click.option(
+    "--event-source",
+    "event_sources",
+    multiple=True,
+    metavar="KIND/NAME[.NAMESPACE]",
+    help="objects whose events are sent (NAME may be *). Repeat it or separate with commas.",
+)
+@click.option(
+    "--event-severity",
+    type=click.Choice(["info", "error"]),
+    help="info sends every event, error only errors (default info).",
+)
+@EXPORT
+@cluster_command
+async def alert(
+    session: Session,
+    name: str,
+    provider_ref: str,
+    event_sources: tuple[str, ...],
+    event_severity: str | None,
+    export: bool,
+) -> None:
+    """Create or update an Alert: which events go to a Provider.
+
+    \b
+    Example:
+      weir create alert apps --provider-ref=slack --event-source='Kustomization/*' \\
+        --event-severity=error
+    """
+    sources = [
+        _object_ref(text, "--event-source", with_namespace=True) for text in _split(event_sources)
+    ]
+    if not sources:
+        raise CliError("at least one --event-source is required", Exit.USAGE)
+    spec = {
+        "providerRef": {"name": provider_ref},
+        "eventSeverity": event_severity,
+        "eventSources": sources,
+    }
+    await _create(session, Alert, name, spec, export)
+
+
+@create.command("alert-provider")
+@click.argument("name")
+@click.option(
+    "--type",
+    "type_",
+    required=True,
+    type=click.Choice(PROVIDER_TYPES),
+    metavar="TYPE",
+    help="the service alerts go to: slack, msteams, discord, generic, github, gitea, ... "
+    "(weir get alert-providers says whether weir sends to it).",
+)
+@click.option("--channel", help="channel to post to, for chat services.")
+@click.option("--username", help="name to post as.")
+@click.option(
+    "--address",
+    help="where alerts go: a webhook URL, or a repository URL for commit statuses.",
+)
+@click.option(
+    "--secret-ref",
+    help="Secret with the credentials: 'token', 'address' (which wins over --address), 'headers'.",
+)
+@EXPORT
+@cluster_command
+async def alert_provider(
+    session: Session,
+    name: str,
+    type_: str,
+    channel: str | None,
+    username: str | None,
+    address: str | None,
+    secret_ref: str | None,
+    export: bool,
+) -> None:
+    """Create or update a Provider: a chat service, a webhook or a Git host's commit statuses.
+
+    \b
+    Example:
+      weir create alert-provider slack --type=slack --channel=general --secret-ref=slack-url
+    """
+    spec = {
+        "type": type_,
+        "channel": channel,
+        "username": username,
+        "address": address,
+        "secretRef": {"name": secret_ref} if secret_ref else None,
+    }
+    await _create(session, Provider, name, spec, export)
+
+
+create.add_aliases("alert-provider", ("alert-providers",))
+create.add_aliases("receiver", ("receivers",))
+create.add_aliases("alert", ("alerts",))

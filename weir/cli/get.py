@@ -1,4 +1,8 @@
-"""``weir get``: the objects of a kind, or of every kind, and whether each is Ready."""
+"""``weir get``: the objects of a kind, or of every kind, and whether each is Ready.
+
+Ready is the controller's condition; for Alerts and Providers, which have no status, the
+command's own judgement (``weir.cli.alerts``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 import click
 
-from controllers.kube import Gone, KubeClient
+from controllers.kube import Gone, KubeClient, NotFound
 from weir.cli.app import CliError, Exit, Session, cluster_command, console, main
 from weir.cli.kinds import KINDS, Kind, attach, group_of
 from weir.cli.output import OUTPUT_OPTION, print_line, print_objects, print_table, ready_of
@@ -24,24 +28,40 @@ def get() -> None:
     Examples:
       weir get kustomizations -A
       weir get sources git podinfo -n apps
+      weir get receivers
       weir get all --watch
     """
 
 
-def _headers(session: Session) -> list[str]:
-    headers = ["NAME", "REVISION", "SUSPENDED", "READY", "MESSAGE"]
+def _headers(kind: Kind, session: Session) -> list[str]:
+    revision = ["REVISION"] if kind.revision is not None else []
+    headers = ["NAME", *revision, "SUSPENDED", "READY", "MESSAGE"]
     return ["NAMESPACE", *headers] if session.all_namespaces else headers
 
 
-def _row(kind: Kind, obj: dict[str, Any], session: Session, *, prefixed: bool) -> list[str]:
-    meta = obj.get("metadata") or {}
-    name = str(meta.get("name"))
-    if prefixed:
-        name = f"{kind.info.kind.lower()}/{name}"
-    ready, message = ready_of(obj)
-    suspended = "True" if (obj.get("spec") or {}).get("suspend") else "False"
-    row = [name, kind.revision(obj), suspended, ready, message]
-    return [str(meta.get("namespace") or ""), *row] if session.all_namespaces else row
+async def _rows(
+    client: KubeClient,
+    kind: Kind,
+    objects: Sequence[dict[str, Any]],
+    session: Session,
+    *,
+    prefixed: bool,
+) -> list[list[str]]:
+    if kind.judge is not None:
+        readiness = await kind.judge(client, objects)
+    else:
+        readiness = [ready_of(obj) for obj in objects]
+    rows = []
+    for obj, (ready, message) in zip(objects, readiness, strict=True):
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name"))
+        if prefixed:
+            name = f"{kind.info.kind.lower()}/{name}"
+        suspended = "True" if (obj.get("spec") or {}).get("suspend") else "False"
+        revision = [kind.revision_of(obj)] if kind.revision is not None else []
+        row = [name, *revision, suspended, ready, message]
+        rows.append([str(meta.get("namespace") or ""), *row] if session.all_namespaces else row)
+    return rows
 
 
 async def _objects(client: KubeClient, kind: Kind, session: Session, name: str | None) -> Any:
@@ -75,7 +95,7 @@ async def _watch(
                     version = str(meta.get("resourceVersion") or version)
                     if event.type == "BOOKMARK" or (name and meta.get("name") != name):
                         continue
-                    row = _row(kind, event.object, session, prefixed=prefixed)
+                    (row,) = await _rows(client, kind, [event.object], session, prefixed=prefixed)
                     if event.type == "DELETED":
                         row[-1] = "deleted"
                     print_line("  ".join(row))
@@ -106,7 +126,9 @@ def _make(kind: Kind) -> click.Command:
                 + ("any namespace" if session.all_namespaces else f"{session.namespace} namespace"),
                 Exit.NOT_FOUND,
             )
-        print_table(_headers(session), [_row(kind, o, session, prefixed=False) for o in objects])
+        print_table(
+            _headers(kind, session), await _rows(client, kind, objects, session, prefixed=False)
+        )
         if watch:
             await _watch(client, [(kind, version)], session, name, prefixed=False)
 
@@ -128,7 +150,12 @@ async def get_all(session: Session, output: str, watch: bool) -> None:
       weir get all -A
     """
     client = await session.client()
-    found = [(kind, *await _objects(client, kind, session, None)) for kind in KINDS]
+    found = []
+    for kind in KINDS:
+        try:
+            found.append((kind, *await _objects(client, kind, session, None)))
+        except NotFound:
+            continue  # a kind of a controller that is not installed
     if output != "table":
         print_objects([obj for _, objects, _ in found for obj in objects], output)
         return
@@ -136,6 +163,7 @@ async def get_all(session: Session, output: str, watch: bool) -> None:
     for i, (kind, objects) in enumerate(shown):
         if i:
             console.print()
-        print_table(_headers(session), [_row(kind, o, session, prefixed=True) for o in objects])
+        rows = await _rows(client, kind, objects, session, prefixed=True)
+        print_table(_headers(kind, session), rows)
     if watch:
         await _watch(client, [(kind, version) for kind, _, version in found], session, None, True)

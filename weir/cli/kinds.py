@@ -1,25 +1,43 @@
 """The kinds the commands know, and how each verb's command tree is built from them.
 
 A kind is named by one or two words, as ``flux`` names them: ``kustomization`` (also
-``kustomizations``, ``ks``), ``source git`` (also ``sources``, ``gitrepository``...). Each
-verb (``get``, ``reconcile``, ``suspend``, ``resume``, ``export``) builds one command per kind
-with ``attach``; adding a kind to ``KINDS`` adds it to every verb.
+``kustomizations``, ``ks``), ``source git`` (also ``sources``, ``gitrepository``...),
+``alert-provider``. Each verb (``get``, ``reconcile``, ``suspend``, ``resume``, ``export``)
+builds one command per kind with ``attach``; adding a kind to ``KINDS`` adds it to every verb
+(``reconcile`` only to the kinds a controller reconciles: not Alerts and Providers, which
+have no status in Flux's v1beta3 and are judged by the commands instead).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from controllers.api import ResourceInfo
+from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
+from notification.api_v1 import Receiver
+from notification.api_v1beta3 import Alert, Provider
 from source.api_v1 import Bucket, GitRepository, OCIRepository
+from weir.cli.alerts import judge_alerts, judge_providers
 
-__all__ = ["KINDS", "AliasedGroup", "Kind", "attach", "find_kind", "group_of"]
+__all__ = [
+    "KINDS",
+    "RECONCILED",
+    "AliasedGroup",
+    "Judge",
+    "Kind",
+    "attach",
+    "find_kind",
+    "group_of",
+]
+
+Judge = Callable[[KubeClient, Sequence[dict[str, Any]]], Awaitable[list[tuple[str, str]]]]
+"""(Ready, message) of each object of a kind without status, judged by the command."""
 
 
 def _artifact_revision(obj: dict[str, Any]) -> str:
@@ -48,14 +66,27 @@ class Kind:
     """How commands name it: ``("source", "git")`` or ``("kustomization",)``."""
     aliases: tuple[str, ...]
     """Other spellings of its last word."""
-    revision: Callable[[dict[str, Any]], str]
-    """The revision ``get`` shows: the artifact's, or the one last applied."""
+    revision: Callable[[dict[str, Any]], str] | None
+    """The revision ``get`` shows: the artifact's, or the one last applied; None for a kind
+    that has none (no REVISION column)."""
     source: Callable[[dict[str, Any]], tuple[str, str, str] | None] | None = None
     """The (kind, namespace, name) of the source it reads, for ``--with-source``."""
+    judge: Judge | None = None
+    """For a kind without status (Alert, Provider): how the commands tell whether each object
+    is ready; None when its controller reports Ready."""
 
     @property
     def title(self) -> str:
         return self.info.kind
+
+    @property
+    def reconciled(self) -> bool:
+        """Whether a controller reconciles it and reports Ready (``weir reconcile`` works)."""
+        return self.judge is None
+
+    def revision_of(self, obj: dict[str, Any]) -> str:
+        """The revision of ``obj``, "" for a kind that has none."""
+        return self.revision(obj) if self.revision is not None else ""
 
 
 KINDS: tuple[Kind, ...] = (
@@ -79,7 +110,12 @@ KINDS: tuple[Kind, ...] = (
         _applied_revision,
         _kustomization_source,
     ),
+    Kind(Receiver.info, ("receiver",), ("receivers",), None),
+    Kind(Alert.info, ("alert",), ("alerts",), None, judge=judge_alerts),
+    Kind(Provider.info, ("alert-provider",), ("alert-providers",), None, judge=judge_providers),
 )
+RECONCILED = tuple(kind for kind in KINDS if kind.reconciled)
+"""The kinds a controller reconciles: ``weir reconcile`` knows these."""
 
 # Other spellings of a first word.
 _GROUP_ALIASES = {"source": ("sources",)}

@@ -15,7 +15,7 @@ from controllers.api import micro_time_now
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from weir.cli.app import CliError, Exit, Session, cluster_command, err_console, main, note
-from weir.cli.kinds import Kind, attach, find_kind, group_of
+from weir.cli.kinds import RECONCILED, Kind, attach, find_kind, group_of
 from weir.cli.output import ready_of
 
 __all__ = ["reconcile", "request_and_wait"]
@@ -29,6 +29,7 @@ def reconcile() -> None:
     Examples:
       weir reconcile kustomization flux-system --with-source
       weir reconcile source git podinfo -n apps
+      weir reconcile receiver github
     """
 
 
@@ -54,7 +55,7 @@ async def request_and_wait(
     ready, message = ready_of(obj)
     if ready != "True":
         raise CliError(f"{title}: {message or 'not ready'}")
-    revision = kind.revision(obj)
+    revision = kind.revision_of(obj)
     note(f"✔ {title} is ready" + (f" at revision {revision}" if revision else ""))
     return obj
 
@@ -109,4 +110,4 @@ def _make(kind: Kind) -> click.Command:
     return command
 
 
-attach(reconcile, _make)
+attach(reconcile, _make, RECONCILED)

@@ -1,7 +1,9 @@
-"""``weir create secret git``: the Secret a GitRepository authenticates with."""
+"""``weir create secret git`` and ``receiver``: the Secret a GitRepository authenticates with,
+and the one whose token a Receiver checks webhooks with."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,11 +23,12 @@ __all__ = ["git_secret_data", "secret"]
 
 @group_of(create)
 def secret() -> None:
-    """Create or update a Secret for a source.
+    """Create or update a Secret for a source or a Receiver.
 
     \b
-    Example:
+    Examples:
       weir create secret git podinfo-auth --url=ssh://git@example.com/org/podinfo
+      weir create secret receiver webhook-token
     """
 
 
@@ -172,6 +175,37 @@ async def git(
     manifest = secret_manifest(name, session.namespace, data)
     if "identity.pub" in data and private_key_file is None:
         note(f"► deploy key: {data['identity.pub'].strip()}")
+    if export:
+        click.echo(to_yaml([manifest]), nl=False)
+        return
+    await apply_secret(await session.client(), manifest)
+    note(f"✔ Secret {session.namespace}/{name} applied")
+
+
+# As long as the tokens Flux's docs make (head -c 12 /dev/urandom | shasum): 40 hex digits.
+TOKEN_BYTES = 20
+
+
+@secret.command("receiver")
+@click.argument("name")
+@click.option(
+    "--token",
+    envvar="WEIR_RECEIVER_TOKEN",
+    help="the token ($WEIR_RECEIVER_TOKEN); a new random one when not given.",
+)
+@click.option("--export", is_flag=True, help="print the Secret instead of applying it.")
+@cluster_command
+async def receiver(session: Session, name: str, token: str | None, export: bool) -> None:
+    """Create or update the Secret of a Receiver: its 'token', which signs or carries the
+    webhooks and makes the hook path. Give the Git host the same token (--export shows it).
+
+    \b
+    Example:
+      weir create secret receiver webhook-token
+    """
+    manifest = secret_manifest(
+        name, session.namespace, {"token": token or secrets.token_hex(TOKEN_BYTES)}
+    )
     if export:
         click.echo(to_yaml([manifest]), nl=False)
         return

@@ -9,6 +9,7 @@ from typing import Any
 import click
 import yaml
 
+from controllers.kube import NotFound
 from weir.cli.app import Session, cluster_command, main
 from weir.cli.kinds import KINDS
 from weir.cli.output import OUTPUT_OPTION, print_table, ready_of
@@ -25,14 +26,17 @@ def _size(total: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _counts(objects: list[dict[str, Any]]) -> tuple[int, int, int, int | None]:
-    """(running, failing, suspended, artifact bytes or None for kinds without artifacts)."""
+def _counts(
+    objects: list[dict[str, Any]], readiness: list[str]
+) -> tuple[int, int, int, int | None]:
+    """(running, failing, suspended, artifact bytes or None for kinds without artifacts), from
+    the objects and the Ready status of each."""
     running = failing = suspended = 0
     size: int | None = None
-    for obj in objects:
+    for obj, ready in zip(objects, readiness, strict=True):
         if (obj.get("spec") or {}).get("suspend"):
             suspended += 1
-        elif ready_of(obj)[0] == "False":
+        elif ready == "False":
             failing += 1
         else:
             running += 1
@@ -55,8 +59,15 @@ async def stats(session: Session, output: str) -> None:
     client = await session.client()
     rows, counts = [], []
     for kind in KINDS:
-        objects = (await client.list(kind.info, session.scope))["items"]
-        running, failing, suspended, size = _counts(objects)
+        try:
+            objects = (await client.list(kind.info, session.scope))["items"]
+        except NotFound:
+            continue  # a kind of a controller that is not installed
+        if kind.judge is not None:
+            readiness = [ready for ready, _ in await kind.judge(client, objects)]
+        else:
+            readiness = [ready_of(obj)[0] for obj in objects]
+        running, failing, suspended, size = _counts(objects, readiness)
         storage = "-" if size is None else _size(size)
         rows.append([kind.info.kind, str(running), str(failing), str(suspended), storage])
         counts.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from weir.cli.app import Session, cluster_command, main, note
+from weir.cli.create import report_judged
 from weir.cli.kinds import Kind, attach, group_of
 from weir.cli.reconcile import request_and_wait
 
@@ -16,18 +17,21 @@ def suspend() -> None:
     """Stop reconciling an object (spec.suspend: true); what it applied stays.
 
     \b
-    Example:
+    Examples:
       weir suspend kustomization apps
+      weir suspend alert apps
     """
 
 
 @group_of(main)
 def resume() -> None:
-    """Reconcile a suspended object again, and wait until it is done.
+    """Reconcile a suspended object again, and wait until it is done (an Alert or a
+    Provider, which no controller reconciles, is judged at once).
 
     \b
-    Example:
+    Examples:
       weir resume kustomization apps
+      weir resume alert-provider slack
     """
 
 
@@ -57,6 +61,12 @@ def _make_resume(kind: Kind) -> click.Command:
     @cluster_command
     async def command(session: Session, name: str) -> None:
         client = await session.client()
+        if not kind.reconciled:
+            patch = {"spec": {"suspend": False}}
+            obj = await client.patch(kind.info, session.namespace, name, patch)
+            note(f"✔ {kind.info.kind} {session.namespace}/{name} resumed")
+            await report_judged(client, kind, obj)
+            return
         async with session.within_timeout():
             await request_and_wait(client, kind, session.namespace, name, resume=True)
 

@@ -223,7 +223,7 @@ async def trace(
         layers.append(_source_layer(source_kind.info.kind, source_namespace, ref["name"], source))
         problems += _problems(source_title, source) if source else [f"{source_title} not found"]
         applied = (ks.get("status") or {}).get("lastAppliedRevision")
-        latest = source_kind.revision(source) if source else ""
+        latest = source_kind.revision_of(source) if source else ""
         if applied and latest and applied != latest:
             problems.append(f"{ks_title} applied {applied}, but {source_title} is at {latest}")
 

@@ -16,11 +16,17 @@ app.kubernetes.io/component: {{ . }}
 The controllers, in the order weir install lays them out (COMPONENTS in weir/bundle.py):
   values         the key of its values (create, resources)
   package        the container runs `python -m <package>`
-  kinds          its API groups and the plural names of its kinds there (CRDs and RBAC)
+  kinds          its API groups, the plural names of its kinds there (CRDs and RBAC), and
+                 of those the ones with a status
   reads          RBAC rules beyond its own kinds, events and leader election
   clusterAdmin   bound to cluster-admin instead of a role of its own
   lockdown       which lockdown values it takes
   artifactStorage  serves artifacts: a storage volume and port, the artifact Service
+  servers        its own servers: the Service in front (port 80), the container port's name
+                 and number, the flag of the listen address, and the NetworkPolicy that lets
+                 every namespace in (networkPolicy), if any
+  eventsEndpoint takes the other controllers' events: they get --events-addr naming its first
+                 server's Service
 */}}
 {{- define "weir.components" -}}
 - name: source-controller
@@ -29,6 +35,7 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
   kinds:
     - group: source.toolkit.fluxcd.io
       plurals: [gitrepositories, ocirepositories, buckets]
+      statuses: [gitrepositories, ocirepositories, buckets]
   reads:
     # The Secrets a source names, read one at a time, never listed.
     - apiGroups: [""]
@@ -41,21 +48,65 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
   clusterAdmin: false
   lockdown: []
   artifactStorage: true
+  servers: []
+  eventsEndpoint: false
 - name: kustomize-controller
   values: kustomizeController
   package: kustomize
   kinds:
     - group: kustomize.toolkit.fluxcd.io
       plurals: [kustomizations]
+      statuses: [kustomizations]
   reads: []
   clusterAdmin: true
   lockdown: [noCrossNamespaceRefs, noRemoteBases, defaultServiceAccount]
   artifactStorage: false
+  servers: []
+  eventsEndpoint: false
+- name: notification-controller
+  values: notificationController
+  package: notification
+  kinds:
+    # Alerts and Providers have no status (Flux's v1beta3).
+    - group: notification.toolkit.fluxcd.io
+      plurals: [receivers, alerts, providers]
+      statuses: [receivers]
+  reads:
+    # A Receiver's token, a Provider's credentials, certificates and proxy: read one at a
+    # time, never listed.
+    - apiGroups: [""]
+      resources: [secrets]
+      verbs: [get]
+    # A Receiver asks for a reconcile of the objects it names (an annotation, patched); both
+    # it and the Alerts select objects by labels, and an Alert reads the object of an event.
+    - apiGroups:
+        - source.toolkit.fluxcd.io
+        - kustomize.toolkit.fluxcd.io
+        - helm.toolkit.fluxcd.io
+        - image.toolkit.fluxcd.io
+        - source.extensions.fluxcd.io
+      resources: ["*"]
+      verbs: [get, list, watch, patch]
+  clusterAdmin: false
+  lockdown: [noCrossNamespaceRefs]
+  artifactStorage: false
+  servers:
+    - service: notification-controller
+      portName: http
+      port: 9090
+      flag: --events-addr
+      networkPolicy: ""
+    - service: webhook-receiver
+      portName: http-webhook
+      port: 9292
+      flag: --receiver-addr
+      networkPolicy: allow-webhooks
+  eventsEndpoint: true
 {{- end }}
 
 {{/* The components whose create value is true, as a YAML list (use with fromYamlArray). */}}
 {{- define "weir.enabled" -}}
-{{- range tuple "helmController" "notificationController" "imageAutomationController" }}
+{{- range tuple "helmController" "imageAutomationController" }}
 {{- if (index $.Values . | default dict).create }}
 {{- fail (printf "%s.create: weir has no such controller yet" .) }}
 {{- end }}
@@ -67,4 +118,14 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
 {{- end }}
 {{- end }}
 {{- toYaml $enabled }}
+{{- end }}
+
+{{/* Where the controllers send their events: the events Service by its full name, as weir
+install names it; empty when no enabled component takes events. */}}
+{{- define "weir.eventsAddr" -}}
+{{- range (include "weir.enabled" . | fromYamlArray) }}
+{{- if .eventsEndpoint }}
+{{- printf "http://%s.$(RUNTIME_NAMESPACE).svc.%s./" (index .servers 0).service $.Values.clusterDomain }}
+{{- end }}
+{{- end }}
 {{- end }}
