@@ -1,6 +1,6 @@
 """Idle memory of each controller: VmRSS 5 s after its /readyz first answers ok.
 
-Runs the source and kustomize controllers of this checkout, one after the other, against a
+Runs the source, kustomize and notification controllers of this checkout, one after the other, against a
 local control plane with weir's CRDs and no objects, with their default flags (every
 namespace, no leader election). The goal is at most 60 MiB each.
 """
@@ -50,6 +50,11 @@ def idle_rss(plane: ControlPlane, package: str, workdir: Path) -> float:
             f"--storage-addr=127.0.0.1:{port}",
             f"--storage-adv-addr=127.0.0.1:{port}",
         ]
+    if package == "notification":
+        argv += [
+            f"--events-addr=127.0.0.1:{free_port()}",
+            f"--receiver-addr=127.0.0.1:{free_port()}",
+        ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = workdir / f"{package}.log"
     with log.open("wb") as out:
@@ -77,7 +82,7 @@ def main() -> None:
     plane = ControlPlane(workdir / "cluster")
     try:
         plane.start()
-        for package in ("source", "kustomize"):
+        for package in ("source", "kustomize", "notification"):
             (workdir / package).mkdir()
             rss = idle_rss(plane, package, workdir / package)
             verdict = "ok" if rss <= GOAL_MIB else f"over the {GOAL_MIB:.0f} MiB goal"
