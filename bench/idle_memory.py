@@ -1,8 +1,8 @@
 """Idle memory of each controller: VmRSS 5 s after its /readyz first answers ok.
 
-Runs the source, kustomize and notification controllers of this checkout, one after the other, against a
-local control plane with weir's CRDs and no objects, with their default flags (every
-namespace, no leader election). The goal is at most 60 MiB each.
+Runs the source, kustomize and notification controllers of this checkout, one after the
+other, against a local control plane with weir's CRDs and no objects, with their default
+flags (every namespace, no leader election). The goal is at most 60 MiB each.
 """
 
 from __future__ import annotations

@@ -631,7 +631,10 @@ def events_to_record(
         != (ready.status, ready.reason, ready.message)
     )
     if error is not None:
-        return [("Warning", error.reason, error.message)] if changed else []
+        # A wait is no failure of this object: Flux tells it as info (DependencyNotReady), so
+        # an Alert on errors does not fire for every new object whose source is not ready.
+        type_: EventType = "Normal" if isinstance(error, Waiting) else "Warning"
+        return [(type_, error.reason, error.message)] if changed else []
     if notified:
         return list(notified)
     if (

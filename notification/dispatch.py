@@ -202,7 +202,7 @@ class Dispatcher:
     ) -> None:
         try:
             async with asyncio.timeout(target.timeout + SEND_MARGIN_SECONDS):
-                await deliver(target, body, alert)
+                sent = await deliver(target, body, alert)
         except (DeliveryError, TimeoutError) as err:
             problem = str(err) or f"no answer within {target.timeout:g}s"
             alert_log.warning("notification not sent", error=problem)
@@ -222,4 +222,7 @@ class Dispatcher:
                 "notification failed", error_type=type(err).__name__, error=target.redact(str(err))
             )
             return
-        alert_log.info("notification sent", type=target.type)
+        if sent:
+            alert_log.info("notification sent", type=target.type)
+        else:
+            alert_log.debug("notification not for this provider type", type=target.type)

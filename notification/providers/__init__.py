@@ -79,16 +79,16 @@ def requests_for(target: Target, event: dict[str, Any]) -> list[Outgoing]:
     return _REQUESTS[target.type](target, event)
 
 
-async def deliver(target: Target, event: dict[str, Any], alert: Alert) -> None:
+async def deliver(target: Target, event: dict[str, Any], alert: Alert) -> bool:
     """Send ``event`` (Flux's event JSON, the Alert's metadata merged in) through ``target``,
-    retrying as ``target.retry`` says, all within ``target.timeout``. Returns at once for an
-    event the type ignores (a commit-status type and an event without a revision; a
-    progressing event for PagerDuty, GitHub, GitLab, Bitbucket). Raises ``DeliveryError``."""
+    retrying as ``target.retry`` says, all within ``target.timeout``; True once sent. False at
+    once for an event the type ignores (a commit-status type and an event without a revision;
+    a progressing event for PagerDuty, GitHub, GitLab, Bitbucket). Raises ``DeliveryError``."""
     commit_status = target.type in COMMIT_STATUS_TYPES
     update = plan_status(target, event, alert) if commit_status else None
     requests = [] if commit_status else requests_for(target, event)
     if update is None and not requests:
-        return
+        return False
     where = endpoint_of(requests[0].url) if requests else target.endpoint
     try:
         async with asyncio.timeout(target.timeout), Session(target) as session:
@@ -100,3 +100,4 @@ async def deliver(target: Target, event: dict[str, Any], alert: Alert) -> None:
         raise DeliveryError(
             f"sending to {where} did not finish within {target.timeout:g}s"
         ) from None
+    return True

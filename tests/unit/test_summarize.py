@@ -276,7 +276,7 @@ CASES = [
         ),
         id="failure-after-stall-clears-stalled",
     ),
-    # Waiting: as a failure, but looked at again after requeue_after.
+    # Waiting: as a failure, but looked at again after requeue_after, and told as Normal.
     pytest.param(
         Case(
             NEW,
@@ -286,7 +286,7 @@ CASES = [
             reconciling=("True", PROGRESSING_WITH_RETRY, "Source artifact not found"),
             outcome=Outcome.WAITING,
             requeue=30.0,
-            events=(("Warning", "ArtifactFailed", "Source artifact not found"),),
+            events=(("Normal", "ArtifactFailed", "Source artifact not found"),),
         ),
         id="waiting-requeues-after-its-delay",
     ),
@@ -299,7 +299,7 @@ CASES = [
             reconciling=("True", PROGRESSING_WITH_RETRY, "not yet"),
             outcome=Outcome.WAITING,
             requeue=None,
-            events=(("Warning", "DependencyNotReady", "not yet"),),
+            events=(("Normal", "DependencyNotReady", "not yet"),),
         ),
         id="waiting-zero-backs-off",
     ),
