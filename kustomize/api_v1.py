@@ -24,6 +24,7 @@ from controllers.api import (
     ResourceStatus,
     parse_duration,
 )
+from controllers.apitypes import CustomHealthCheck, Image, Patch, SecretKeyReference, Selector
 
 __all__ = [
     "GROUP",
@@ -106,16 +107,6 @@ class NamespacedObjectKindReference(KubeModel):
     namespace: str | None = Field(default=None, description="Namespace of the object.")
 
 
-class SecretKeyReference(KubeModel):
-    """A key of a Secret in the same namespace."""
-
-    name: str = Field(description="Name of the Secret.")
-    key: str | None = Field(
-        default=None,
-        description="Key in the Secret; an implementation-specific default when unset.",
-    )
-
-
 class KubeConfigReference(KubeModel):
     """Where the kubeconfig of a remote cluster comes from."""
 
@@ -152,58 +143,6 @@ class CommonMetadata(KubeModel):
         default=None, description="Annotations added to every object."
     )
     labels: dict[str, str] | None = Field(default=None, description="Labels added to every object.")
-
-
-class Selector(KubeModel):
-    """Objects matching all of the given criteria."""
-
-    group: str | None = Field(default=None, description="API group of the objects.")
-    version: str | None = Field(default=None, description="API version of the objects.")
-    kind: str | None = Field(default=None, description="Kind of the objects.")
-    namespace: str | None = Field(default=None, description="Namespace of the objects.")
-    name: str | None = Field(default=None, description="Name of the objects.")
-    annotation_selector: str | None = Field(
-        default=None, description="Label selector expression matched against the annotations."
-    )
-    label_selector: str | None = Field(
-        default=None, description="Label selector expression matched against the labels."
-    )
-
-
-class Patch(KubeModel):
-    """An inline strategic merge or JSON 6902 patch, and the objects it applies to."""
-
-    patch: str = Field(
-        description="A strategic merge patch, or a JSON 6902 patch as a list of operations."
-    )
-    target: Selector | None = Field(
-        default=None, description="Objects the patch applies to; those it names when unset."
-    )
-
-
-class Image(KubeModel):
-    """A container image whose name, tag or digest is replaced."""
-
-    name: str = Field(description="Image name, without a tag.")
-    new_name: str | None = Field(default=None, description="Name replacing the original one.")
-    new_tag: str | None = Field(default=None, description="Tag replacing the original one.")
-    digest: str | None = Field(
-        default=None, description="Digest replacing the original tag; wins over newTag."
-    )
-
-
-class CustomHealthCheck(KubeModel):
-    """CEL expressions deciding the health of objects of one custom kind."""
-
-    api_version: str = Field(description="API version of the objects.")
-    kind: str | None = Field(default=None, description="Kind of the objects.")
-    current: str = Field(description="CEL expression true when the object is healthy.")
-    in_progress: str | None = Field(
-        default=None, description="CEL expression true while the object is progressing."
-    )
-    failed: str | None = Field(
-        default=None, description="CEL expression true when the object has failed."
-    )
 
 
 class IgnoreRule(KubeModel):
