@@ -208,6 +208,12 @@ class CustomResource(KubeModel):
         without it."""
         return False
 
+    @property
+    def static(self) -> bool:
+        """A data container the controller leaves alone (Flux's OCI HelmRepository): no
+        finalizer, no status, no steps; False for every kind by default."""
+        return False
+
 
 # Go's time.ParseDuration, which Flux reads every duration with. Values are integer
 # nanoseconds held in Go's uint64 accumulator, so the bounds and the wrap-around are Go's.

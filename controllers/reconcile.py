@@ -388,6 +388,8 @@ class Controller(Generic[T, S]):
     async def _reconcile_live(
         self, ctx: RunContext[S], obj: T, raw: dict[str, Any], started: float
     ) -> RunSummary:
+        if obj.static:
+            return await self._make_static(ctx, obj, raw)
         try:
             if FINALIZER not in (obj.metadata.finalizers or []):
                 raw = await patch_finalizers(self.client, self.info, raw, add=FINALIZER)
@@ -399,6 +401,25 @@ class Controller(Generic[T, S]):
             return await self._run_steps(ctx, obj, raw)
         finally:
             self.metrics.record_duration(obj, time.monotonic() - started)
+
+    async def _make_static(self, ctx: RunContext[S], obj: T, raw: dict[str, Any]) -> RunSummary:
+        """Undo what earlier runs left on an object that became static (a HelmRepository
+        switched to ``type: oci``), as Flux migrates it: what it owns goes (``finalize``),
+        then its finalizer and its whole status. A suspended one is left as it is."""
+        self.metrics.forget(self.info.kind, obj.metadata.namespace or "", obj.metadata.name)
+        if obj.suspended:
+            return RunSummary(Outcome.SUSPENDED)
+        if FINALIZER in (obj.metadata.finalizers or []):
+            await self.reconciler.finalize(ctx, obj)
+            raw = await patch_finalizers(self.client, self.info, raw, remove=FINALIZER)
+            self._wrote(raw)
+        if raw.get("status"):
+            patcher = StatusPatcher(
+                self.client, self.info, raw, owned_conditions=self.owned, field_manager=self.name
+            )
+            self._wrote(await patcher.patch({}))
+            ctx.log.info("object is static: status removed")
+        return RunSummary(Outcome.SUCCEEDED)
 
     def _stand_in(self, raw: dict[str, Any]) -> T:
         """An object the model rejects, reduced to its metadata and conditions: enough to

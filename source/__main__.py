@@ -15,6 +15,7 @@ from controllers.manager import Service, ServiceContext
 from controllers.reconcile import Reconciler
 from source.bucket import BucketReconciler
 from source.gitrepository import GitRepositoryReconciler
+from source.helmrepository import HelmRepositoryReconciler
 from source.ocirepository import OCIRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import DEFAULT_MAX_CONTENT_SIZE, ArtifactStorage
@@ -55,6 +56,7 @@ def reconcilers(artifacts: ArtifactStorage) -> list[Reconciler[Any]]:
         GitRepositoryReconciler(artifacts),
         OCIRepositoryReconciler(artifacts),
         BucketReconciler(artifacts),
+        HelmRepositoryReconciler(artifacts),
     ]
 
 

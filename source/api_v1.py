@@ -1,4 +1,5 @@
-"""The ``source.toolkit.fluxcd.io/v1`` API: GitRepository, OCIRepository and Bucket.
+"""The ``source.toolkit.fluxcd.io/v1`` API: GitRepository, OCIRepository, Bucket and
+HelmRepository.
 
 Field names, defaults, patterns and enums follow Flux's source-controller v1 API. A Python default
 is also the CRD default (the API server applies it), so optional fields without a Flux default
@@ -28,6 +29,7 @@ from controllers.crd import AGE_COLUMN
 
 __all__ = [
     "GROUP",
+    "AccessFrom",
     "Bucket",
     "BucketProvider",
     "BucketSTSProvider",
@@ -42,6 +44,12 @@ __all__ = [
     "GitRepositoryStatus",
     "GitRepositoryVerification",
     "GitVerificationMode",
+    "HelmRepository",
+    "HelmRepositoryProvider",
+    "HelmRepositorySpec",
+    "HelmRepositoryStatus",
+    "HelmRepositoryType",
+    "NamespaceSelector",
     "OCILayerOperation",
     "OCILayerSelector",
     "OCIProvider",
@@ -613,3 +621,137 @@ class Bucket(CustomResource):
     def suspended(self) -> bool:
         """``spec.suspend``."""
         return bool(self.spec.suspend)
+
+
+# HelmRepository
+
+HelmRepositoryType = Literal["default", "oci"]
+HelmRepositoryProvider = Literal["generic", "aws", "azure", "gcp"]
+# Flux's HelmRepository.GetTimeout and GetRequeueAfter when the field is unset (or 0s).
+HELM_REPOSITORY_DEFAULT_TIMEOUT = "60s"
+HELM_REPOSITORY_DEFAULT_INTERVAL = "1m"
+
+
+class NamespaceSelector(KubeModel):
+    """Namespaces whose objects may refer to this one, by label."""
+
+    match_labels: dict[str, str] | None = Field(
+        default=None, description="Labels a namespace must have, all of them."
+    )
+
+
+class AccessFrom(KubeModel):
+    """Cross-namespace access control list; provisional and not enforced, as in Flux."""
+
+    namespace_selectors: list[NamespaceSelector] = Field(
+        description="Namespaces allowed to refer to this object; any one must match."
+    )
+
+
+class HelmRepositorySpec(KubeModel):
+    """The desired state of a HelmRepository: where the repository is and how often."""
+
+    url: str = Field(
+        pattern=r"^(http|https|oci)://.*$",
+        description="URL of the Helm repository: http(s):// for an index.yaml repository, "
+        "oci:// with type 'oci'.",
+    )
+    secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with the credentials: 'username' and 'password' for HTTP basic "
+        "auth (TLS keys here are deprecated: use certSecretRef).",
+    )
+    cert_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret with TLS settings: 'ca.crt', and 'tls.crt' with 'tls.key' for a "
+        "client certificate; wins over TLS keys in secretRef.",
+    )
+    pass_credentials: bool | None = Field(
+        default=None,
+        description="Send the secretRef credentials to hosts other than the URL's, e.g. chart "
+        "URLs of the index on another host. Enable with caution.",
+    )
+    interval: Duration | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="How often the index is fetched (with jitter); 1m when unset. Not used "
+        "with type 'oci'.",
+    )
+    insecure: bool | None = Field(
+        default=None,
+        description="Connect to a registry over plain HTTP; only with type 'oci'.",
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        pattern=GIT_TIMEOUT_PATTERN,
+        description="Timeout of the index fetch, and of OCI operations of the HelmCharts "
+        "using this repository; 60s when unset.",
+    )
+    suspend: bool | None = Field(
+        default=None, description="Stop reconciling this HelmRepository while true."
+    )
+    access_from: AccessFrom | None = Field(
+        default=None,
+        description="Access control list for cross-namespace references; provisional, not "
+        "enforced.",
+    )
+    type: HelmRepositoryType | None = Field(
+        default=None,
+        description="'default' for an index.yaml repository, 'oci' for an OCI registry (the "
+        "URL then starts with oci://).",
+    )
+    provider: HelmRepositoryProvider = Field(
+        default="generic",
+        description="Authentication provider for type 'oci': 'generic' (credentials from "
+        "secretRef), 'aws', 'azure' or 'gcp'.",
+    )
+
+
+class HelmRepositoryStatus(ResourceStatus):
+    """The observed state of a HelmRepository; empty for type 'oci'."""
+
+    url: str | None = Field(
+        default=None, description="Download address of the index artifact of the last sync."
+    )
+    artifact: Artifact | None = Field(
+        default=None, description="The artifact of the last successful reconciliation."
+    )
+
+
+class HelmRepository(CustomResource):
+    """A Helm repository: an index.yaml served as an artifact, or a static OCI registry path."""
+
+    info: ClassVar[ResourceInfo] = ResourceInfo(
+        group=GROUP,
+        version=VERSION,
+        kind="HelmRepository",
+        plural="helmrepositories",
+        short_names=("helmrepo",),
+        categories=SOURCE_CATEGORIES,
+        # Flux lists Age before Ready for this kind.
+        printer_columns=(PrinterColumn("URL", ".spec.url"), AGE_COLUMN, *READY_COLUMNS),
+    )
+
+    spec: HelmRepositorySpec
+    status: HelmRepositoryStatus = Field(default_factory=HelmRepositoryStatus)
+
+    @property
+    def interval_seconds(self) -> float:
+        """``spec.interval`` in seconds; a minute when unset or zero, as Flux requeues."""
+        seconds = parse_duration(self.spec.interval or HELM_REPOSITORY_DEFAULT_INTERVAL)
+        return seconds or parse_duration(HELM_REPOSITORY_DEFAULT_INTERVAL)
+
+    @property
+    def timeout_seconds(self) -> float:
+        """``spec.timeout`` in seconds; a minute when unset."""
+        return parse_duration(self.spec.timeout or HELM_REPOSITORY_DEFAULT_TIMEOUT)
+
+    @property
+    def suspended(self) -> bool:
+        """``spec.suspend``."""
+        return bool(self.spec.suspend)
+
+    @property
+    def static(self) -> bool:
+        """Type 'oci': a data container, neither reconciled nor given a status (Flux)."""
+        return self.spec.type == "oci"

@@ -242,10 +242,14 @@ def test_the_lockdown_flags_reach_the_kustomize_controller(
 @pytest.mark.parametrize(
     ("components", "kinds"),
     [
-        pytest.param(SOURCE, {"GitRepository", "OCIRepository", "Bucket"}, id="source"),
+        pytest.param(
+            SOURCE, {"GitRepository", "OCIRepository", "Bucket", "HelmRepository"}, id="source"
+        ),
         pytest.param(("kustomize-controller",), {"Kustomization"}, id="kustomize"),
         pytest.param(
-            BOTH, {"GitRepository", "OCIRepository", "Bucket", "Kustomization"}, id="both"
+            BOTH,
+            {"GitRepository", "OCIRepository", "Bucket", "HelmRepository", "Kustomization"},
+            id="both",
         ),
         pytest.param(NOTIFICATION, {"Receiver", "Alert", "Provider"}, id="notification"),
     ],

@@ -22,7 +22,7 @@ from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from notification.api_v1beta3 import Alert, Provider
-from source.api_v1 import Bucket, GitRepository, OCIRepository
+from source.api_v1 import Bucket, GitRepository, HelmRepository, OCIRepository
 from weir.cli.alerts import judge_alerts, judge_providers
 
 __all__ = [
@@ -103,6 +103,12 @@ KINDS: tuple[Kind, ...] = (
         _artifact_revision,
     ),
     Kind(Bucket.info, ("source", "bucket"), ("buckets",), _artifact_revision),
+    Kind(
+        HelmRepository.info,
+        ("source", "helm"),
+        ("helmrepository", "helmrepositories", "helmrepo"),
+        _artifact_revision,
+    ),
     Kind(
         Kustomization.info,
         ("kustomization",),

@@ -34,8 +34,8 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
   package: source
   kinds:
     - group: source.toolkit.fluxcd.io
-      plurals: [gitrepositories, ocirepositories, buckets]
-      statuses: [gitrepositories, ocirepositories, buckets]
+      plurals: [gitrepositories, ocirepositories, buckets, helmrepositories]
+      statuses: [gitrepositories, ocirepositories, buckets, helmrepositories]
   reads:
     # The Secrets a source names, read one at a time, never listed.
     - apiGroups: [""]
