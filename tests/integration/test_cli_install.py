@@ -171,6 +171,7 @@ async def test_check_names_what_is_missing(own_plane: ControlPlane, own_kube: Ku
     assert [line.split()[0] for line in counted.out.splitlines()[1:]] == [
         "GitRepository",
         "OCIRepository",
+        "HelmRepository",
         "Kustomization",
         "Receiver",
         "Alert",
