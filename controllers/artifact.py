@@ -2,7 +2,8 @@
 
 :func:`fetch_artifact` downloads ``status.artifact.url``, checks it against
 ``status.artifact.digest`` and unpacks it; :func:`extract_tarball` is the unpacking half, for
-an archive already on disk. Both treat the archive as hostile: it may only hold regular files
+an archive already on disk; :func:`fetch_file` the download half, for an artifact that is one
+file (a HelmRepository's index). Both treat the archive as hostile: it may only hold regular files
 and directories with relative paths, within a size and an entry budget, and nothing appears
 at the destination unless everything succeeded.
 
@@ -46,6 +47,7 @@ __all__ = [
     "UnsafeArchive",
     "extract_tarball",
     "fetch_artifact",
+    "fetch_file",
 ]
 
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024
@@ -114,6 +116,34 @@ async def fetch_artifact(
         await asyncio.to_thread(extract_tarball, archive, dest, max_size)
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+
+async def fetch_file(
+    url: str,
+    digest: str,
+    dest: Path,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    timeout: float = 60,
+) -> None:
+    """Download the single-file artifact at ``url`` to ``dest`` (a new file) and verify it has
+    ``digest``, as :func:`fetch_artifact` does but without unpacking. On any error nothing is
+    left at ``dest``."""
+    algorithm, expected = _parse_digest(digest)
+    shown = _display_url(url)
+    if await asyncio.to_thread(dest.exists):
+        raise ArtifactError(f"cannot download to {dest}: it exists")
+    try:
+        actual = await _download(url, shown, dest, algorithm, max_size, timeout)
+        if actual != expected:
+            raise DigestMismatch(
+                f"artifact downloaded from {shown} has digest {algorithm}:{actual}, expected "
+                f"{algorithm}:{expected}; the source may have published a new artifact since "
+                "its status was read, so retry once the source is ready again"
+            )
+    except BaseException:
+        await asyncio.to_thread(dest.unlink, True)
+        raise
 
 
 def extract_tarball(

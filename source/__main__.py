@@ -15,6 +15,7 @@ from controllers.manager import Service, ServiceContext
 from controllers.reconcile import Reconciler
 from source.bucket import BucketReconciler
 from source.gitrepository import GitRepositoryReconciler
+from source.helmchart import HelmChartReconciler
 from source.helmrepository import HelmRepositoryReconciler
 from source.ocirepository import OCIRepositoryReconciler
 from source.server import start_artifact_server
@@ -57,6 +58,7 @@ def reconcilers(artifacts: ArtifactStorage) -> list[Reconciler[Any]]:
         OCIRepositoryReconciler(artifacts),
         BucketReconciler(artifacts),
         HelmRepositoryReconciler(artifacts),
+        HelmChartReconciler(artifacts),
     ]
 
 

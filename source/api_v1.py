@@ -1,5 +1,5 @@
-"""The ``source.toolkit.fluxcd.io/v1`` API: GitRepository, OCIRepository, Bucket and
-HelmRepository.
+"""The ``source.toolkit.fluxcd.io/v1`` API: GitRepository, OCIRepository, Bucket,
+HelmRepository and HelmChart.
 
 Field names, defaults, patterns and enums follow Flux's source-controller v1 API. A Python default
 is also the CRD default (the API server applies it), so optional fields without a Flux default
@@ -44,11 +44,18 @@ __all__ = [
     "GitRepositoryStatus",
     "GitRepositoryVerification",
     "GitVerificationMode",
+    "HelmChart",
+    "HelmChartSourceKind",
+    "HelmChartSpec",
+    "HelmChartStatus",
+    "HelmChartVerification",
+    "HelmReconcileStrategy",
     "HelmRepository",
     "HelmRepositoryProvider",
     "HelmRepositorySpec",
     "HelmRepositoryStatus",
     "HelmRepositoryType",
+    "LocalHelmChartSourceReference",
     "NamespaceSelector",
     "OCILayerOperation",
     "OCILayerSelector",
@@ -755,3 +762,140 @@ class HelmRepository(CustomResource):
     def static(self) -> bool:
         """Type 'oci': a data container, neither reconciled nor given a status (Flux)."""
         return self.spec.type == "oci"
+
+
+# HelmChart
+
+HelmChartSourceKind = Literal["HelmRepository", "GitRepository", "Bucket"]
+HelmReconcileStrategy = Literal["ChartVersion", "Revision"]
+
+
+class LocalHelmChartSourceReference(KubeModel):
+    """The source, in the HelmChart's namespace, that holds the chart."""
+
+    api_version: str | None = Field(default=None, description="APIVersion of the referent.")
+    kind: HelmChartSourceKind = Field(
+        description="Kind of the referent: HelmRepository, GitRepository or Bucket."
+    )
+    name: str = Field(description="Name of the referent.")
+
+
+class HelmChartVerification(KubeModel):
+    """How to verify the authenticity of a chart pulled from an OCI HelmRepository."""
+
+    provider: OCIVerificationProvider = Field(
+        default="cosign", description="Technology used to sign the chart."
+    )
+    secret_ref: LocalObjectReference | None = Field(
+        default=None, description="Secret with the trusted public keys."
+    )
+    match_oidc_identity: list[OIDCIdentityMatch] | None = Field(
+        default=None,
+        alias="matchOIDCIdentity",
+        description="Identities accepted for Cosign keyless signatures; any one must match.",
+    )
+
+
+class HelmChartSpec(KubeModel):
+    """The desired state of a HelmChart: which chart, at which versions, from which source."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.verify) || self.sourceRef.kind == 'HelmRepository'",
+                    "message": "spec.verify is only supported when spec.sourceRef.kind is "
+                    "'HelmRepository'",
+                }
+            ]
+        }
+    )
+
+    chart: str = Field(description="Name or path of the chart in the source.")
+    version: str = Field(
+        default="*",
+        description="SemVer range of the chart version; ignored for charts from GitRepository "
+        "and Bucket sources. Latest stable when omitted.",
+    )
+    source_ref: LocalHelmChartSourceReference = Field(
+        description="The source the chart is available at."
+    )
+    interval: Duration = Field(
+        pattern=DURATION_PATTERN,
+        description="How often the source is checked for a new chart (with jitter).",
+    )
+    reconcile_strategy: HelmReconcileStrategy = Field(
+        default="ChartVersion",
+        description="What makes a new artifact: a new chart version ('ChartVersion'), or "
+        "also a new revision of the source ('Revision').",
+    )
+    values_files: list[str] | None = Field(
+        default=None,
+        description="Values files in the source, merged in order (the last wins) into the "
+        "chart's values; values.yaml is not included unless listed.",
+    )
+    ignore_missing_values_files: bool | None = Field(
+        default=None, description="Skip values files that are missing instead of failing."
+    )
+    suspend: bool | None = Field(
+        default=None, description="Stop reconciling this HelmChart while true."
+    )
+    verify: HelmChartVerification | None = Field(
+        default=None,
+        description="Verify the chart's signature; only for HelmRepository sources of type "
+        "'oci'. Dependencies not bundled in the chart are not verified.",
+    )
+
+
+class HelmChartStatus(ResourceStatus):
+    """The observed state of a HelmChart."""
+
+    observed_source_artifact_revision: str | None = Field(
+        default=None, description="The source's artifact revision last seen."
+    )
+    observed_chart_name: str | None = Field(
+        default=None, description="The chart name the last resolved chart reference gave."
+    )
+    observed_values_files: list[str] | None = Field(
+        default=None, description="The values files merged into the chart of the artifact."
+    )
+    url: str | None = Field(
+        default=None, description="Download address of the artifact of the last sync."
+    )
+    artifact: Artifact | None = Field(
+        default=None, description="The artifact of the last successful reconciliation."
+    )
+
+
+class HelmChart(CustomResource):
+    """A Helm chart, pulled from a HelmRepository or packaged from a source, as an artifact."""
+
+    info: ClassVar[ResourceInfo] = ResourceInfo(
+        group=GROUP,
+        version=VERSION,
+        kind="HelmChart",
+        plural="helmcharts",
+        short_names=("hc",),
+        categories=SOURCE_CATEGORIES,
+        printer_columns=(
+            PrinterColumn("Chart", ".spec.chart"),
+            PrinterColumn("Version", ".spec.version"),
+            PrinterColumn("Source Kind", ".spec.sourceRef.kind"),
+            PrinterColumn("Source Name", ".spec.sourceRef.name"),
+            AGE_COLUMN,
+            *READY_COLUMNS,
+        ),
+    )
+
+    spec: HelmChartSpec
+    status: HelmChartStatus = Field(default_factory=HelmChartStatus)
+
+    @property
+    def interval_seconds(self) -> float:
+        """``spec.interval`` in seconds."""
+        return parse_duration(self.spec.interval)
+
+    @property
+    def suspended(self) -> bool:
+        """``spec.suspend``."""
+        return bool(self.spec.suspend)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from controllers.reconcile import ReconcileError, RunContext, Stalling
-from source.api_v1 import Bucket, GitRepository, HelmRepository, OCIRepository
+from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
 
 __all__ = [
     "ARCHIVE_FAILED",
@@ -41,7 +41,7 @@ __all__ = [
     "mark_new_revision",
 ]
 
-Source = GitRepository | OCIRepository | Bucket | HelmRepository
+Source = GitRepository | OCIRepository | Bucket | HelmRepository | HelmChart
 """A kind this controller stores artifacts for."""
 
 # Flux's condition types: the abnormal ones a source reconciler owns, and SourceVerified.

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -51,7 +52,14 @@ from source.helmindex import MAX_INDEX_SIZE, InvalidIndex, index_json, load_inde
 from source.storage import ArtifactStorage
 from source.storage_step import keep_artifact, reconcile_storage, record_artifact, store_artifact
 
-__all__ = ["HelmRepositoryReconciler", "HelmRunState", "index_url", "shown_url"]
+__all__ = [
+    "Connection",
+    "HelmRepositoryReconciler",
+    "HelmRunState",
+    "index_url",
+    "repository_connection",
+    "shown_url",
+]
 
 KIND = "HelmRepository"
 # Flux's reasons for this kind.
@@ -86,7 +94,7 @@ class HelmRunState:
 
 
 @dataclass(frozen=True)
-class _Connection:
+class Connection:
     """How to reach the repository, from the spec and its Secrets."""
 
     auth: httpx.BasicAuth | None
@@ -156,7 +164,7 @@ class HelmRepositoryReconciler(Reconciler[HelmRepository, HelmRunState]):
             raise FetchError(
                 f"invalid Helm repository URL: {err}", URL_INVALID, stalled=True
             ) from None
-        connection = await self._connection(ctx, obj)
+        connection = await repository_connection(ctx, obj)
         workdir = ctx.tempdir("weir-helmrepo-")
         fetched = workdir / "index.yaml"
         shown = shown_url(url)
@@ -182,7 +190,7 @@ class HelmRepositoryReconciler(Reconciler[HelmRepository, HelmRunState]):
         await mark_new_revision(ctx, obj, f"new index revision '{revision}'")
 
     async def _download(
-        self, url: httpx.URL, connection: _Connection, dest: Path, timeout: float
+        self, url: httpx.URL, connection: Connection, dest: Path, timeout: float
     ) -> str:
         """Save the body at ``url`` to ``dest``; its sha256 hex digest."""
         shown = shown_url(url)
@@ -230,42 +238,6 @@ class HelmRepositoryReconciler(Reconciler[HelmRepository, HelmRunState]):
             ) from None
         return saved.digest
 
-    async def _connection(self, ctx: RunContext[HelmRunState], obj: HelmRepository) -> _Connection:
-        """Basic auth and TLS from the Secrets the spec names, as Flux's GetClientOpts."""
-        spec, namespace = obj.spec, obj.metadata.namespace or ""
-        auth: httpx.BasicAuth | None = None
-        tls: ssl.SSLContext | None = None
-        client = ctx.client
-        current = ""
-        try:
-            if spec.cert_secret_ref is not None:
-                current = f"TLS authentication secret '{namespace}/{spec.cert_secret_ref.name}'"
-                data = await read_secret(client, namespace, spec.cert_secret_ref.name)
-                tls = await asyncio.to_thread(context_from_secret, data, data.ref, required=True)
-            if spec.secret_ref is not None:
-                current = f"authentication secret '{namespace}/{spec.secret_ref.name}'"
-                data = await read_secret(client, namespace, spec.secret_ref.name)
-                username, password = data.get("username"), data.get("password")
-                if bool(username) != bool(password):
-                    raise data.error(
-                        "password" if username else "username",
-                        "basic auth needs both 'username' and 'password'",
-                    )
-                if username and password:
-                    auth = httpx.BasicAuth(username, password)
-                if tls is None and any(key in data for key in _TLS_KEYS):
-                    ctx.log.warning(
-                        "deprecated TLS configuration",
-                        hint="TLS keys in spec.secretRef are deprecated; use spec.certSecretRef",
-                    )
-                    tls = await asyncio.to_thread(context_from_secret, data, data.ref)
-        except SecretNotFound:
-            # Flux's wording.
-            raise FetchError(f"failed to get {current}: not found", AUTH_FAILED) from None
-        except (SecretError, TLSConfigError) as err:
-            raise FetchError(str(err), AUTH_FAILED) from None
-        return _Connection(auth, tls)
-
     async def reconcile_artifact(
         self, ctx: RunContext[HelmRunState], obj: HelmRepository
     ) -> Result:
@@ -288,6 +260,45 @@ class HelmRepositoryReconciler(Reconciler[HelmRepository, HelmRunState]):
         )
         event = f"stored fetched index of {_size(artifact.size)} from '{state.url}'"
         return record_artifact(ctx, obj, artifact, stored=stored, event=event)
+
+
+async def repository_connection(ctx: RunContext[Any], obj: HelmRepository) -> Connection:
+    """Basic auth and TLS from the Secrets the spec of ``obj`` names, as Flux's
+    GetClientOpts; a :class:`FetchError` (``AuthenticationFailed``) when they are unusable.
+    The HelmCharts of a repository reach it with the same."""
+    spec, namespace = obj.spec, obj.metadata.namespace or ""
+    auth: httpx.BasicAuth | None = None
+    tls: ssl.SSLContext | None = None
+    client = ctx.client
+    current = ""
+    try:
+        if spec.cert_secret_ref is not None:
+            current = f"TLS authentication secret '{namespace}/{spec.cert_secret_ref.name}'"
+            data = await read_secret(client, namespace, spec.cert_secret_ref.name)
+            tls = await asyncio.to_thread(context_from_secret, data, data.ref, required=True)
+        if spec.secret_ref is not None:
+            current = f"authentication secret '{namespace}/{spec.secret_ref.name}'"
+            data = await read_secret(client, namespace, spec.secret_ref.name)
+            username, password = data.get("username"), data.get("password")
+            if bool(username) != bool(password):
+                raise data.error(
+                    "password" if username else "username",
+                    "basic auth needs both 'username' and 'password'",
+                )
+            if username and password:
+                auth = httpx.BasicAuth(username, password)
+            if tls is None and any(key in data for key in _TLS_KEYS):
+                ctx.log.warning(
+                    "deprecated TLS configuration",
+                    hint="TLS keys in spec.secretRef are deprecated; use spec.certSecretRef",
+                )
+                tls = await asyncio.to_thread(context_from_secret, data, data.ref)
+    except SecretNotFound:
+        # Flux's wording.
+        raise FetchError(f"failed to get {current}: not found", AUTH_FAILED) from None
+    except (SecretError, TLSConfigError) as err:
+        raise FetchError(str(err), AUTH_FAILED) from None
+    return Connection(auth, tls)
 
 
 def _load_file(path: Path) -> dict[str, object]:

@@ -33,7 +33,7 @@ from controllers.crd import render_crd
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from notification.api_v1beta3 import Alert, Provider
-from source.api_v1 import Bucket, GitRepository, HelmRepository, OCIRepository
+from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
 
 __all__ = [
     "COMPONENTS",
@@ -134,7 +134,7 @@ COMPONENTS: dict[str, Component] = {
         Component(
             "source-controller",
             "source",
-            (GitRepository, OCIRepository, Bucket, HelmRepository),
+            (GitRepository, OCIRepository, Bucket, HelmRepository, HelmChart),
             reads=(
                 # The Secrets a source names (secretRef, certSecretRef, proxySecretRef), read
                 # one at a time, never listed.

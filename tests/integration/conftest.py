@@ -22,7 +22,7 @@ from controllers.envtest import ControlPlane, ControlPlaneError, ensure_binaries
 from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
-from source.api_v1 import Bucket, GitRepository, HelmRepository, OCIRepository
+from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
 from source.gitrepository import GitRepositoryReconciler
 from source.ocirepository import OCIRepositoryReconciler
 from source.server import start_artifact_server
@@ -190,6 +190,7 @@ RECONCILED_KINDS = (
     OCIRepository.info,
     Bucket.info,
     HelmRepository.info,
+    HelmChart.info,
     Kustomization.info,
     Receiver.info,
 )

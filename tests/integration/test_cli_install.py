@@ -172,6 +172,7 @@ async def test_check_names_what_is_missing(own_plane: ControlPlane, own_kube: Ku
         "GitRepository",
         "OCIRepository",
         "HelmRepository",
+        "HelmChart",
         "Kustomization",
         "Receiver",
         "Alert",

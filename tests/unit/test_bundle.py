@@ -243,12 +243,21 @@ def test_the_lockdown_flags_reach_the_kustomize_controller(
     ("components", "kinds"),
     [
         pytest.param(
-            SOURCE, {"GitRepository", "OCIRepository", "Bucket", "HelmRepository"}, id="source"
+            SOURCE,
+            {"GitRepository", "OCIRepository", "Bucket", "HelmRepository", "HelmChart"},
+            id="source",
         ),
         pytest.param(("kustomize-controller",), {"Kustomization"}, id="kustomize"),
         pytest.param(
             BOTH,
-            {"GitRepository", "OCIRepository", "Bucket", "HelmRepository", "Kustomization"},
+            {
+                "GitRepository",
+                "OCIRepository",
+                "Bucket",
+                "HelmRepository",
+                "HelmChart",
+                "Kustomization",
+            },
             id="both",
         ),
         pytest.param(NOTIFICATION, {"Receiver", "Alert", "Provider"}, id="notification"),

@@ -32,7 +32,9 @@ def complete(words: str) -> list[str]:
     [
         pytest.param("weir re", ["reconcile", "resume"], id="verbs"),
         pytest.param("weir get k", ["kustomization"], id="kinds"),
-        pytest.param("weir get source ", ["bucket", "git", "helm", "oci"], id="source-kinds"),
+        pytest.param(
+            "weir get source ", ["bucket", "chart", "git", "helm", "oci"], id="source-kinds"
+        ),
         pytest.param("weir bootstrap git --pri", ["--private-key-file"], id="options"),
         pytest.param("weir get alert", ["alert", "alert-provider"], id="notification-kinds"),
         # Alerts and Providers have no status: nothing to wait for, no reconcile command.

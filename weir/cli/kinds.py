@@ -22,7 +22,7 @@ from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from notification.api_v1beta3 import Alert, Provider
-from source.api_v1 import Bucket, GitRepository, HelmRepository, OCIRepository
+from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
 from weir.cli.alerts import judge_alerts, judge_providers
 
 __all__ = [
@@ -107,6 +107,12 @@ KINDS: tuple[Kind, ...] = (
         HelmRepository.info,
         ("source", "helm"),
         ("helmrepository", "helmrepositories", "helmrepo"),
+        _artifact_revision,
+    ),
+    Kind(
+        HelmChart.info,
+        ("source", "chart"),
+        ("helmchart", "helmcharts", "hc"),
         _artifact_revision,
     ),
     Kind(

@@ -34,8 +34,8 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
   package: source
   kinds:
     - group: source.toolkit.fluxcd.io
-      plurals: [gitrepositories, ocirepositories, buckets, helmrepositories]
-      statuses: [gitrepositories, ocirepositories, buckets, helmrepositories]
+      plurals: [gitrepositories, ocirepositories, buckets, helmrepositories, helmcharts]
+      statuses: [gitrepositories, ocirepositories, buckets, helmrepositories, helmcharts]
   reads:
     # The Secrets a source names, read one at a time, never listed.
     - apiGroups: [""]
