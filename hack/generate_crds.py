@@ -26,6 +26,7 @@ from controllers.crd import render_yaml  # noqa: E402
 API_MODULES = (
     "source.api_v1",
     "kustomize.api_v1",
+    "helm.api_v2",
     "notification.api_v1",
     "notification.api_v1beta3",
 )

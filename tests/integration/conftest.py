@@ -20,6 +20,7 @@ import pytest
 from controllers.conditions import kstatus_violations
 from controllers.envtest import ControlPlane, ControlPlaneError, ensure_binaries, free_port
 from controllers.kube import KubeClient
+from helm.api_v2 import HelmRelease
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
@@ -193,6 +194,7 @@ RECONCILED_KINDS = (
     HelmChart.info,
     Kustomization.info,
     Receiver.info,
+    HelmRelease.info,
 )
 
 

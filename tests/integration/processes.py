@@ -30,6 +30,7 @@ __all__ = [
     "ControllerProcess",
     "Controllers",
     "NotificationProcess",
+    "helm_controller",
     "kustomize_controller",
     "notification_controller",
     "running_controllers",
@@ -157,6 +158,13 @@ def kustomize_controller(
 ) -> ControllerProcess:
     """The kustomize controller: nothing of the source controller's is on its command line."""
     return ControllerProcess("kustomize", [*_common(control_plane), *extra], workdir, namespace)
+
+
+def helm_controller(
+    control_plane: ControlPlane, namespace: str, workdir: Path, *extra: str
+) -> ControllerProcess:
+    """The helm controller (``python -m helm``, which makes itself ``helm-controller``)."""
+    return ControllerProcess("helm", [*_common(control_plane), *extra], workdir, namespace)
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""``python -m helm``: the helm controller process.
+
+It first makes itself ``helm-controller`` with Helm's homes set (:mod:`helm.launch`, which may
+replace the process): that must happen before anything imports ``helm_python``, so the
+reconciler (which loads Helm's library) is imported only after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from controllers.cmd import build_parser, main
+from controllers.reconcile import Reconciler
+from helm.launch import exec_as_helm_controller
+
+NAME = "helm-controller"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = build_parser(NAME)
+    p.add_argument(
+        "--no-cross-namespace-refs",
+        action="store_true",
+        help="refuse references to charts and sources in other namespaces",
+    )
+    p.add_argument(
+        "--default-service-account",
+        default="",
+        help="service account to impersonate when a HelmRelease names none",
+    )
+    return p
+
+
+def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
+    # Imported only now: it loads Helm's library (see the module docstring).
+    from helm.helmrelease import HelmReleaseReconciler
+
+    return [
+        HelmReleaseReconciler(
+            kubeconfig=args.kubeconfig,
+            no_cross_namespace_refs=args.no_cross_namespace_refs,
+            default_service_account=args.default_service_account,
+        )
+    ]
+
+
+def run() -> int:
+    """Start the controller; the process's exit code."""
+    exec_as_helm_controller()
+    return main(NAME, reconcilers, parser=parser())
+
+
+if __name__ == "__main__":
+    sys.exit(run())

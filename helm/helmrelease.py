@@ -1,0 +1,580 @@
+"""The HelmRelease reconciler: chart artifact + values → a Helm release, installed or upgraded.
+
+Steps, as in Flux's helm-controller: settings (refuse what weir does not implement yet), chart
+(the HelmChart made from ``spec.chart`` or named by ``chartRef``, Ready with an artifact for its
+generation; the artifact downloaded, digest checked), release (values composed, the stored
+release compared with the last snapshot, then install, upgrade or nothing, as Flux's atomic
+release decides without remediation). Deletion uninstalls the release and deletes the
+HelmChart the controller made.
+
+Not implemented yet, and refused with ``Stalled`` (``UnsupportedConfiguration``) when set:
+remediation retries and action strategies, tests, drift detection, ``dependsOn``,
+``postRenderers``, ``commonMetadata``, ``kubeConfig``, ``serviceAccountName``,
+``healthCheckExprs``, the legacy wait strategy, and the few action options Helm's library is
+not given yet. With remediation off, a failed install or upgrade is not retried until the
+desired state changes (Flux's ``RetriesExceeded`` with zero retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controllers import conditions as cond
+from controllers.api import format_duration
+from controllers.artifact import ArtifactError, fetch_file
+from controllers.kube import ApiError
+from controllers.reconcile import (
+    ReconcileError,
+    Reconciler,
+    Result,
+    RunContext,
+    Stalling,
+    Step,
+    Waiting,
+    Watch,
+)
+from helm import history
+from helm.api_v2 import HelmRelease, Snapshot
+from helm.chart import (
+    HELM_CHART,
+    ChartMetadata,
+    ChartNotReady,
+    InvalidChart,
+    apply_helm_chart,
+    artifact_of,
+    chart_metadata,
+    helm_chart_template,
+    releases_of_changed_chart,
+)
+from helm.client import (
+    HelmClient,
+    HelmError,
+    InstallOptions,
+    Release,
+    ReleaseNotFound,
+    UninstallOptions,
+    UpgradeOptions,
+)
+from helm.settings import unsupported_settings
+from helm.values import ValuesError, compose_values
+
+__all__ = [
+    "HelmReleaseReconciler",
+    "HelmReleaseRunState",
+    "cross_namespace_reference",
+    "install_options",
+    "next_action",
+    "upgrade_options",
+]
+
+RELEASED = "Released"
+# Flux's reasons.
+ARTIFACT_FAILED = "ArtifactFailed"
+INIT_FAILED = "InitFailed"
+INSTALL_SUCCEEDED = "InstallSucceeded"
+INSTALL_FAILED = "InstallFailed"
+UPGRADE_SUCCEEDED = "UpgradeSucceeded"
+UPGRADE_FAILED = "UpgradeFailed"
+UNINSTALL_SUCCEEDED = "UninstallSucceeded"
+UNINSTALL_FAILED = "UninstallFailed"
+RETRIES_EXCEEDED = "RetriesExceeded"
+ACCESS_DENIED = "AccessDenied"
+UNSUPPORTED = "UnsupportedConfiguration"
+# The largest chart artifact downloaded: the source controller stores none bigger.
+MAX_CHART_SIZE = 10 * 1024 * 1024
+# How soon to look at a HelmChart that is not ready again; its watch usually comes first.
+CHART_REQUEUE_SECONDS = 30.0
+
+
+@dataclass
+class HelmReleaseRunState:
+    """What the chart step hands to the release step."""
+
+    chart_path: Path | None = None
+    chart: ChartMetadata | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def next_action(obj: HelmRelease, stored: Release | None, chart: ChartMetadata, digest: str) -> str:
+    """What the release needs (Flux's ``DetermineReleaseState`` and ``actionForState`` without
+    remediation, tests or drift): ``install``, ``upgrade``, ``none``, or ``stalled`` when a
+    failed release of the current desired state is not to be retried."""
+    if stored is None or stored.status == "uninstalled":
+        if obj.status.install_failures:
+            return "stalled"
+        return "install"
+    latest = obj.status.latest_snapshot
+    if latest is None or not _describes(latest, stored):
+        return "upgrade"  # not the release the controller made last: take it over
+    if stored.status == "failed":
+        action = obj.status.last_attempted_release_action
+        failures = (
+            obj.status.install_failures if action == "install" else obj.status.upgrade_failures
+        )
+        return "stalled" if failures else "upgrade"
+    if stored.status != "deployed":
+        return "upgrade"
+    if (stored.chart_name, stored.chart_version) != (chart.name, chart.version):
+        return "upgrade"
+    if latest.config_digest != digest:
+        return "upgrade"
+    return "none"
+
+
+def _active_failures(obj: HelmRelease) -> int:
+    """Failures of the last attempted action for the current desired state."""
+    status = obj.status
+    if status.last_attempted_release_action == "upgrade":
+        return status.upgrade_failures or 0
+    return status.install_failures or 0
+
+
+def _describes(entry: Snapshot, stored: Release) -> bool:
+    return (entry.name, entry.namespace, entry.version) == (
+        stored.name,
+        stored.namespace,
+        stored.version,
+    ) and entry.digest == history.release_digest(stored)
+
+
+class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
+    """Reconciles HelmReleases against the cluster of ``kubeconfig`` (a path; None: the
+    process's own, as the runtime's client finds it)."""
+
+    model = HelmRelease
+    owned_conditions: tuple[str, ...] = (RELEASED,)
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        no_cross_namespace_refs: bool = False,
+        default_service_account: str = "",
+    ) -> None:
+        self._kubeconfig = kubeconfig
+        self.no_cross_namespace_refs = no_cross_namespace_refs
+        self.default_service_account = default_service_account
+        self._helm: HelmClient | None = None
+
+    @property
+    def helm(self) -> HelmClient:
+        """Helm's client, made on first use (the library is not touched before a release)."""
+        if self._helm is None:
+            path = self._kubeconfig or _first_kubeconfig()
+            if path:
+                self._helm = HelmClient(kubeconfig_path=path)
+            else:
+                self._helm = HelmClient(kubeconfig=in_cluster_kubeconfig())
+        return self._helm
+
+    @property
+    def steps(self) -> Sequence[Step[HelmRelease, HelmReleaseRunState]]:
+        return [self.check_settings, self.reconcile_chart, self.reconcile_release]
+
+    @property
+    def watches(self) -> Sequence[Watch]:
+        return [Watch(HELM_CHART, releases_of_changed_chart)]
+
+    def new_state(self) -> HelmReleaseRunState:
+        return HelmReleaseRunState()
+
+    async def close(self) -> None:
+        if self._helm is not None:
+            self._helm.close()
+
+    async def check_settings(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> Result:
+        """Stall on a setting weir does not implement yet, rather than ignore it."""
+        unsupported = unsupported_settings(obj)
+        if self.default_service_account:
+            # Impersonation is not implemented: releasing with the controller's own account
+            # instead of the one the flag names would widen what a HelmRelease may do.
+            unsupported.append("--default-service-account (impersonation)")
+        if unsupported:
+            raise Stalling(
+                f"{', '.join(unsupported)}: not supported by weir yet", reason=UNSUPPORTED
+            )
+        if self.no_cross_namespace_refs:
+            refused = cross_namespace_reference(obj)
+            if refused:
+                raise Stalling(refused, reason=ACCESS_DENIED)
+        return Result()
+
+    # The chart
+
+    async def reconcile_chart(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> Result:
+        """The HelmChart in place and ready; its artifact downloaded and read."""
+        namespace, name = await self._helm_chart(ctx, obj)
+        raw = await ctx.read(HELM_CHART, namespace, name)
+        if raw is None:
+            raise Waiting(
+                f"could not get Source object: HelmChart '{namespace}/{name}' not found",
+                reason=ARTIFACT_FAILED,
+                requeue_after=CHART_REQUEUE_SECONDS,
+            )
+        try:
+            artifact = artifact_of(raw)
+        except ChartNotReady as err:
+            raise Waiting(
+                str(err), reason=ARTIFACT_FAILED, requeue_after=CHART_REQUEUE_SECONDS
+            ) from None
+        dest = ctx.tempdir("weir-helmrelease-") / "chart.tgz"
+        try:
+            await fetch_file(
+                str(artifact.get("url", "")),
+                str(artifact.get("digest", "")),
+                dest,
+                max_size=MAX_CHART_SIZE,
+                timeout=obj.timeout_seconds,
+            )
+            metadata = await asyncio.to_thread(chart_metadata, dest)
+        except (ArtifactError, InvalidChart) as err:
+            raise ReconcileError(f"Could not load chart: {err}", reason=ARTIFACT_FAILED) from None
+        ctx.state.chart_path, ctx.state.chart = dest, metadata
+        ctx.attempted_revision = metadata.version
+        return Result()
+
+    async def _helm_chart(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> tuple[str, str]:
+        """Namespace and name of the HelmChart to use; the template's applied first, and a
+        HelmChart the controller made before for another name (or before ``chartRef``)
+        deleted."""
+        if obj.spec.chart is None:
+            await self._delete_helm_chart(ctx, obj)
+            ref = obj.spec.chart_ref
+            assert ref is not None
+            if ref.kind != "HelmChart":
+                raise Stalling(
+                    f"chartRef of kind {ref.kind}: not supported by weir yet", reason=UNSUPPORTED
+                )
+            return ref.namespace or obj.metadata.namespace or "", ref.name
+        desired = helm_chart_template(obj)
+        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+        if obj.status.helm_chart and obj.status.helm_chart != f"{namespace}/{name}":
+            await self._delete_helm_chart(ctx, obj)
+        try:
+            await apply_helm_chart(ctx.client, desired)
+        except ApiError as err:
+            raise ReconcileError(
+                f"failed to run server-side apply: {err}", reason=ARTIFACT_FAILED
+            ) from None
+        obj.status.helm_chart = f"{namespace}/{name}"
+        return namespace, name
+
+    async def _delete_helm_chart(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> None:
+        namespace, name = obj.status.helm_chart_key
+        if name:
+            await ctx.client.delete(HELM_CHART, namespace, name)
+            ctx.log.info("helm chart deleted", helm_chart=obj.status.helm_chart)
+        obj.status.helm_chart = None
+
+    # The release
+
+    async def reconcile_release(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> Result:
+        """Install, upgrade or leave alone the release, as its stored state requires."""
+        chart, chart_path = ctx.state.chart, ctx.state.chart_path
+        assert chart is not None
+        assert chart_path is not None
+        try:
+            values = await compose_values(ctx.client, obj)
+        except ValuesError as err:
+            raise ReconcileError(str(err), reason=err.reason) from None
+        digest = history.config_digest(values)
+        status = obj.status
+        if (
+            status.last_attempted_generation != obj.metadata.generation
+            or status.last_attempted_revision != chart.version
+            or status.last_attempted_config_digest != digest
+        ):
+            # A new desired state: whatever failed before may work now (Flux's
+            # MustResetFailures).
+            status.failures = status.install_failures = status.upgrade_failures = None
+        status.last_attempted_generation = obj.metadata.generation
+        status.last_attempted_revision = chart.version
+        status.last_attempted_config_digest = digest
+        status.last_attempted_values_checksum = None
+        status.storage_namespace = obj.storage_namespace
+
+        stored = await self._stored(obj)
+        action = next_action(obj, stored, chart, digest)
+        if action == "stalled":
+            verb = status.last_attempted_release_action or "install"
+            raise Stalling(
+                f"Failed to {verb} after {_active_failures(obj)} attempt(s)",
+                reason=RETRIES_EXCEEDED,
+            )
+        if action == "none":
+            return Result(message=self._in_sync(ctx, obj))
+        latest = obj.status.latest_snapshot
+        if latest is not None and stored is not None and not _describes(latest, stored):
+            ctx.log.info("release not managed by controller: history cleared")
+            obj.status.history = None
+        return await self._release(ctx, obj, action, chart_path, chart, values)
+
+    async def _stored(self, obj: HelmRelease) -> Release | None:
+        try:
+            return await self.helm.get(
+                obj.helm_release_name, storage_namespace=obj.storage_namespace
+            )
+        except ReleaseNotFound:
+            return None
+        except HelmError as err:
+            raise ReconcileError(
+                f"failed to retrieve last release from storage: {err}", reason=INIT_FAILED
+            ) from None
+
+    def _in_sync(self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease) -> str:
+        """Released as it is; the message Ready carries."""
+        latest = obj.status.latest_snapshot
+        assert latest is not None
+        obj.status.history = history.truncate(obj.status.history or ())
+        released = cond.find(ctx.conditions, RELEASED)
+        if released is not None and released.status == "True":
+            return released.message
+        install = (released.reason if released else "") == INSTALL_FAILED or latest.action == (
+            "install"
+        )
+        reason = INSTALL_SUCCEEDED if install else UPGRADE_SUCCEEDED
+        message = _success_message(reason, latest)
+        ctx.mark(RELEASED, "True", reason, message)
+        return message
+
+    async def _release(
+        self,
+        ctx: RunContext[HelmReleaseRunState],
+        obj: HelmRelease,
+        action: str,
+        chart_path: Path,
+        chart: ChartMetadata,
+        values: dict[str, Any],
+    ) -> Result:
+        timeout = (
+            obj.install.timeout_seconds(obj.timeout_seconds)
+            if action == "install"
+            else obj.upgrade.timeout_seconds(obj.timeout_seconds)
+        )
+        await ctx.progress(f"Running '{action}' action with timeout of {format_duration(timeout)}")
+        obj.status.last_attempted_release_action = "install" if action == "install" else "upgrade"
+        name, storage = obj.helm_release_name, obj.storage_namespace
+        try:
+            if action == "install":
+                release = await self.helm.install(
+                    name,
+                    chart_path,
+                    values,
+                    namespace=obj.release_namespace,
+                    storage_namespace=storage,
+                    options=install_options(obj),
+                )
+            else:
+                release = await self.helm.upgrade(
+                    name,
+                    chart_path,
+                    values,
+                    namespace=obj.release_namespace,
+                    storage_namespace=storage,
+                    options=upgrade_options(obj),
+                )
+        except HelmError as err:
+            await self._failed(ctx, obj, action, chart, err)
+            raise AssertionError("unreachable") from None  # _failed raises
+        self._record(obj, history.snapshot(release, action))
+        obj.status.failures = obj.status.install_failures = obj.status.upgrade_failures = None
+        reason = INSTALL_SUCCEEDED if action == "install" else UPGRADE_SUCCEEDED
+        latest = obj.status.latest_snapshot
+        assert latest is not None
+        message = _success_message(reason, latest)
+        ctx.mark(RELEASED, "True", reason, message)
+        ctx.notify(reason, message, revision=chart.version)
+        return Result(message=message)
+
+    async def _failed(
+        self,
+        ctx: RunContext[HelmReleaseRunState],
+        obj: HelmRelease,
+        action: str,
+        chart: ChartMetadata,
+        err: HelmError,
+    ) -> None:
+        """Count the failure, record the failed revision Helm stored, raise the failure."""
+        status = obj.status
+        status.failures = (status.failures or 0) + 1
+        if action == "install":
+            status.install_failures = (status.install_failures or 0) + 1
+        else:
+            status.upgrade_failures = (status.upgrade_failures or 0) + 1
+        try:
+            stored = await self.helm.get(
+                obj.helm_release_name, storage_namespace=obj.storage_namespace
+            )
+        except HelmError:
+            stored = None
+        if stored is not None and stored.status == "failed":
+            self._record(obj, history.snapshot(stored, action))
+        reason = INSTALL_FAILED if action == "install" else UPGRADE_FAILED
+        verb = "install" if action == "install" else "upgrade"
+        message = (
+            f"Helm {verb} failed for release {obj.release_namespace}/{obj.release_name} with "
+            f"chart {chart.name}@{chart.version}: {err}"
+        )
+        ctx.mark(RELEASED, "False", reason, message)
+        raise ReconcileError(message, reason=reason)
+
+    @staticmethod
+    def _record(obj: HelmRelease, entry: Snapshot) -> None:
+        """Put ``entry`` first in the history; the release it superseded says so."""
+        previous = [s for s in obj.status.history or () if s.version != entry.version]
+        for old in previous:
+            if old.status == "deployed" and entry.status == "deployed":
+                old.status = "superseded"
+        obj.status.history = history.truncate([entry, *previous])
+
+    # Deletion
+
+    async def finalize(self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease) -> None:
+        """Uninstall the release, then delete the HelmChart made for it. A suspended
+        HelmRelease leaves both, as Flux does."""
+        if obj.suspended:
+            ctx.log.info("suspended: release left installed")
+            return
+        if unsupported_settings(obj):
+            # Refused settings (kubeConfig, impersonation...) mean weir never released this
+            # spec: a release of that name here may be someone else's.
+            ctx.log.info("unsupported settings: release left alone")
+        else:
+            await self._uninstall(ctx, obj)
+        await self._delete_helm_chart(ctx, obj)
+
+    async def _uninstall(self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease) -> None:
+        name, storage = obj.helm_release_name, obj.storage_namespace
+        try:
+            stored = await self.helm.get(name, storage_namespace=storage)
+        except ReleaseNotFound:
+            return
+        if stored.status == "uninstalled":
+            return
+        uninstall = obj.uninstall
+        options = UninstallOptions(
+            timeout=uninstall.timeout_seconds(obj.timeout_seconds),
+            wait=not uninstall.disable_wait,
+            keep_history=bool(uninstall.keep_history),
+            disable_hooks=bool(uninstall.disable_hooks),
+            deletion_propagation=uninstall.deletion_propagation,
+        )
+        full_name = f"{stored.namespace}/{stored.name}.v{stored.version}"
+        chart = f"{stored.chart_name}@{stored.chart_version}"
+        try:
+            await self.helm.uninstall(name, storage_namespace=storage, options=options)
+        except ReleaseNotFound:
+            return
+        except HelmError as err:
+            message = f"Helm uninstall failed for release {full_name} with chart {chart}: {err}"
+            ctx.mark(RELEASED, "False", UNINSTALL_FAILED, message)
+            raise ReconcileError(message, reason=UNINSTALL_FAILED) from None
+        message = f"Helm uninstall succeeded for release {full_name} with chart {chart}"
+        ctx.notify(UNINSTALL_SUCCEEDED, message)
+
+
+def cross_namespace_reference(obj: HelmRelease) -> str:
+    """With ``--no-cross-namespace-refs``: why the chart's source (or ``chartRef``) may not be
+    used, as the kustomize controller says it; empty when it is in the HelmRelease's
+    namespace."""
+    own = obj.metadata.namespace or ""
+    kind: str
+    if obj.spec.chart is not None:
+        source = obj.spec.chart.spec.source_ref
+        kind, namespace, name = source.kind, source.namespace or own, source.name
+    else:
+        assert obj.spec.chart_ref is not None
+        ref = obj.spec.chart_ref
+        kind, namespace, name = ref.kind, ref.namespace or own, ref.name
+    if namespace == own:
+        return ""
+    return f"can't access '{kind}/{namespace}/{name}', cross-namespace references have been blocked"
+
+
+def _success_message(reason: str, latest: Snapshot) -> str:
+    verb = "install" if reason == INSTALL_SUCCEEDED else "upgrade"
+    return (
+        f"Helm {verb} succeeded for release {latest.full_release_name} with chart "
+        f"{latest.versioned_chart_name}"
+    )
+
+
+def install_options(obj: HelmRelease) -> InstallOptions:
+    """Helm's install options from ``spec.install`` (Flux's ``newInstall``)."""
+    install = obj.install
+    crds = install.crds or ("Skip" if install.skip_crds else "Create")
+    return InstallOptions(
+        timeout=install.timeout_seconds(obj.timeout_seconds),
+        wait=not install.disable_wait,
+        wait_for_jobs=not install.disable_wait_for_jobs,
+        disable_hooks=bool(install.disable_hooks),
+        disable_openapi_validation=bool(install.disable_open_api_validation),
+        skip_crds=crds == "Skip",
+        # Flux creates the namespace only for a targetNamespace.
+        create_namespace=bool(install.create_namespace and obj.spec.target_namespace),
+        server_side_apply=True if install.server_side_apply is None else install.server_side_apply,
+        take_ownership=not install.disable_take_ownership,
+    )
+
+
+def upgrade_options(obj: HelmRelease) -> UpgradeOptions:
+    """Helm's upgrade options from ``spec.upgrade`` (Flux's ``newUpgrade``)."""
+    upgrade = obj.upgrade
+    return UpgradeOptions(
+        timeout=upgrade.timeout_seconds(obj.timeout_seconds),
+        wait=not upgrade.disable_wait,
+        wait_for_jobs=not upgrade.disable_wait_for_jobs,
+        disable_hooks=bool(upgrade.disable_hooks),
+        disable_openapi_validation=bool(upgrade.disable_open_api_validation),
+        skip_crds=(upgrade.crds or "Skip") == "Skip",
+        # "auto" (the default) keeps the release's apply method: weir installs with
+        # server-side apply, so auto is server-side apply here.
+        server_side_apply=upgrade.server_side_apply != "disabled",
+        force=bool(upgrade.force),
+        take_ownership=not upgrade.disable_take_ownership,
+        cleanup_on_fail=bool(upgrade.cleanup_on_fail),
+        max_history=obj.max_history,
+    )
+
+
+def _first_kubeconfig() -> str:
+    return next(filter(None, os.environ.get("KUBECONFIG", "").split(os.pathsep)), "")
+
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_cluster_kubeconfig() -> str:
+    """A kubeconfig for Helm's library that uses the pod's service account (token file, so
+    that rotated tokens are read again)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        raise ReconcileError("no kubeconfig given and not running in a cluster")
+    if ":" in host:
+        host = f"[{host}]"
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        "clusters:\n- name: in-cluster\n  cluster:\n"
+        f"    server: https://{host}:{port}\n"
+        f"    certificate-authority: {SERVICE_ACCOUNT_DIR / 'ca.crt'}\n"
+        "users:\n- name: in-cluster\n  user:\n"
+        f"    tokenFile: {SERVICE_ACCOUNT_DIR / 'token'}\n"
+        "contexts:\n- name: in-cluster\n  context:\n    cluster: in-cluster\n    user: in-cluster\n"
+        "current-context: in-cluster\n"
+    )
