@@ -15,9 +15,9 @@ overwrite each other's bindings.
 A controller is added with one more ``Component`` in ``COMPONENTS``. The notification
 controller brings what Flux gives it: its two Services (``notification-controller`` for events,
 ``webhook-receiver`` for webhooks), ``--events-addr`` naming the first on every other controller
-of the install, and the ``allow-webhooks`` NetworkPolicy for the receiver port. The ones to come
-bring theirs: the helm controller ``cluster_admin`` and the lockdown flags but
-``--no-remote-bases``; the others ``--no-cross-namespace-refs``.
+of the install, and the ``allow-webhooks`` NetworkPolicy for the receiver port. The helm
+controller is ``cluster_admin`` and takes the lockdown flags but ``--no-remote-bases``, and
+keeps Helm's homes in its ``/tmp``. The ones to come bring theirs: ``--no-cross-namespace-refs``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 
 from controllers.api import CustomResource
 from controllers.crd import render_crd
+from helm.api_v2 import HelmRelease
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from notification.api_v1beta3 import Alert, Provider
@@ -111,6 +112,8 @@ class Component:
     """Takes the events of the other controllers: with it installed, each of them gets
     ``--events-addr`` naming its first server's Service."""
     cpu_request: str = "100m"
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables of its container beyond the runtime's, (name, value)."""
 
 
 def _rule(group: str, resources: Sequence[str], verbs: Sequence[str]) -> dict[str, Any]:
@@ -151,6 +154,26 @@ COMPONENTS: dict[str, Component] = {
             (Kustomization,),
             cluster_admin=True,
             lockdown=LOCKDOWN_FLAGS,
+        ),
+        Component(
+            "helm-controller",
+            "helm",
+            (HelmRelease,),
+            # As Flux binds it: a chart holds objects of any kind. cluster-admin also covers
+            # what it reads (valuesFrom Secrets and ConfigMaps, kubeConfig Secrets, its
+            # HelmCharts and OCIRepositories) and the HelmCharts it creates and deletes.
+            cluster_admin=True,
+            # Charts have no remote bases.
+            lockdown=("no_cross_namespace_refs", "default_service_account"),
+            # Helm reads its homes from the environment at exec (helm.launch); in the pod's
+            # /tmp emptyDir, as the root filesystem is read-only. Post-renderer plugins are
+            # installed under HELM_PLUGINS.
+            env=(
+                ("HELM_CACHE_HOME", "/tmp/helm/cache"),  # noqa: S108 - the pod's own emptyDir
+                ("HELM_CONFIG_HOME", "/tmp/helm/config"),  # noqa: S108
+                ("HELM_DATA_HOME", "/tmp/helm/data"),  # noqa: S108
+                ("HELM_PLUGINS", "/tmp/helm/data/plugins"),  # noqa: S108
+            ),
         ),
         Component(
             "notification-controller",
@@ -553,6 +576,7 @@ def _container(
             _field_env("RUNTIME_NAMESPACE", "metadata.namespace"),
             # The leader-election identity.
             _field_env("POD_NAME", "metadata.name"),
+            *({"name": name, "value": value} for name, value in component.env),
         ],
         "ports": ports,
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "healthz"}},

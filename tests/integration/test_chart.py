@@ -102,6 +102,7 @@ def assert_same_objects(chart: list[dict[str, Any]], bundle: list[dict[str, Any]
         pytest.param(
             [
                 "--set=kustomizeController.create=false",
+                "--set=helmController.create=false",
                 "--set=notificationController.create=false",
                 "--set=installCRDs=false",
                 "--set=createNamespace=false",
@@ -136,6 +137,7 @@ def test_the_chart_passes_helm_lint_strict(helm_env: dict[str, str], settings: l
             {
                 **LOCKDOWN,
                 "kustomizeController": {"create": False},
+                "helmController": {"create": False},
                 "notificationController": {"create": False},
                 "concurrent": 8,
             },
@@ -152,6 +154,7 @@ def test_the_chart_passes_helm_lint_strict(helm_env: dict[str, str], settings: l
         pytest.param(
             {
                 "sourceController": {"create": False},
+                "helmController": {"create": False},
                 "notificationController": {"create": False},
                 "noRemoteBases": True,
             },
@@ -159,13 +162,31 @@ def test_the_chart_passes_helm_lint_strict(helm_env: dict[str, str], settings: l
             id="only-kustomize-controller",
         ),
         pytest.param(
+            {
+                **LOCKDOWN,
+                "sourceController": {"create": False},
+                "kustomizeController": {"create": False},
+                "notificationController": {"create": False},
+            },
+            BundleOptions(
+                components=("helm-controller",),
+                no_cross_namespace_refs=True,
+                no_remote_bases=True,
+                default_service_account="default",
+            ),
+            id="only-helm-controller-lockdown",
+        ),
+        pytest.param(
             {"notificationController": {"create": False}},
-            BundleOptions(components=("source-controller", "kustomize-controller")),
+            BundleOptions(
+                components=("source-controller", "kustomize-controller", "helm-controller")
+            ),
             id="no-notification-controller",
         ),
         pytest.param(
             {
                 "kustomizeController": {"create": False},
+                "helmController": {"create": False},
                 "noCrossNamespaceRefs": True,
                 "clusterDomain": "cluster.example",
             },
@@ -230,7 +251,7 @@ def test_what_the_chart_alone_can_leave_out(
                 f"{controller}.create: weir has no such controller yet",
                 id=controller,
             )
-            for controller in ("helmController", "imageAutomationController")
+            for controller in ("imageAutomationController",)
         ),
         # values.schema.json
         pytest.param(
@@ -287,6 +308,7 @@ async def test_helm_install_creates_the_controllers_and_uninstall_removes_them(
         assert labels[INSTANCE_LABEL] == namespace
         deployments = (await kube.list(DEPLOYMENT, namespace))["items"]
         assert sorted(d["metadata"]["name"] for d in deployments) == [
+            "helm-controller",
             "kustomize-controller",
             "notification-controller",
             "source-controller",

@@ -174,6 +174,7 @@ async def test_check_names_what_is_missing(own_plane: ControlPlane, own_kube: Ku
         "HelmRepository",
         "HelmChart",
         "Kustomization",
+        "HelmRelease",
         "Receiver",
         "Alert",
         "Provider",

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
+import helm.__main__
 import kustomize.__main__
 import notification.__main__
 import source.__main__
 from hack.generate_crds import CRDS_DIR
+from helm.launch import HELM_HOME_VARIABLES
 from weir.bundle import (
     COMPONENTS,
     INSTANCE_LABEL,
@@ -27,6 +29,7 @@ from weir.bundle import (
 SOURCE = ("source-controller",)
 BOTH = ("source-controller", "kustomize-controller")
 NOTIFICATION = ("notification-controller",)
+HELM = ("helm-controller",)
 LOCKED = BundleOptions(
     no_cross_namespace_refs=True, no_remote_bases=True, default_service_account="default"
 )
@@ -36,6 +39,8 @@ OPTIONS = [
     pytest.param(BundleOptions(components=SOURCE), id="source-only"),
     pytest.param(BundleOptions(components=("kustomize-controller",)), id="kustomize-only"),
     pytest.param(BundleOptions(components=BOTH), id="without-notification"),
+    pytest.param(BundleOptions(components=HELM), id="helm-only"),
+    pytest.param(BundleOptions(components=(*SOURCE, *HELM)), id="source-and-helm"),
     pytest.param(BundleOptions(components=NOTIFICATION), id="notification-only"),
     pytest.param(BundleOptions(namespace="weir-system", concurrent=8), id="other-namespace"),
     pytest.param(BundleOptions(watch_all_namespaces=False, network_policy=False), id="scoped"),
@@ -46,6 +51,8 @@ OPTIONS = [
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "source-controller": source.__main__.parser,
     "kustomize-controller": kustomize.__main__.parser,
+    # helm.__main__.parser: the lockdown flags the bundle gives it (see the report).
+    "helm-controller": lambda: helm.__main__.parser(),
     "notification-controller": notification.__main__.parser,
 }
 
@@ -128,12 +135,17 @@ def cluster_roles_of(objects: list[dict[str, Any]], account: str) -> set[str]:
 
 
 @pytest.mark.parametrize("options", OPTIONS)
-def test_only_the_kustomize_controller_is_cluster_admin(options: BundleOptions) -> None:
+def test_only_the_kustomize_and_helm_controllers_are_cluster_admin(
+    options: BundleOptions,
+) -> None:
     objects = render(options)
 
     for name in options.components:
-        admin = "cluster-admin" in cluster_roles_of(objects, name)
-        assert admin == (name == "kustomize-controller"), name
+        roles = cluster_roles_of(objects, name)
+        admin = "cluster-admin" in roles
+        assert admin == (name in ("kustomize-controller", "helm-controller")), name
+        # As Flux binds them: cluster-admin alone, no role of their own beside it.
+        assert roles == ({"cluster-admin"} if admin else {f"{name}-{options.namespace}"}), name
 
 
 def test_the_source_controller_gets_its_own_kinds_and_reads_secrets_one_by_one() -> None:
@@ -201,8 +213,33 @@ def test_the_controllers_parse_their_args(options: BundleOptions) -> None:
         assert args.metrics_addr == f":{ports['http-prom']}"
         assert args.health_addr == f":{ports['healthz']}"
         assert manager["command"] == ["python", "-m", COMPONENTS[name].package]
-        env = {item["name"]: item["valueFrom"]["fieldRef"]["fieldPath"] for item in manager["env"]}
-        assert env == {"RUNTIME_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+        fields = {
+            item["name"]: item["valueFrom"]["fieldRef"]["fieldPath"]
+            for item in manager["env"]
+            if "valueFrom" in item
+        }
+        assert fields == {"RUNTIME_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+        values = {item["name"] for item in manager["env"] if "value" in item}
+        assert values == (set(HELM_HOME_VARIABLES) if name == "helm-controller" else set())
+
+
+def test_helms_homes_are_in_the_pods_tmp_volume() -> None:
+    """Helm reads them from the environment at exec (helm.launch), and writes there: the root
+    filesystem is read-only, /tmp an emptyDir."""
+    objects = render(BundleOptions(components=HELM))
+    manager = container(objects, "helm-controller")
+    env = {item["name"]: item["value"] for item in manager["env"] if "value" in item}
+    pod = named(objects, "Deployment", "helm-controller")["spec"]["template"]["spec"]
+
+    assert env == {
+        "HELM_CACHE_HOME": "/tmp/helm/cache",
+        "HELM_CONFIG_HOME": "/tmp/helm/config",
+        "HELM_DATA_HOME": "/tmp/helm/data",
+        "HELM_PLUGINS": "/tmp/helm/data/plugins",
+    }
+    assert {"name": "tmp", "mountPath": "/tmp"} in manager["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    assert manager["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_artifact_urls_name_the_artifact_service() -> None:
@@ -240,8 +277,27 @@ def test_the_lockdown_flags_reach_the_kustomize_controller(
 
 
 @pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param(BundleOptions(), (False, ""), id="off"),
+        pytest.param(LOCKED, (True, "default"), id="lockdown"),
+    ],
+)
+def test_the_lockdown_flags_but_no_remote_bases_reach_the_helm_controller(
+    options: BundleOptions, expected: tuple[bool, str]
+) -> None:
+    objects = render(options)
+    args = parsed_args(objects, "helm-controller", options.namespace)
+
+    assert (args.no_cross_namespace_refs, args.default_service_account) == expected
+    # Charts have no remote bases: Flux's helm-controller has no such flag.
+    assert not [a for a in container(objects, "helm-controller")["args"] if "remote-bases" in a]
+
+
+@pytest.mark.parametrize(
     ("components", "kinds"),
     [
+        pytest.param(HELM, {"HelmRelease"}, id="helm"),
         pytest.param(
             SOURCE,
             {"GitRepository", "OCIRepository", "Bucket", "HelmRepository", "HelmChart"},
@@ -320,8 +376,8 @@ def test_the_bundle_is_fresh_each_time_and_dumps_without_anchors() -> None:
 
 
 def test_an_unknown_component_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown component 'helm-controller'"):
-        render(BundleOptions(components=("helm-controller",)))
+    with pytest.raises(ValueError, match="unknown component 'image-automation-controller'"):
+        render(BundleOptions(components=("image-automation-controller",)))
 
 
 def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -375,7 +431,7 @@ def test_the_other_controllers_send_their_events_to_the_notification_service() -
         for p in container(objects, "notification-controller")["ports"]
     }
 
-    for name in ("source-controller", "kustomize-controller"):
+    for name in ("source-controller", "kustomize-controller", "helm-controller"):
         args = parsed_args(objects, name, "weir-system")
         assert (
             args.events_addr == "http://notification-controller.weir-system.svc.cluster.example./"
@@ -445,5 +501,5 @@ def test_no_cross_namespace_refs_reaches_the_notification_controller(
         parsed_args(objects, "notification-controller", options.namespace).no_cross_namespace_refs
         is expected
     )
-    # The other lockdown flags are the kustomize controller's.
+    # The other lockdown flags are the kustomize and helm controllers'.
     assert not [a for a in args if a.startswith(("--no-remote-bases", "--default-service-account"))]

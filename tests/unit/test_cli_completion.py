@@ -38,7 +38,11 @@ def complete(words: str) -> list[str]:
         pytest.param("weir bootstrap git --pri", ["--private-key-file"], id="options"),
         pytest.param("weir get alert", ["alert", "alert-provider"], id="notification-kinds"),
         # Alerts and Providers have no status: nothing to wait for, no reconcile command.
-        pytest.param("weir reconcile ", ["kustomization", "receiver", "source"], id="reconciled"),
+        pytest.param(
+            "weir reconcile ",
+            ["helmrelease", "kustomization", "receiver", "source"],
+            id="reconciled",
+        ),
         pytest.param("weir trigger ", ["receiver"], id="trigger"),
         pytest.param("weir create alert-provider x --type=sla", ["slack"], id="provider-types"),
     ],

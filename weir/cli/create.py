@@ -1,26 +1,30 @@
-"""``weir create``: sources, Kustomizations, Receivers, Alerts and Providers from flags,
-applied or printed (``--export``).
+"""``weir create``: sources, Kustomizations, HelmReleases, Receivers, Alerts and Providers
+from flags, applied or printed (``--export``).
 
 Each command builds the manifest a user would write, checks it against the kind's model
 (the same rules as its CRD), then either prints it (``--export``) or applies it with
 server-side apply (field manager ``weir``) and waits until the controller reports Ready; an
-Alert or a Provider, which no controller reports on, is judged at once (``weir.cli.alerts``).
+Alert or a Provider, which no controller reports on, is judged at once (``weir.cli.alerts``),
+and a static object (a HelmRepository of type oci) is only applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from controllers import safeyaml
 from controllers.api import CustomResource
 from controllers.kube import APPLY_PATCH, KubeClient, resource_path
+from helm.api_v2 import HelmRelease
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import RECEIVER_TYPES, EventSourceKind, Receiver
 from notification.api_v1beta3 import PROVIDER_TYPES, Alert, Provider
-from source.api_v1 import Bucket, GitRepository, OCIRepository
+from source.api_v1 import Bucket, GitRepository, HelmRepository, OCIRepository
 from weir.cli.app import CliError, Exit, Session, cluster_command, err_console, main, note
 from weir.cli.kinds import Kind, find_kind, group_of
 from weir.cli.output import ready_of, to_yaml
@@ -32,13 +36,14 @@ FIELD_MANAGER = "weir"
 
 @group_of(main)
 def create() -> None:
-    """Create or update sources, Kustomizations, Receivers, Alerts and Providers, or print
-    them (--export).
+    """Create or update sources, Kustomizations, HelmReleases, Receivers, Alerts and
+    Providers, or print them (--export).
 
     \b
     Examples:
       weir create source git podinfo --url=https://github.com/stefanprodan/podinfo --branch=master
       weir create kustomization podinfo --source=GitRepository/podinfo --path=./kustomize --prune
+      weir create helmrelease podinfo --source=HelmRepository/podinfo --chart=podinfo
       weir create receiver github --type=github --event=push --secret-ref=webhook-token \\
         --resource=GitRepository/podinfo
     """
@@ -117,6 +122,9 @@ async def apply_and_wait(
     )
     if not kind.reconciled:
         await report_judged(client, kind, obj)
+        return obj
+    if kind.is_static(obj):
+        note(f"✔ {title} applied (static: no controller reconciles it)")
         return obj
     generation = obj["metadata"].get("generation")
     version = str(obj["metadata"]["resourceVersion"])
@@ -301,6 +309,62 @@ async def bucket(
     await _create(session, Bucket, name, spec, export)
 
 
+@source.command("helm")
+@click.argument("name")
+@click.option(
+    "--url",
+    required=True,
+    help="repository address: https:// or http:// (an index.yaml), or oci://host/path.",
+)
+@INTERVAL
+@click.option(
+    "--secret-ref",
+    help="Secret with the credentials: username and password, or a docker config for oci.",
+)
+@click.option(
+    "--pass-credentials", is_flag=True, help="send the credentials to every host, not only --url's."
+)
+@click.option(
+    "--oci-provider",
+    type=click.Choice(["generic", "aws", "azure", "gcp"]),
+    help="how an oci repository authenticates (default generic).",
+)
+@EXPORT
+@cluster_command
+async def helm(
+    session: Session,
+    name: str,
+    url: str,
+    interval: str,
+    secret_ref: str | None,
+    pass_credentials: bool,
+    oci_provider: str | None,
+    export: bool,
+) -> None:
+    """Create or update a HelmRepository. An oci:// one is of type oci: static, no index to
+    fetch (its HelmCharts pull from the registry), so it is applied without waiting.
+
+    \b
+    Examples:
+      weir create source helm podinfo --url=https://stefanprodan.github.io/podinfo
+      weir create source helm podinfo --url=oci://ghcr.io/stefanprodan/charts
+    """
+    scheme, _, _ = url.partition("://")
+    if scheme not in ("http", "https", "oci"):
+        raise CliError(f"--url scheme {scheme!r} not supported: http, https or oci", Exit.USAGE)
+    if oci_provider and scheme != "oci":
+        raise CliError("--oci-provider is for oci:// repositories", Exit.USAGE)
+    spec = {
+        "url": url,
+        "interval": interval,
+        "type": "oci" if scheme == "oci" else None,
+        "provider": oci_provider,
+        "secretRef": {"name": secret_ref} if secret_ref else None,
+        "passCredentials": pass_credentials or None,
+    }
+    await _create(session, HelmRepository, name, spec, export)
+
+
 _SOURCE_KINDS = {"git": "GitRepository", "oci": "OCIRepository", "bucket": "Bucket"}
 
 
@@ -379,6 +443,195 @@ async def kustomization(
 
 
 create.add_aliases("kustomization", ("ks", "kustomizations"))
+
+
+def _kind_name_namespace(text: str, flag: str, kinds: tuple[str, ...]) -> dict[str, str]:
+    """``Kind/name[.namespace]`` with ``Kind`` one of ``kinds`` in any case, as flux parses
+    ``--source`` and ``--chart-ref`` of ``create helmrelease``."""
+    kind, slash, rest = text.partition("/")
+    canonical = {k.lower(): k for k in kinds}.get(kind.lower())
+    name, dot, namespace = rest.partition(".")
+    if not slash or not name or canonical is None:
+        raise CliError(
+            f"{flag} {text!r}: expected KIND/NAME[.NAMESPACE], KIND one of {', '.join(kinds)}",
+            Exit.USAGE,
+        )
+    return {"kind": canonical, "name": name, **({"namespace": namespace} if dot else {})}
+
+
+def _merged(into: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` merged into ``into``: maps key by key, anything else replaced (flux's merge
+    of ``--values`` files)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merged(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def _values_files(paths: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for path in paths:
+        try:
+            document = safeyaml.load(Path(path).read_bytes(), what=f"'{path}'")
+        except (OSError, safeyaml.YAMLLoadError) as err:
+            raise CliError(f"--values {path}: {err}", Exit.USAGE) from None
+        if document is None:
+            continue
+        if not isinstance(document, dict):
+            raise CliError(f"--values {path}: not a map of values", Exit.USAGE)
+        _merged(values, document)
+    return values
+
+
+@create.command("helmrelease")
+@click.argument("name")
+@click.option(
+    "--source",
+    "source_",
+    metavar="KIND/NAME[.NAMESPACE]",
+    help="where the chart is: HelmRepository, GitRepository or Bucket.",
+)
+@click.option("--chart", help="chart name (HelmRepository) or path (GitRepository, Bucket).")
+@click.option("--chart-version", help="semver range of chart versions (HelmRepository).")
+@click.option(
+    "--chart-ref",
+    metavar="KIND/NAME[.NAMESPACE]",
+    help="a chart ready to use instead of --source and --chart: OCIRepository or HelmChart.",
+)
+@click.option("--release-name", help="Helm's release name (default: [TARGET-NAMESPACE-]NAME).")
+@INTERVAL
+@click.option("--target-namespace", help="namespace to install into (default: the object's).")
+@click.option(
+    "--create-target-namespace", is_flag=True, help="create the target namespace if missing."
+)
+@click.option(
+    "--storage-namespace", help="namespace Helm stores the release in (default: the target)."
+)
+@click.option(
+    "--values",
+    "values_files",
+    multiple=True,
+    metavar="FILE",
+    help="local values YAML, put inline (spec.values). Repeat it or separate with commas; "
+    "later files win.",
+)
+@click.option(
+    "--values-from",
+    multiple=True,
+    metavar="KIND/NAME",
+    help="Secret or ConfigMap whose values.yaml key holds values. Repeat it or separate "
+    "with commas.",
+)
+@click.option(
+    "--depends-on", multiple=True, metavar="[NAMESPACE/]NAME", help="HelmReleases to wait for."
+)
+@click.option("--service-account", help="ServiceAccount to release as.")
+@click.option(
+    "--reconcile-strategy",
+    type=click.Choice(["ChartVersion", "Revision"]),
+    default="ChartVersion",
+    show_default=True,
+    help="when the HelmChart gets a new artifact: a new chart version, or any new revision.",
+)
+@click.option("--chart-interval", help="how often the HelmChart checks (default: --interval).")
+@click.option(
+    "--crds",
+    type=click.Choice(["Skip", "Create", "CreateReplace"]),
+    help="the chart's CRDs on upgrade (install creates them).",
+)
+@click.option(
+    "--kubeconfig-secret-ref", help="Secret with a kubeconfig: release into that cluster."
+)
+@EXPORT
+@cluster_command
+async def helmrelease(
+    session: Session,
+    name: str,
+    source_: str | None,
+    chart: str | None,
+    chart_version: str | None,
+    chart_ref: str | None,
+    release_name: str | None,
+    interval: str,
+    target_namespace: str | None,
+    create_target_namespace: bool,
+    storage_namespace: str | None,
+    values_files: tuple[str, ...],
+    values_from: tuple[str, ...],
+    depends_on: tuple[str, ...],
+    service_account: str | None,
+    reconcile_strategy: str,
+    chart_interval: str | None,
+    crds: str | None,
+    kubeconfig_secret_ref: str | None,
+    export: bool,
+) -> None:
+    """Create or update a HelmRelease: a chart installed and upgraded with values.
+
+    \b
+    Examples:
+      weir create helmrelease podinfo --source=HelmRepository/podinfo --chart=podinfo \\
+        --chart-version='>=6.0.0' --values=./values.yaml --values-from=Secret/podinfo-values
+      weir create helmrelease podinfo --chart-ref=OCIRepository/podinfo.flux-system \\
+        --target-namespace=apps --create-target-namespace
+    """
+    if bool(chart) == bool(chart_ref):
+        raise CliError("give --chart (with --source) or --chart-ref", Exit.USAGE)
+    template: dict[str, Any] | None = None
+    if chart:
+        if not source_:
+            raise CliError("--chart needs --source", Exit.USAGE)
+        chart_spec = {
+            "chart": chart,
+            "version": chart_version,
+            "sourceRef": _kind_name_namespace(
+                source_, "--source", ("HelmRepository", "GitRepository", "Bucket")
+            ),
+            "reconcileStrategy": reconcile_strategy,
+            "interval": chart_interval,
+        }
+        template = {"spec": {k: v for k, v in chart_spec.items() if v}}
+    elif source_ or chart_version:
+        raise CliError("--source and --chart-version go with --chart, not --chart-ref", Exit.USAGE)
+    dependencies = []
+    for text in _split(depends_on):
+        namespace, slash, dependency = text.rpartition("/")
+        dependencies.append({"name": dependency, **({"namespace": namespace} if slash else {})})
+    install = {
+        "createNamespace": create_target_namespace or None,
+        "crds": "Create" if crds else None,
+    }
+    spec = {
+        "releaseName": release_name,
+        "interval": interval,
+        "chart": template,
+        "chartRef": (
+            _kind_name_namespace(chart_ref, "--chart-ref", ("OCIRepository", "HelmChart"))
+            if chart_ref
+            else None
+        ),
+        "targetNamespace": target_namespace,
+        # As flux: the release is stored where it is installed unless told otherwise.
+        "storageNamespace": storage_namespace or target_namespace,
+        "install": {k: v for k, v in install.items() if v},
+        "upgrade": {"crds": crds} if crds else None,
+        "dependsOn": dependencies,
+        "serviceAccountName": service_account,
+        "kubeConfig": (
+            {"secretRef": {"name": kubeconfig_secret_ref}} if kubeconfig_secret_ref else None
+        ),
+        "values": _values_files(_split(values_files)),
+        "valuesFrom": [
+            _kind_name_namespace(text, "--values-from", ("Secret", "ConfigMap"))
+            for text in _split(values_from)
+        ],
+    }
+    await _create(session, HelmRelease, name, spec, export)
+
+
+create.add_aliases("helmrelease", ("hr", "helmreleases"))
 
 
 # The kinds a Receiver may name and an Alert may watch, by their names in any case.

@@ -16,6 +16,9 @@ __all__ = ["export", "exportable"]
 _SERVER_ANNOTATIONS = (
     "kubectl.kubernetes.io/last-applied-configuration",
     "reconcile.fluxcd.io/requestedAt",
+    # weir reconcile helmrelease --force, --reset: one-off requests like requestedAt.
+    "reconcile.fluxcd.io/forceAt",
+    "reconcile.fluxcd.io/resetAt",
 )
 
 

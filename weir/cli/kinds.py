@@ -2,10 +2,11 @@
 
 A kind is named by one or two words, as ``flux`` names them: ``kustomization`` (also
 ``kustomizations``, ``ks``), ``source git`` (also ``sources``, ``gitrepository``...),
-``alert-provider``. Each verb (``get``, ``reconcile``, ``suspend``, ``resume``, ``export``)
-builds one command per kind with ``attach``; adding a kind to ``KINDS`` adds it to every verb
-(``reconcile`` only to the kinds a controller reconciles: not Alerts and Providers, which
-have no status in Flux's v1beta3 and are judged by the commands instead).
+``helmrelease`` (also ``hr``), ``alert-provider``. Each verb (``get``, ``reconcile``,
+``suspend``, ``resume``, ``export``) builds one command per kind with ``attach``; adding a
+kind to ``KINDS`` adds it to every verb (``reconcile`` only to the kinds a controller
+reconciles: not Alerts and Providers, which have no status in Flux's v1beta3 and are judged
+by the commands instead).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import click
 
 from controllers.api import ResourceInfo
 from controllers.kube import KubeClient
+from helm.api_v2 import HelmRelease
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from notification.api_v1beta3 import Alert, Provider
@@ -49,12 +51,47 @@ def _applied_revision(obj: dict[str, Any]) -> str:
     return str((obj.get("status") or {}).get("lastAppliedRevision") or "")
 
 
-def _kustomization_source(obj: dict[str, Any]) -> tuple[str, str, str] | None:
-    ref = (obj.get("spec") or {}).get("sourceRef") or {}
+def _release_revision(obj: dict[str, Any]) -> str:
+    """As ``flux get helmreleases``: the chart version of the latest release, else the
+    revision last attempted."""
+    status = obj.get("status") or {}
+    history = status.get("history") or []
+    if history:
+        return str(history[0].get("chartVersion") or "")
+    return str(status.get("lastAttemptedRevision") or "")
+
+
+def _ref_of(obj: dict[str, Any], ref: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of a reference, in ``obj``'s namespace when it names none."""
     if not ref.get("kind") or not ref.get("name"):
         return None
     namespace = ref.get("namespace") or (obj.get("metadata") or {}).get("namespace") or ""
     return str(ref["kind"]), namespace, str(ref["name"])
+
+
+def _spec_source_ref(obj: dict[str, Any]) -> tuple[str, str, str] | None:
+    return _ref_of(obj, (obj.get("spec") or {}).get("sourceRef") or {})
+
+
+def _release_source(obj: dict[str, Any]) -> tuple[str, str, str] | None:
+    """As ``flux reconcile hr --with-source``: the ``chartRef``, else the HelmChart the
+    controller made from the chart template (``<namespace>-<name>``, in the namespace of the
+    template's source)."""
+    spec = obj.get("spec") or {}
+    if spec.get("chartRef"):
+        return _ref_of(obj, spec["chartRef"])
+    template_ref = _ref_of(
+        obj, ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
+    )
+    if template_ref is None:
+        return None
+    meta = obj.get("metadata") or {}
+    return "HelmChart", template_ref[1], f"{meta.get('namespace')}-{meta.get('name')}"
+
+
+def _oci_helm_repository(obj: dict[str, Any]) -> bool:
+    # Flux's HelmRepository of type oci is static: no controller reconciles it.
+    return bool((obj.get("spec") or {}).get("type") == "oci")
 
 
 @dataclass(frozen=True)
@@ -74,6 +111,12 @@ class Kind:
     judge: Judge | None = None
     """For a kind without status (Alert, Provider): how the commands tell whether each object
     is ready; None when its controller reports Ready."""
+    static: Callable[[dict[str, Any]], bool] | None = None
+    """Whether an object of a reconciled kind is static (a HelmRepository of type oci): no
+    controller reconciles it, so there is nothing to wait for."""
+    release: bool = False
+    """Takes Flux's one-off requests to force a release and reset its failure counts
+    (``weir reconcile --force``, ``--reset``)."""
 
     @property
     def title(self) -> str:
@@ -87,6 +130,10 @@ class Kind:
     def revision_of(self, obj: dict[str, Any]) -> str:
         """The revision of ``obj``, "" for a kind that has none."""
         return self.revision(obj) if self.revision is not None else ""
+
+    def is_static(self, obj: dict[str, Any]) -> bool:
+        """Whether no controller reconciles ``obj`` (a static object)."""
+        return self.static is not None and self.static(obj)
 
 
 KINDS: tuple[Kind, ...] = (
@@ -108,19 +155,29 @@ KINDS: tuple[Kind, ...] = (
         ("source", "helm"),
         ("helmrepository", "helmrepositories", "helmrepo"),
         _artifact_revision,
+        static=_oci_helm_repository,
     ),
     Kind(
         HelmChart.info,
         ("source", "chart"),
         ("helmchart", "helmcharts", "hc"),
         _artifact_revision,
+        _spec_source_ref,
     ),
     Kind(
         Kustomization.info,
         ("kustomization",),
         ("kustomizations", "ks"),
         _applied_revision,
-        _kustomization_source,
+        _spec_source_ref,
+    ),
+    Kind(
+        HelmRelease.info,
+        ("helmrelease",),
+        ("helmreleases", "hr"),
+        _release_revision,
+        _release_source,
+        release=True,
     ),
     Kind(Receiver.info, ("receiver",), ("receivers",), None),
     Kind(Alert.info, ("alert",), ("alerts",), None, judge=judge_alerts),

@@ -27,6 +27,7 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
                  every namespace in (networkPolicy), if any
   eventsEndpoint takes the other controllers' events: they get --events-addr naming its first
                  server's Service
+  env            environment variables of its container beyond the runtime's
 */}}
 {{- define "weir.components" -}}
 - name: source-controller
@@ -50,6 +51,7 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
   artifactStorage: true
   servers: []
   eventsEndpoint: false
+  env: []
 - name: kustomize-controller
   values: kustomizeController
   package: kustomize
@@ -63,6 +65,32 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
   artifactStorage: false
   servers: []
   eventsEndpoint: false
+  env: []
+- name: helm-controller
+  values: helmController
+  package: helm
+  kinds:
+    - group: helm.toolkit.fluxcd.io
+      plurals: [helmreleases]
+      statuses: [helmreleases]
+  # cluster-admin covers what it reads (valuesFrom, kubeConfig) and the HelmCharts it writes.
+  reads: []
+  clusterAdmin: true
+  # Charts have no remote bases.
+  lockdown: [noCrossNamespaceRefs, defaultServiceAccount]
+  artifactStorage: false
+  servers: []
+  eventsEndpoint: false
+  # Helm reads its homes from the environment at start, in the pod's /tmp emptyDir.
+  env:
+    - name: HELM_CACHE_HOME
+      value: /tmp/helm/cache
+    - name: HELM_CONFIG_HOME
+      value: /tmp/helm/config
+    - name: HELM_DATA_HOME
+      value: /tmp/helm/data
+    - name: HELM_PLUGINS
+      value: /tmp/helm/data/plugins
 - name: notification-controller
   values: notificationController
   package: notification
@@ -102,11 +130,12 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
       flag: --receiver-addr
       networkPolicy: allow-webhooks
   eventsEndpoint: true
+  env: []
 {{- end }}
 
 {{/* The components whose create value is true, as a YAML list (use with fromYamlArray). */}}
 {{- define "weir.enabled" -}}
-{{- range tuple "helmController" "imageAutomationController" }}
+{{- range tuple "imageAutomationController" }}
 {{- if (index $.Values . | default dict).create }}
 {{- fail (printf "%s.create: weir has no such controller yet" .) }}
 {{- end }}
