@@ -270,8 +270,8 @@ class ValuesReference(KubeModel):
     )
     optional: bool | None = Field(
         default=None,
-        description="Carry on when the object does not exist; a missing key or any other "
-        "error still fails.",
+        description="Skip the reference when the object or its key does not exist; any "
+        "other error still fails.",
     )
     literal: bool | None = Field(
         default=None,

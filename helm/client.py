@@ -29,6 +29,13 @@ its library's option decoders:
   (or the action's own timeout passing) ends the action with ``HelmCancelledError`` (code -6,
   for both), and Helm marks the new revision ``failed``.
 - Every call is a ctypes call, which releases the GIL: run them in threads.
+- A configuration's namespace is both its release storage and where the chart's objects go
+  (0.2.2 gives one namespace to both Helm's ``Configuration.Init`` and its Kubernetes client).
+  An install into another namespace runs on a configuration the library builds for that
+  namespace, so the release is stored there; an upgrade into another namespace is refused
+  ("upgrade cannot change namespace"). No option keeps them apart, so ``namespace`` and
+  ``storage_namespace`` must agree (helm/settings.py refuses a HelmRelease where they differ;
+  ``test_release_stored_apart_from_its_objects`` is the xfail that shows it).
 
 Errors come as ``helm_python.HelmError`` subclasses by ABI code (``HelmNotFoundError`` -7,
 ``HelmReleaseError`` -62, ``HelmCancelledError`` -6, ...); :func:`_translate` maps them onto

@@ -22,8 +22,8 @@ def unsupported_settings(obj: HelmRelease) -> list[str]:
         if condition:
             found.append(f"spec.{path}")
 
-    # Helm's library stores a release in the namespace it installs into, whatever storage
-    # namespace its configuration names: until helm.client keeps them apart, they must agree.
+    # helm-python-sdk 0.2.2 stores a release in the namespace it installs into and refuses to
+    # upgrade into another namespace than its configuration's (see helm.client): they must agree.
     check(
         obj.release_namespace != obj.storage_namespace,
         "targetNamespace (other than the storage namespace)",

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 
 from controllers.binaries import find_binary
 from controllers.envtest import REPO_ROOT, ControlPlane
-from controllers.kinds import CONFIG_MAP, SECRET
+from controllers.kinds import CONFIG_MAP, NAMESPACE, SECRET
 from controllers.kube import KubeClient
 from helm.client import (
     HelmCancelled,
@@ -234,6 +235,64 @@ async def test_install_upgrade_rollback_as_helm_sees_them(
     assert [(hook.name, hook.last_run_phase) for hook in tested.release.hooks] == [
         ("app-hook", "Succeeded")
     ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ReleaseNotFound,
+    reason="helm-c-sdk 0.2.2 (helm-python-sdk 0.2.2) installs with a Helm configuration built "
+    "for the install namespace, so the release is stored there, and it refuses an upgrade whose "
+    "namespace differs from its configuration's: helm/settings.py refuses such HelmReleases",
+)
+async def test_release_stored_apart_from_its_objects(
+    client: HelmClient,
+    kube: KubeClient,
+    namespace: str,
+    chart: Path,
+    control_plane: ControlPlane,
+    helm_env: dict[str, str],
+) -> None:
+    """Flux's ``targetNamespace`` with a ``storageNamespace``: the chart's objects go to one
+    namespace, Helm's release Secrets stay in the other (Helm's Go SDK keeps these apart:
+    ``Configuration.Init``'s namespace is the storage, ``Install.Namespace`` the objects')."""
+    storage = f"t-{uuid.uuid4().hex[:10]}"
+    await kube.create(NAMESPACE, {"metadata": {"name": storage}})
+    try:
+        installed = await client.install(
+            "apart", chart, {"greeting": "one"}, namespace=namespace, storage_namespace=storage
+        )
+        assert (installed.namespace, installed.version, installed.status) == (
+            namespace,
+            1,
+            "deployed",
+        )
+        assert await release_secrets(kube, storage, "apart") == {
+            "sh.helm.release.v1.apart.v1": "helm.sh/release.v1"
+        }
+        assert await release_secrets(kube, namespace, "apart") == {}
+        assert await greeting(kube, namespace, "apart") == "one"
+        for listed_namespace, names in ((storage, ["apart"]), (namespace, [])):
+            listed = helm_cli(
+                helm_env, control_plane, "list", f"--namespace={listed_namespace}", "-o=json"
+            )
+            assert listed.returncode == 0, listed.stderr
+            assert [r["name"] for r in json.loads(listed.stdout)] == names
+
+        upgraded = await client.upgrade(
+            "apart", chart, {"greeting": "two"}, namespace=namespace, storage_namespace=storage
+        )
+        assert (upgraded.version, upgraded.status) == (2, "deployed")
+        assert await greeting(kube, namespace, "apart") == "two"
+        assert cli_history(helm_env, control_plane, storage, "apart") == [
+            (1, "superseded"),
+            (2, "deployed"),
+        ]
+
+        await client.uninstall("apart", storage_namespace=storage)
+        await wait_for_deletion(kube, CONFIG_MAP, namespace, "apart-config")
+        assert await release_secrets(kube, storage, "apart") == {}
+    finally:
+        await kube.delete(NAMESPACE, None, storage)
 
 
 @pytest.mark.parametrize("keep_history", [True, False], ids=["keep-history", "no-history"])
