@@ -1,21 +1,25 @@
-"""``spec.dependsOn``: whether a Kustomization's dependencies are ready, and which
-Kustomizations to look at again when one of them becomes ready."""
+"""``spec.dependsOn`` of a Kustomization: the runtime's dependency check
+(``controllers.dependencies``) with the kustomize controller's own rule on top, that a
+dependency using the same source has applied the revision this run is about to apply."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
-from controllers.api import object_key
-from controllers.cel import EvaluationError, InvalidExpression, compile_expression
+from controllers import dependencies
+from controllers.dependencies import DependencyNotReady, is_ready
 from controllers.reconcile import Read
 from kustomize.api_v1 import DependencyReference, Kustomization
 
-__all__ = ["DependencyNotReady", "check_dependencies", "dependents_of_ready", "why_not_ready"]
-
-
-class DependencyNotReady(Exception):
-    """A dependency is missing, not ready, or behind on the shared source."""
+__all__ = [
+    "DependencyNotReady",
+    "check_dependencies",
+    "dependents_of_ready",
+    "is_ready",
+    "why_not_ready",
+]
 
 
 async def check_dependencies(
@@ -24,12 +28,13 @@ async def check_dependencies(
     """Read each dependency with ``read`` (``RunContext.read``, from the informer's cache as
     Flux reads them) and raise ``DependencyNotReady`` for the first dependency that is not ready, as
     ``why_not_ready`` says; ``InvalidExpression`` for a ``readyExpr`` that does not compile."""
-    namespace = obj.metadata.namespace or ""
-    for ref in obj.spec.depends_on or []:
-        raw = await read(Kustomization.info, ref.namespace or namespace, ref.name)
-        problem = why_not_ready(obj, ref, raw, revision, additive_cel=additive_cel)
-        if problem is not None:
-            raise DependencyNotReady(problem)
+    await dependencies.check_dependencies(
+        obj.to_dict(),
+        obj.spec.depends_on or [],
+        partial(read, Kustomization.info),
+        extra_check=_same_revision(obj, revision),
+        additive_cel=additive_cel,
+    )
 
 
 def why_not_ready(
@@ -48,38 +53,13 @@ def why_not_ready(
     run is about to apply.
 
     Raises ``InvalidExpression`` for a ``readyExpr`` that does not compile."""
-    key = f"{ref.namespace or obj.metadata.namespace or ''}/{ref.name}"
-    if dependency is None:
-        return f"dependency '{key}' not found"
-    if ref.ready_expr:
-        try:
-            expression = compile_expression(ref.ready_expr)
-        except InvalidExpression as err:
-            raise InvalidExpression(f"failed to evaluate dependency {ref.name}: {err}") from err
-        try:
-            ready = expression.evaluate_bool({"self": obj.to_dict(), "dep": dependency})
-        except EvaluationError as err:
-            return str(err)
-        if not ready:
-            return f"dependency '{key}' is not ready according to readyExpr eval"
-        if not additive_cel:
-            return None
-    if not is_ready(dependency):
-        return f"dependency '{key}' is not ready"
-    # The raw object, not the model: a dependency whose spec the model now rejects is still
-    # judged by its status.
-    if _raw_source_key(dependency) == _source_key(obj) and _applied(dependency) != revision:
-        return f"dependency '{key}' revision is not up to date"
-    return None
-
-
-def is_ready(raw: dict[str, Any]) -> bool:
-    """Ready=True for the object's current generation."""
-    meta, status = raw.get("metadata") or {}, raw.get("status") or {}
-    conditions = status.get("conditions") or []
-    if not conditions or status.get("observedGeneration") != meta.get("generation"):
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return dependencies.why_not_ready(
+        obj.to_dict(),
+        ref,
+        dependency,
+        extra_check=_same_revision(obj, revision),
+        additive_cel=additive_cel,
+    )
 
 
 def dependents_of_ready(
@@ -88,23 +68,21 @@ def dependents_of_ready(
     """Keys of the Kustomizations depending on ``new`` to look at again now rather than after
     ``--requeue-dependency``: all of them when it applied a new revision, and those still
     waiting (not ready) when it has just become ready again."""
-    if new is None or not is_ready(new):
-        return []
-    new_revision = old is None or _applied(old) != _applied(new)
-    if not new_revision and is_ready(old or {}):
-        return []
-    meta = new.get("metadata") or {}
-    target = (meta.get("namespace"), meta.get("name"))
-    keys = []
-    for ks in kustomizations:
-        if not new_revision and is_ready(ks):
-            continue
-        ks_meta = ks.get("metadata") or {}
-        for ref in (ks.get("spec") or {}).get("dependsOn") or []:
-            if (ref.get("namespace") or ks_meta.get("namespace"), ref.get("name")) == target:
-                keys.append(object_key(ks))
-                break
-    return keys
+    return dependencies.dependents_to_requeue(old, new, kustomizations, revision_of=_applied)
+
+
+def _same_revision(obj: Kustomization, revision: str) -> dependencies.ExtraCheck:
+    """The kustomize controller's rule: a dependency on the same source has applied
+    ``revision``."""
+
+    def check(key: str, dependency: dict[str, Any]) -> str | None:
+        # The raw object, not the model: a dependency whose spec the model now rejects is
+        # still judged by its status.
+        if _raw_source_key(dependency) == _source_key(obj) and _applied(dependency) != revision:
+            return f"dependency '{key}' revision is not up to date"
+        return None
+
+    return check
 
 
 def _applied(raw: dict[str, Any]) -> Any:
