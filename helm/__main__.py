@@ -42,6 +42,7 @@ def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
             kubeconfig=args.kubeconfig,
             no_cross_namespace_refs=args.no_cross_namespace_refs,
             default_service_account=args.default_service_account,
+            requeue_dependency=args.requeue_dependency,
         )
     ]
 

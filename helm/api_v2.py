@@ -33,6 +33,7 @@ from controllers.api import (
 from controllers.apitypes import CustomHealthCheck, Image, Patch, SecretKeyReference, Selector
 
 __all__ = [
+    "DEFAULT_TO_RETRY_ON_FAILURE",
     "DRIFT_DETECTION_DISABLED_VALUE",
     "DRIFT_DETECTION_METADATA_KEY",
     "FINALIZER",
@@ -107,6 +108,10 @@ DRIFT_DETECTION_METADATA_KEY = f"{GROUP}/driftDetection"
 """Label or annotation that takes one object of a release out of drift detection ..."""
 DRIFT_DETECTION_DISABLED_VALUE = "disabled"
 """... when set to this value."""
+
+DEFAULT_TO_RETRY_ON_FAILURE = False
+"""Flux's ``DefaultToRetryOnFailure`` feature gate, off as in Flux: an action without a
+``strategy`` remediates its failures rather than retrying them."""
 
 SNAPSHOT_API_VERSION = "v2"
 """``status.history[].apiVersion`` of snapshots taken with Helm v4 (helm-controller 1.5+)."""
@@ -1262,6 +1267,15 @@ class HelmRelease(CustomResource):
     def suspended(self) -> bool:
         """``spec.suspend``."""
         return bool(self.spec.suspend)
+
+    @property
+    def retry_interval_seconds(self) -> float | None:
+        """After a failed release action whose strategy is ``RetryOnFailure``: its
+        ``retryInterval`` (Flux requeues after it); None otherwise, the per-key backoff."""
+        retry = self.active_retry(DEFAULT_TO_RETRY_ON_FAILURE)
+        if retry is None or not self.status.failures:
+            return None
+        return retry.retry_interval_seconds
 
     @property
     def timeout_seconds(self) -> float:

@@ -3,16 +3,21 @@
 Steps, as in Flux's helm-controller: settings (refuse what weir does not implement yet), chart
 (the HelmChart made from ``spec.chart`` or named by ``chartRef``, Ready with an artifact for its
 generation; the artifact downloaded, digest checked), release (values composed, the stored
-release compared with the last snapshot, then install, upgrade or nothing, as Flux's atomic
-release decides without remediation). Deletion uninstalls the release and deletes the
-HelmChart the controller made.
+release compared with the last snapshot, then install, upgrade, a remediation or nothing, as
+Flux's atomic release decides). Deletion uninstalls the release and deletes the HelmChart the
+controller made.
+
+Remediation as Flux's: a failed install is uninstalled, a failed upgrade rolled back (or
+uninstalled), then tried again, up to ``remediation.retries``; ``strategy: RetryOnFailure``
+retries after ``retryInterval`` without remediating. Unlike Flux, one run does one Helm action
+(Flux loops action, remediation, in one run): a remediation ends its run with a requeue, so
+that each step has its own event, and a stall after the last remediation comes on the next run.
 
 Not implemented yet, and refused with ``Stalled`` (``UnsupportedConfiguration``) when set:
-remediation retries and action strategies, tests, drift detection, ``dependsOn``,
+tests, drift detection,
 ``postRenderers``, ``commonMetadata``, ``kubeConfig``, ``serviceAccountName``,
 ``healthCheckExprs``, the legacy wait strategy, and the few action options Helm's library is
-not given yet. With remediation off, a failed install or upgrade is not retried until the
-desired state changes (Flux's ``RetriesExceeded`` with zero retries).
+not given yet.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from controllers import conditions as cond
 from controllers.api import format_duration
 from controllers.artifact import ArtifactError, fetch_file
 from controllers.kube import ApiError
+from controllers.manager import Options
 from controllers.reconcile import (
     ReconcileError,
     Reconciler,
@@ -38,8 +44,8 @@ from controllers.reconcile import (
     Waiting,
     Watch,
 )
-from helm import history
-from helm.api_v2 import HelmRelease, Snapshot
+from helm import dependencies, history
+from helm.api_v2 import DEFAULT_TO_RETRY_ON_FAILURE, HelmRelease, Snapshot
 from helm.chart import (
     HELM_CHART,
     ChartMetadata,
@@ -57,6 +63,7 @@ from helm.client import (
     InstallOptions,
     Release,
     ReleaseNotFound,
+    RollbackOptions,
     UninstallOptions,
     UpgradeOptions,
 )
@@ -69,10 +76,12 @@ __all__ = [
     "cross_namespace_reference",
     "install_options",
     "next_action",
+    "uninstall_options",
     "upgrade_options",
 ]
 
 RELEASED = "Released"
+REMEDIATED = "Remediated"
 # Flux's reasons.
 ARTIFACT_FAILED = "ArtifactFailed"
 INIT_FAILED = "InitFailed"
@@ -83,6 +92,9 @@ UPGRADE_FAILED = "UpgradeFailed"
 UNINSTALL_SUCCEEDED = "UninstallSucceeded"
 UNINSTALL_FAILED = "UninstallFailed"
 RETRIES_EXCEEDED = "RetriesExceeded"
+ROLLBACK_SUCCEEDED = "RollbackSucceeded"
+ROLLBACK_FAILED = "RollbackFailed"
+MISSING_ROLLBACK_TARGET = "MissingRollbackTarget"
 ACCESS_DENIED = "AccessDenied"
 UNSUPPORTED = "UnsupportedConfiguration"
 # The largest chart artifact downloaded: the source controller stores none bigger.
@@ -101,29 +113,33 @@ class HelmReleaseRunState:
 
 
 def next_action(obj: HelmRelease, stored: Release | None, chart: ChartMetadata, digest: str) -> str:
-    """What the release needs (Flux's ``DetermineReleaseState`` and ``actionForState`` without
-    remediation, tests or drift): ``install``, ``upgrade``, ``none``, or ``stalled`` when a
-    failed release of the current desired state is not to be retried."""
+    """What the release needs (Flux's ``DetermineReleaseState`` and ``actionForState``,
+    without tests or drift): ``install``, ``upgrade``, ``rollback`` or ``uninstall`` (a
+    remediation), ``none``, or ``stalled`` when the retries are exhausted."""
+    status = obj.status
     if stored is None or stored.status == "uninstalled":
-        if obj.status.install_failures:
-            return "stalled"
-        return "install"
-    latest = obj.status.latest_snapshot
+        exhausted = obj.install.remediation_settings.retries_exhausted(status)
+        return "stalled" if exhausted else "install"
+    latest = status.latest_snapshot
     if latest is None or not _describes(latest, stored):
         return "upgrade"  # not the release the controller made last: take it over
     if stored.status == "failed":
-        action = obj.status.last_attempted_release_action
-        failures = (
-            obj.status.install_failures if action == "install" else obj.status.upgrade_failures
-        )
-        return "stalled" if failures else "upgrade"
+        if obj.active_retry(DEFAULT_TO_RETRY_ON_FAILURE) is not None:
+            return "upgrade"  # RetryOnFailure: again, without remediation
+        remediation = obj.active_remediation
+        if remediation is None or remediation.failure_count(status) <= 0:
+            return "upgrade"  # the desired state changed since the failure
+        if remediation.retries_exhausted(status) and not remediation.must_remediate_last_failure:
+            return "stalled"
+        return remediation.effective_strategy
     if stored.status != "deployed":
         return "upgrade"
-    if (stored.chart_name, stored.chart_version) != (chart.name, chart.version):
-        return "upgrade"
-    if latest.config_digest != digest:
-        return "upgrade"
-    return "none"
+    out_of_sync = (stored.chart_name, stored.chart_version) != (chart.name, chart.version) or (
+        latest.config_digest != digest
+    )
+    if not out_of_sync:
+        return "none"
+    return "stalled" if obj.upgrade.remediation_settings.retries_exhausted(status) else "upgrade"
 
 
 def _active_failures(obj: HelmRelease) -> int:
@@ -147,7 +163,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
     process's own, as the runtime's client finds it)."""
 
     model = HelmRelease
-    owned_conditions: tuple[str, ...] = (RELEASED,)
+    owned_conditions: tuple[str, ...] = (RELEASED, REMEDIATED)
 
     def __init__(
         self,
@@ -155,10 +171,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         kubeconfig: str | None = None,
         no_cross_namespace_refs: bool = False,
         default_service_account: str = "",
+        requeue_dependency: float = Options.requeue_dependency,
     ) -> None:
         self._kubeconfig = kubeconfig
         self.no_cross_namespace_refs = no_cross_namespace_refs
         self.default_service_account = default_service_account
+        self.requeue_dependency = requeue_dependency
         self._helm: HelmClient | None = None
 
     @property
@@ -174,11 +192,21 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
 
     @property
     def steps(self) -> Sequence[Step[HelmRelease, HelmReleaseRunState]]:
-        return [self.check_settings, self.reconcile_chart, self.reconcile_release]
+        return [
+            self.check_settings,
+            self.check_dependencies,
+            self.reconcile_chart,
+            self.reconcile_release,
+        ]
 
     @property
     def watches(self) -> Sequence[Watch]:
-        return [Watch(HELM_CHART, releases_of_changed_chart)]
+        """A HelmChart with a new artifact requeues its releases; a HelmRelease that becomes
+        ready requeues those waiting on it (``dependsOn``)."""
+        return [
+            Watch(HELM_CHART, releases_of_changed_chart),
+            Watch(HelmRelease.info, dependencies.dependents_of_ready),
+        ]
 
     def new_state(self) -> HelmReleaseRunState:
         return HelmReleaseRunState()
@@ -204,6 +232,18 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             refused = cross_namespace_reference(obj)
             if refused:
                 raise Stalling(refused, reason=ACCESS_DENIED)
+        return Result()
+
+    async def check_dependencies(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> Result:
+        """Wait (``DependencyNotReady``) until every HelmRelease of ``spec.dependsOn`` is ready."""
+        await dependencies.check(
+            ctx,
+            obj,
+            requeue_after=self.requeue_dependency,
+            no_cross_namespace_refs=self.no_cross_namespace_refs,
+        )
         return Result()
 
     # The chart
@@ -284,7 +324,8 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
     async def reconcile_release(
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
     ) -> Result:
-        """Install, upgrade or leave alone the release, as its stored state requires."""
+        """Install, upgrade, remediate or leave alone the release, as its stored state
+        requires."""
         chart, chart_path = ctx.state.chart, ctx.state.chart_path
         assert chart is not None
         assert chart_path is not None
@@ -318,11 +359,22 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             )
         if action == "none":
             return Result(message=self._in_sync(ctx, obj))
+        if action == "uninstall":
+            assert stored is not None
+            await self._remediate_by_uninstall(ctx, obj, stored)
+        if action == "rollback":
+            assert stored is not None
+            target = await self._rollback_target(obj, stored)
+            if target is not None:
+                await self._remediate_by_rollback(ctx, obj, target)
+            # The release to roll back to changed in storage: upgrading is the safer remedy.
+            ctx.log.info("rollback target not as recorded: upgrading instead")
+            action = "upgrade"
         latest = obj.status.latest_snapshot
         if latest is not None and stored is not None and not _describes(latest, stored):
             ctx.log.info("release not managed by controller: history cleared")
             obj.status.history = None
-        return await self._release(ctx, obj, action, chart_path, chart, values)
+        return await self._release(ctx, obj, action, chart_path, chart, values, stored)
 
     async def _stored(self, obj: HelmRelease) -> Release | None:
         try:
@@ -341,6 +393,13 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         latest = obj.status.latest_snapshot
         assert latest is not None
         obj.status.history = history.truncate(obj.status.history or ())
+        if cond.is_true(ctx.conditions, REMEDIATED):
+            # The release a remediation left is what is desired now (the spec went back to
+            # it): that is an upgrade that succeeded, as Flux words it.
+            ctx.clear(REMEDIATED)
+            message = _success_message(UPGRADE_SUCCEEDED, latest)
+            ctx.mark(RELEASED, "True", UPGRADE_SUCCEEDED, message)
+            return message
         released = cond.find(ctx.conditions, RELEASED)
         if released is not None and released.status == "True":
             return released.message
@@ -360,6 +419,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         chart_path: Path,
         chart: ChartMetadata,
         values: dict[str, Any],
+        stored: Release | None,
     ) -> Result:
         timeout = (
             obj.install.timeout_seconds(obj.timeout_seconds)
@@ -368,6 +428,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         )
         await ctx.progress(f"Running '{action}' action with timeout of {format_duration(timeout)}")
         obj.status.last_attempted_release_action = "install" if action == "install" else "upgrade"
+        if action == "install":
+            obj.status.history = None  # a new release: nothing before it is rolled back to
+        ctx.clear(REMEDIATED)
         name, storage = obj.helm_release_name, obj.storage_namespace
         try:
             if action == "install":
@@ -389,10 +452,14 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
                     options=upgrade_options(obj),
                 )
         except HelmError as err:
-            await self._failed(ctx, obj, action, chart, err)
+            await self._failed(ctx, obj, action, chart, err, stored)
             raise AssertionError("unreachable") from None  # _failed raises
         self._record(obj, history.snapshot(release, action))
-        obj.status.failures = obj.status.install_failures = obj.status.upgrade_failures = None
+        retry = obj.install.retry if action == "install" else obj.upgrade.retry
+        if retry(DEFAULT_TO_RETRY_ON_FAILURE) is not None:
+            # As Flux: only a retried action's success clears the counters; after a
+            # remediation they stay, until the desired state changes.
+            obj.status.failures = obj.status.install_failures = obj.status.upgrade_failures = None
         reason = INSTALL_SUCCEEDED if action == "install" else UPGRADE_SUCCEEDED
         latest = obj.status.latest_snapshot
         assert latest is not None
@@ -408,22 +475,30 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         action: str,
         chart: ChartMetadata,
         err: HelmError,
+        before: Release | None,
     ) -> None:
-        """Count the failure, record the failed revision Helm stored, raise the failure."""
+        """Count the failure, record the failed revision Helm stored, raise the failure. As
+        Flux, the action's own counter (what retries are measured against) counts only a
+        failure that stored a release: one that failed before (rendering) is retried with
+        backoff."""
         status = obj.status
         status.failures = (status.failures or 0) + 1
-        if action == "install":
-            status.install_failures = (status.install_failures or 0) + 1
-        else:
-            status.upgrade_failures = (status.upgrade_failures or 0) + 1
         try:
             stored = await self.helm.get(
                 obj.helm_release_name, storage_namespace=obj.storage_namespace
             )
         except HelmError:
             stored = None
-        if stored is not None and stored.status == "failed":
+        if (
+            stored is not None
+            and stored.status == "failed"
+            and (before is None or stored.version != before.version)
+        ):
             self._record(obj, history.snapshot(stored, action))
+            if action == "install":
+                status.install_failures = (status.install_failures or 0) + 1
+            else:
+                status.upgrade_failures = (status.upgrade_failures or 0) + 1
         reason = INSTALL_FAILED if action == "install" else UPGRADE_FAILED
         verb = "install" if action == "install" else "upgrade"
         message = (
@@ -432,6 +507,123 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         )
         ctx.mark(RELEASED, "False", reason, message)
         raise ReconcileError(message, reason=reason)
+
+    # Remediation
+
+    async def _rollback_target(self, obj: HelmRelease, stored: Release) -> Snapshot | None:
+        """The previous successful release, checked in storage (Flux's VerifySnapshot);
+        None when it changed there since (then an upgrade, not a rollback, is tried)."""
+        target = history.previous(obj.status.history or ())
+        missing = Stalling(
+            "Failed to perform remediation: missing target release for rollback: cannot "
+            "remediate failed release",
+            reason=MISSING_ROLLBACK_TARGET,
+        )
+        if target is None or (target.name, target.namespace) != (stored.name, stored.namespace):
+            raise missing
+        try:
+            kept = await self.helm.get(
+                stored.name, storage_namespace=obj.storage_namespace, version=target.version
+            )
+        except ReleaseNotFound:
+            raise missing from None
+        except HelmError as err:
+            raise ReconcileError(f"cannot verify previous release to roll back to: {err}") from None
+        # Not the whole digest: Helm rewrites a kept release's status (deployed, superseded).
+        same = (kept.chart_name, kept.chart_version, history.config_digest(kept.values)) == (
+            target.chart_name,
+            target.chart_version,
+            target.config_digest,
+        )
+        return target if same else None
+
+    async def _remediate_by_rollback(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease, target: Snapshot
+    ) -> NoReturn:
+        """Roll back to ``target`` (Flux's RollbackRemediation). The run ends there and is
+        requeued with backoff: the next one upgrades again, or stalls, retries exhausted."""
+        rollback = obj.rollback
+        options = RollbackOptions(
+            timeout=rollback.timeout_seconds(obj.timeout_seconds),
+            wait=not rollback.disable_wait,
+            wait_for_jobs=not rollback.disable_wait_for_jobs,
+            disable_hooks=bool(rollback.disable_hooks),
+            server_side_apply=rollback.server_side_apply != "disabled",
+            force=bool(rollback.force),
+            cleanup_on_fail=bool(rollback.cleanup_on_fail),
+            max_history=obj.max_history,
+        )
+        await ctx.progress(
+            f"Running 'rollback' action with timeout of {format_duration(options.timeout)}"
+        )
+        name, storage = obj.helm_release_name, obj.storage_namespace
+        try:
+            rolled_back = await self.helm.rollback(
+                name, storage_namespace=storage, version=target.version, options=options
+            )
+        except HelmError as err:
+            obj.status.failures = (obj.status.failures or 0) + 1
+            message = (
+                f"Helm rollback to previous release {target.full_release_name} with chart "
+                f"{target.versioned_chart_name} failed: {err}"
+            )
+            ctx.mark(REMEDIATED, "False", ROLLBACK_FAILED, message)
+            raise ReconcileError(message, reason=ROLLBACK_FAILED) from None
+        await self._refresh_statuses(obj)
+        self._record(obj, history.snapshot(rolled_back, "rollback"))
+        message = (
+            f"Helm rollback to previous release {target.full_release_name} with chart "
+            f"{target.versioned_chart_name} succeeded"
+        )
+        ctx.mark(REMEDIATED, "True", ROLLBACK_SUCCEEDED, message)
+        # A Waiting: Ready=False with this reason, a Normal event, and the backoff requeue
+        # Flux's ErrMustRequeue asks for.
+        raise Waiting(message, reason=ROLLBACK_SUCCEEDED, requeue_after=0.0)
+
+    async def _remediate_by_uninstall(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease, stored: Release
+    ) -> NoReturn:
+        """Uninstall the failed release (Flux's UninstallRemediation); requeued with backoff,
+        the next run installs again, or stalls, retries exhausted."""
+        latest = obj.status.latest_snapshot
+        assert latest is not None  # next_action remediates only a release it recorded
+        options = uninstall_options(obj)
+        await ctx.progress(
+            f"Running 'uninstall' action with timeout of {format_duration(options.timeout)}"
+        )
+        try:
+            await self.helm.uninstall(
+                stored.name, storage_namespace=obj.storage_namespace, options=options
+            )
+        except ReleaseNotFound:
+            pass  # gone already: what the remediation wanted
+        except HelmError as err:
+            obj.status.failures = (obj.status.failures or 0) + 1
+            message = (
+                f"Helm uninstall remediation for release {latest.full_release_name} with "
+                f"chart {latest.versioned_chart_name} failed: {err}"
+            )
+            ctx.mark(REMEDIATED, "False", UNINSTALL_FAILED, message)
+            raise ReconcileError(message, reason=UNINSTALL_FAILED) from None
+        latest.status, latest.action = "uninstalled", "uninstall-remediation"
+        message = (
+            f"Helm uninstall remediation for release {latest.full_release_name} with chart "
+            f"{latest.versioned_chart_name} succeeded"
+        )
+        ctx.mark(REMEDIATED, "True", UNINSTALL_SUCCEEDED, message)
+        raise Waiting(message, reason=UNINSTALL_SUCCEEDED, requeue_after=0.0)
+
+    async def _refresh_statuses(self, obj: HelmRelease) -> None:
+        """The statuses Helm gave the recorded releases (a rollback supersedes them)."""
+        try:
+            stored = await self.helm.history(
+                obj.helm_release_name, storage_namespace=obj.storage_namespace
+            )
+        except HelmError:
+            return
+        statuses = {summary.version: summary.status for summary in stored}
+        for entry in obj.status.history or ():
+            entry.status = statuses.get(entry.version, entry.status)
 
     @staticmethod
     def _record(obj: HelmRelease, entry: Snapshot) -> None:
@@ -466,14 +658,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             return
         if stored.status == "uninstalled":
             return
-        uninstall = obj.uninstall
-        options = UninstallOptions(
-            timeout=uninstall.timeout_seconds(obj.timeout_seconds),
-            wait=not uninstall.disable_wait,
-            keep_history=bool(uninstall.keep_history),
-            disable_hooks=bool(uninstall.disable_hooks),
-            deletion_propagation=uninstall.deletion_propagation,
-        )
+        options = uninstall_options(obj)
         full_name = f"{stored.namespace}/{stored.name}.v{stored.version}"
         chart = f"{stored.chart_name}@{stored.chart_version}"
         try:
@@ -549,6 +734,18 @@ def upgrade_options(obj: HelmRelease) -> UpgradeOptions:
         take_ownership=not upgrade.disable_take_ownership,
         cleanup_on_fail=bool(upgrade.cleanup_on_fail),
         max_history=obj.max_history,
+    )
+
+
+def uninstall_options(obj: HelmRelease) -> UninstallOptions:
+    """Helm's uninstall options from ``spec.uninstall`` (deletion and remediation alike)."""
+    uninstall = obj.uninstall
+    return UninstallOptions(
+        timeout=uninstall.timeout_seconds(obj.timeout_seconds),
+        wait=not uninstall.disable_wait,
+        keep_history=bool(uninstall.keep_history),
+        disable_hooks=bool(uninstall.disable_hooks),
+        deletion_propagation=uninstall.deletion_propagation,
     )
 
 

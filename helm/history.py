@@ -20,7 +20,7 @@ from helm.api_v2 import SNAPSHOT_API_VERSION, Snapshot
 from helm.client import Release
 from helm.values import values_digest
 
-__all__ = ["config_digest", "kube_time", "release_digest", "snapshot", "truncate"]
+__all__ = ["config_digest", "kube_time", "previous", "release_digest", "snapshot", "truncate"]
 
 # Release states after which a release served: the snapshot history keeps back to one of them.
 _SUCCESSFUL = ("deployed", "superseded")
@@ -91,6 +91,13 @@ def snapshot(release: Release, action: str) -> Snapshot:
         first_deployed=kube_time(release.first_deployed),
         last_deployed=kube_time(release.last_deployed),
     )
+
+
+def previous(history: Iterable[Snapshot]) -> Snapshot | None:
+    """The newest release before the latest one that served: what a rollback goes back to
+    (Flux's ``Snapshots.Previous``; tests are not run by weir yet, so none failed)."""
+    older = sorted(history, key=lambda s: s.version, reverse=True)[1:]
+    return next((entry for entry in older if entry.status in _SUCCESSFUL), None)
 
 
 def truncate(history: Iterable[Snapshot]) -> list[Snapshot]:

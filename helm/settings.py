@@ -2,8 +2,8 @@
 
 Each one set to anything but its "off" default is named, so that the reconciler stalls instead
 of ignoring it (a setting accepted but ignored would deploy something other than what was
-declared). Settings that only matter together with a refused one (rollback options without
-remediation, ``ignoreTestFailures`` without tests) are inert, as in Flux, and accepted.
+declared). Settings that only matter together with a refused one (``ignoreTestFailures``
+without tests) are inert, as in Flux, and accepted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ def unsupported_settings(obj: HelmRelease) -> list[str]:
         obj.release_namespace != obj.storage_namespace,
         "targetNamespace (other than the storage namespace)",
     )
-    check(spec.depends_on, "dependsOn")
     check(spec.kube_config, "kubeConfig")
     check(spec.service_account_name, "serviceAccountName")
     check(spec.post_renderers, "postRenderers")
@@ -38,24 +37,9 @@ def unsupported_settings(obj: HelmRelease) -> list[str]:
     check(obj.drift_detection.detects_changes, "driftDetection.mode")
     check(obj.test.enable, "test.enable")
     install, upgrade = obj.install, obj.upgrade
-    check(install.strategy and install.strategy.name != "RemediateOnFailure", "install.strategy")
-    if install.remediation is not None:
-        check(install.remediation.retries, "install.remediation.retries")
-        check(
-            install.remediation.remediate_last_failure, "install.remediation.remediateLastFailure"
-        )
     check(install.disable_schema_validation, "install.disableSchemaValidation")
     check(install.replace, "install.replace")
     check(install.crds == "CreateReplace", "install.crds")
-    check(upgrade.strategy and upgrade.strategy.name != "RemediateOnFailure", "upgrade.strategy")
-    if upgrade.remediation is not None:
-        check(upgrade.remediation.retries, "upgrade.remediation.retries")
-        check(
-            upgrade.remediation.remediate_last_failure, "upgrade.remediation.remediateLastFailure"
-        )
-        check(
-            upgrade.remediation.strategy not in (None, "rollback"), "upgrade.remediation.strategy"
-        )
     check(upgrade.disable_schema_validation, "upgrade.disableSchemaValidation")
     check(upgrade.preserve_values, "upgrade.preserveValues")
     check(upgrade.crds == "CreateReplace", "upgrade.crds")

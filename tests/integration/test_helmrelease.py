@@ -267,9 +267,8 @@ async def test_settings_weir_does_not_implement_stall(
         helmrelease(
             "later",
             namespace,
-            dependsOn=[{"name": "db"}],
             test={"enable": True},
-            upgrade={"remediation": {"retries": 3}},
+            upgrade={"preserveValues": True},
         ),
     )
     obj = await controllers.wait_for(kube, HR, namespace, "later", stalled, "stalled")
@@ -277,8 +276,7 @@ async def test_settings_weir_does_not_implement_stall(
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "UnsupportedConfiguration")
     assert ready["message"] == (
-        "spec.dependsOn, spec.test.enable, spec.upgrade.remediation.retries: not supported by "
-        "weir yet"
+        "spec.test.enable, spec.upgrade.preserveValues: not supported by weir yet"
     )
     # Nothing was made for it.
     assert await kube.get_or_none(HELM_CHART, namespace, f"{namespace}-later") is None

@@ -177,8 +177,12 @@ def test_next_action(
         pytest.param({}, [], id="none"),
         pytest.param(
             {
-                "install": {"remediation": {"retries": 0}, "crds": "Create"},
-                "upgrade": {"remediation": {"strategy": "rollback"}, "serverSideApply": "auto"},
+                "install": {"remediation": {"retries": 3}, "crds": "Create"},
+                "upgrade": {
+                    "remediation": {"strategy": "uninstall", "remediateLastFailure": True},
+                    "strategy": {"name": "RetryOnFailure", "retryInterval": "1m"},
+                    "serverSideApply": "auto",
+                },
                 "driftDetection": {"mode": "disabled"},
                 "test": {"enable": False},
                 "rollback": {"cleanupOnFail": True},
@@ -191,7 +195,6 @@ def test_next_action(
         pytest.param(
             {
                 "targetNamespace": "elsewhere",
-                "dependsOn": [{"name": "db"}],
                 "serviceAccountName": "deployer",
                 "postRenderers": [{"kustomize": {"images": [{"name": "x"}]}}],
                 "test": {"enable": True},
@@ -201,13 +204,10 @@ def test_next_action(
             },
             [
                 "spec.targetNamespace (other than the storage namespace)",
-                "spec.dependsOn",
                 "spec.serviceAccountName",
                 "spec.postRenderers",
                 "spec.driftDetection.mode",
                 "spec.test.enable",
-                "spec.install.remediation.retries",
-                "spec.upgrade.remediation.strategy",
                 "spec.upgrade.preserveValues",
             ],
             id="refused",
