@@ -335,6 +335,11 @@ class Manager:
 
     def _readyz(self) -> _Answer:
         # A standby without leadership has no informers yet and is still ready to take over.
+        # Otherwise ready once the services listen and the controllers run (a Service must not
+        # send webhooks or events to a receiver that is not listening yet), with synced caches.
+        standby = self.options.enable_leader_election and not self.started.is_set()
+        if not standby and not self.started.is_set():
+            return 503, _TEXT, b"not started"
         if all(informer.synced.is_set() for informer in self.informers):
             return 200, _TEXT, b"ok"
         return 503, _TEXT, b"informers not synced"

@@ -127,7 +127,7 @@ async def notification_process(
 
 
 async def wait_listening(process: NotificationProcess) -> None:
-    """Until the event server accepts connections (it starts after /readyz may answer)."""
+    """Until the event server accepts connections (a check of its own, beside /readyz)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_SECONDS
     async with httpx.AsyncClient(timeout=2) as http:
