@@ -73,6 +73,11 @@ _FLAGS = (
     _Flag("--interval-jitter-percentage", "interval_jitter_percentage", float),
     _Flag("--watch-all-namespaces", "watch_all_namespaces", _flag_bool),
     _Flag("--watch-label-selector", "watch_label_selector"),
+    _Flag(
+        "--watch-configs-label-selector",
+        "watch_configs_label_selector",
+        help="ConfigMaps and Secrets whose changes requeue the objects referring to them",
+    ),
     _Flag("--graceful-shutdown-timeout", "graceful_shutdown_timeout", duration_arg, "DURATION"),
 )
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}

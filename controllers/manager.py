@@ -72,6 +72,8 @@ class Options:
     watch_all_namespaces: bool = True
     watch_namespace: str | None = None
     watch_label_selector: str | None = None
+    # Flux's default: only ConfigMaps and Secrets labelled to be watched; empty watches all.
+    watch_configs_label_selector: str = "reconcile.fluxcd.io/watch=Enabled"
     graceful_shutdown_timeout: float = 30.0
 
 
@@ -283,8 +285,10 @@ class Manager:
             for watch in watches:
                 if watch in own:
                     continue
-                related = _related_informer(client, watch, informer, queue, namespace)
-                by_kind.setdefault(watch.info, related)
+                selector = opts.watch_configs_label_selector if watch.configs else None
+                related = _related_informer(client, watch, informer, queue, namespace, selector)
+                if not watch.configs:
+                    by_kind.setdefault(watch.info, related)
                 self.informers.append(related)
                 background.append(asyncio.create_task(related.run()))
             # The steps read the objects of these kinds from the informers' caches.
@@ -370,7 +374,12 @@ def _enqueue(
 
 
 def _related_informer(
-    client: KubeClient, watch: Watch, primary: Informer, queue: WorkQueue, namespace: str | None
+    client: KubeClient,
+    watch: Watch,
+    primary: Informer,
+    queue: WorkQueue,
+    namespace: str | None,
+    label_selector: str | None,
 ) -> Informer:
     """An informer on ``watch.info`` whose changes requeue the primary objects it names."""
 
@@ -378,7 +387,9 @@ def _related_informer(
         for primary_key in watch.requeue(old, new, primary.objects()):
             queue.add(primary_key)
 
-    return Informer(client, watch.info, requeue, namespace=namespace)
+    return Informer(
+        client, watch.info, requeue, namespace=namespace, label_selector=label_selector or None
+    )
 
 
 async def _work(queue: WorkQueue, controller: Controller[Any]) -> None:

@@ -212,12 +212,17 @@ class Watch:
     ``requeue(old, new, primaries)`` gets a changed object of ``info`` (either side may be
     None) and every object of the controller's own kind the process knows, and returns the
     keys to reconcile again.
+
+    ``configs``: a watch of ConfigMaps or Secrets, limited to those the process's
+    ``--watch-configs-label-selector`` matches (Flux's config watchers); its cache holds only
+    those, so the steps read such objects from the API server, not from it.
     """
 
     info: ResourceInfo
     requeue: Callable[
         [dict[str, Any] | None, dict[str, Any] | None, Iterable[dict[str, Any]]], Iterable[str]
     ]
+    configs: bool = False
 
 
 class Reconciler(Protocol[T, S]):

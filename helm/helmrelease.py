@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 from controllers import conditions as cond
 from controllers.api import format_duration
 from controllers.artifact import ArtifactError, fetch_file
+from controllers.configwatch import config_watches
 from controllers.kube import ApiError
 from controllers.manager import Options
 from controllers.reconcile import (
@@ -73,6 +74,7 @@ from helm.values import ValuesError, compose_values
 __all__ = [
     "HelmReleaseReconciler",
     "HelmReleaseRunState",
+    "configs_read",
     "cross_namespace_reference",
     "install_options",
     "next_action",
@@ -202,10 +204,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
     @property
     def watches(self) -> Sequence[Watch]:
         """A HelmChart with a new artifact requeues its releases; a HelmRelease that becomes
-        ready requeues those waiting on it (``dependsOn``)."""
+        ready requeues those waiting on it (``dependsOn``); a watched ConfigMap or Secret
+        (``--watch-configs-label-selector``) requeues those reading it (``valuesFrom``)."""
         return [
             Watch(HELM_CHART, releases_of_changed_chart),
             Watch(HelmRelease.info, dependencies.dependents_of_ready),
+            *config_watches(configs_read),
         ]
 
     def new_state(self) -> HelmReleaseRunState:
@@ -671,6 +675,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             raise ReconcileError(message, reason=UNINSTALL_FAILED) from None
         message = f"Helm uninstall succeeded for release {full_name} with chart {chart}"
         ctx.notify(UNINSTALL_SUCCEEDED, message)
+
+
+def configs_read(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ConfigMaps and Secrets a HelmRelease (raw) reads: ``valuesFrom``."""
+    refs = (obj.get("spec") or {}).get("valuesFrom") or ()
+    return [(str(ref.get("kind", "")), str(ref.get("name", ""))) for ref in refs]
 
 
 def cross_namespace_reference(obj: HelmRelease) -> str:

@@ -18,6 +18,7 @@ from controllers import conditions as cond
 from controllers.api import Artifact, ResourceInfo, format_duration, object_key
 from controllers.artifact import ArtifactError, fetch_artifact
 from controllers.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
+from controllers.configwatch import config_watches
 from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
 from controllers.manager import Options
@@ -132,7 +133,8 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
         """A source whose artifact revision changes requeues the Kustomizations using it; a
         Kustomization that becomes ready requeues those that depend on it."""
         sources = [Watch(_source_info(kind), _users_of_new_artifact) for kind in SOURCE_PLURALS]
-        return [*sources, Watch(Kustomization.info, dependents_of_ready)]
+        own = Watch(Kustomization.info, dependents_of_ready)
+        return [*sources, own, *config_watches(configs_read)]
 
     @staticmethod
     def _manager(target: TargetCluster, obj: Kustomization) -> ResourceManager:
@@ -428,6 +430,21 @@ def _revision(source: dict[str, Any] | None) -> str | None:
     artifact = ((source or {}).get("status") or {}).get("artifact") or {}
     revision = artifact.get("revision")
     return str(revision) if revision else None
+
+
+def configs_read(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ConfigMaps and Secrets a Kustomization (raw) reads: ``substituteFrom``, the
+    decryption and kubeConfig Secrets."""
+    spec = obj.get("spec") or {}
+    found = [
+        (str(ref.get("kind", "")), str(ref.get("name", "")))
+        for ref in (spec.get("postBuild") or {}).get("substituteFrom") or ()
+    ]
+    for holder in (spec.get("decryption"), spec.get("kubeConfig")):
+        name = ((holder or {}).get("secretRef") or {}).get("name")
+        if name:
+            found.append(("Secret", str(name)))
+    return found
 
 
 def _users_of_new_artifact(
