@@ -26,7 +26,8 @@ RELEASES = [
 def test_a_change_requeues_the_readers_of_that_kind_name_and_namespace() -> None:
     configmaps, secrets = config_watches(helm_configs)
     assert (configmaps.info, secrets.info) == (CONFIG_MAP, SECRET)
-    assert configmaps.configs and secrets.configs
+    assert configmaps.configs
+    assert secrets.configs
 
     changed = configmaps.requeue(obj("a", "settings", "1"), obj("a", "settings", "2"), RELEASES)
     assert changed == ["a/web"]

@@ -107,4 +107,13 @@ def test_only_the_kustomization_reconciler_watches_other_objects(tmp_path: Path)
 
     assert [list(r.watches) for r in sources] == [[], [], []]
     watched = [watch.info.kind for watch in kustomizations.watches]
-    assert watched == ["GitRepository", "OCIRepository", "Bucket", "Kustomization"]
+    assert watched == [
+        "GitRepository",
+        "OCIRepository",
+        "Bucket",
+        "Kustomization",
+        "ConfigMap",
+        "Secret",
+    ]
+    # The ConfigMaps and Secrets only as --watch-configs-label-selector matches them.
+    assert [watch.configs for watch in kustomizations.watches][-2:] == [True, True]
