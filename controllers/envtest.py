@@ -359,6 +359,157 @@ def _kwok_logs(path: Path) -> dict[str, Any]:
     }
 
 
+# kwok's pod stages (Stage API, kwok.x-k8s.io/v1alpha1). Any Pod stage given with --config
+# replaces all of kwok's built-in ones (its getDefaultPodStages applies only when none is
+# given), so the three built-in stages are written out here beside the one weir adds:
+# - pod-ready: a scheduled pod starts running and is Ready (Deployments become Available);
+# - pod-complete: a running pod owned by a Job succeeds (Jobs complete, hook Jobs pass);
+# - pod-delete: a pod being deleted goes at once;
+# - helm-test-pod: a running bare pod annotated as a Helm test hook (``helm.sh/hook: test``,
+#   or Helm 2's ``test-success``) ends: Failed if it is annotated ``weir.test/outcome:
+#   failed``, Succeeded otherwise. Without it ``helm test`` would wait for its pods forever.
+# Each pod matches at most one stage at a time (kwok picks at random among matches).
+TEST_OUTCOME_ANNOTATION = "weir.test/outcome"
+_NOT_DELETED = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
+_RUNNING = {"key": ".status.phase", "operator": "In", "values": ["Running"]}
+
+_POD_READY_STATUS = """\
+{{ $now := Now }}
+conditions:
+- {type: Initialized, status: "True", lastTransitionTime: {{ $now | Quote }}}
+- {type: Ready, status: "True", lastTransitionTime: {{ $now | Quote }}}
+- {type: ContainersReady, status: "True", lastTransitionTime: {{ $now | Quote }}}
+{{ range .spec.readinessGates }}
+- {type: {{ .conditionType | Quote }}, status: "True", lastTransitionTime: {{ $now | Quote }}}
+{{ end }}
+containerStatuses:
+{{ range .spec.containers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  ready: true
+  restartCount: 0
+  state: {running: {startedAt: {{ $now | Quote }}}}
+{{ end }}
+initContainerStatuses:
+{{ range .spec.initContainers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  ready: true
+  restartCount: 0
+  {{ if eq .restartPolicy "Always" }}
+  started: true
+  state: {running: {startedAt: {{ $now | Quote }}}}
+  {{ else }}
+  state: {terminated: {exitCode: 0, reason: Completed, startedAt: {{ $now | Quote }}, \
+finishedAt: {{ $now | Quote }}}}
+  {{ end }}
+{{ end }}
+hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) \
+( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+phase: Running
+startTime: {{ $now | Quote }}
+"""
+
+
+def _terminated_status(phase: str, exit_code: int, reason: str) -> str:
+    """A ``statusTemplate`` that ends every container with ``exit_code`` and the pod in
+    ``phase``."""
+    return f"""\
+{{{{ $now := Now }}}}
+containerStatuses:
+{{{{ range .spec.containers }}}}
+- name: {{{{ .name | Quote }}}}
+  image: {{{{ .image | Quote }}}}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: {exit_code}
+      reason: {reason}
+      startedAt: {{{{ $now | Quote }}}}
+      finishedAt: {{{{ $now | Quote }}}}
+{{{{ end }}}}
+phase: {phase}
+"""
+
+
+def _pod_stage(name: str, selector: dict[str, Any], next_step: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": selector,
+            "next": next_step,
+        },
+    }
+
+
+def _kwok_pod_stages() -> list[dict[str, Any]]:
+    """kwok's built-in pod stages and weir's stage for Helm test pods (see above)."""
+    test_hook = {
+        "key": '.metadata.annotations["helm.sh/hook"]',
+        "operator": "In",
+        "values": ["test", "test-success"],
+    }
+    # A test hook may be a Job's pod (its template annotated): pod-complete has it then.
+    not_job = {"key": ".metadata.ownerReferences.[].kind", "operator": "NotIn", "values": ["Job"]}
+    outcome = f'.metadata.annotations["{TEST_OUTCOME_ANNOTATION}"]'
+    fails = {"key": outcome, "operator": "In", "values": ["failed"]}
+    passes = {"key": outcome, "operator": "NotIn", "values": ["failed"]}
+    return [
+        _pod_stage(
+            "pod-ready",
+            {
+                "matchExpressions": [
+                    _NOT_DELETED,
+                    {"key": ".status.podIP", "operator": "DoesNotExist"},
+                ]
+            },
+            {"statusTemplate": _POD_READY_STATUS},
+        ),
+        _pod_stage(
+            "pod-complete",
+            {
+                "matchExpressions": [
+                    _NOT_DELETED,
+                    _RUNNING,
+                    {
+                        "key": ".metadata.ownerReferences.[].kind",
+                        "operator": "In",
+                        "values": ["Job"],
+                    },
+                ]
+            },
+            {"statusTemplate": _terminated_status("Succeeded", 0, "Completed")},
+        ),
+        _pod_stage(
+            "pod-delete",
+            {"matchExpressions": [{"key": ".metadata.deletionTimestamp", "operator": "Exists"}]},
+            {"finalizers": {"empty": True}, "delete": True},
+        ),
+        _pod_stage(
+            "helm-test-pod-succeeded",
+            {"matchExpressions": [_NOT_DELETED, _RUNNING, test_hook, not_job, passes]},
+            {"statusTemplate": _terminated_status("Succeeded", 0, "Completed")},
+        ),
+        _pod_stage(
+            "helm-test-pod-failed",
+            {"matchExpressions": [_NOT_DELETED, _RUNNING, test_hook, not_job, fails]},
+            {"statusTemplate": _terminated_status("Failed", 1, "Error")},
+        ),
+    ]
+
+
+def _kwok_config(log_path: Path) -> list[dict[str, Any]]:
+    """Everything kwok is configured with: the pods' log and the pod stages. Node stages are
+    left to kwok's built-in ones (no Node stage is given)."""
+    return [_kwok_logs(log_path), *_kwok_pod_stages()]
+
+
 def _kwok_node(name: str) -> dict[str, Any]:
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
     return {
@@ -704,7 +855,7 @@ class ControlPlane:
         # of every pod "prints" pod_log, in the CRI log format a kubelet reads.
         kubelet_port = free_port()
         config = self.workdir / "kwok.yaml"
-        config.write_text(yaml.safe_dump(_kwok_logs(self.pod_log)))
+        config.write_text(yaml.safe_dump_all(_kwok_config(self.pod_log)))
         self.pod_log.touch()
         kwok = _Process(
             "kwok",
@@ -718,7 +869,8 @@ class ControlPlane:
                 f"--server-address=127.0.0.1:{kubelet_port}",
                 f"--tls-cert-file={self.certs.path('apiserver', 'crt')}",
                 f"--tls-private-key-file={self.certs.path('apiserver', 'key')}",
-                # No ~/.kwok/kwok.yaml: the built-in stages, and the log above.
+                # No ~/.kwok/kwok.yaml: the built-in node stages, and the pod stages and
+                # the log above.
                 f"--config={config}",
             ],
             self.workdir / "kwok.log",

@@ -149,6 +149,8 @@ class Hook:
     delete_policies: tuple[str, ...]
     last_run_phase: str  # "" (never ran), "Running", "Succeeded", "Failed"
     manifest: str
+    last_run_started: str = ""  # Helm's RFC 3339 times; "" when it never ran
+    last_run_completed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +217,8 @@ def _hook(data: Mapping[str, Any]) -> Hook:
         delete_policies=tuple(data.get("delete_policies") or ()),
         last_run_phase=(data.get("last_run") or {}).get("phase", ""),
         manifest=data.get("manifest", ""),
+        last_run_started=(data.get("last_run") or {}).get("started_at", ""),
+        last_run_completed=(data.get("last_run") or {}).get("completed_at", ""),
     )
 
 
@@ -245,6 +249,8 @@ def _release(data: Mapping[str, Any]) -> Release:
 # kstatus-based wait, 5 minutes, no atomic/rollback-on-failure (the reconciler remediates).
 
 WaitStrategy = Literal["watcher", "legacy", "hookOnly"]
+# Helm's: hooks and templates post-rendered together (Helm 4's default), apart, or hooks not.
+PostRenderStrategy = Literal["combined", "separate", "nohooks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +268,7 @@ class InstallOptions:
     description: str = ""
     post_renderer: str = ""  # a Helm v4 post-renderer plugin, by name (under HELM_PLUGINS)
     post_renderer_args: tuple[str, ...] = ()
+    post_render_strategy: PostRenderStrategy = "combined"  # which objects it sees
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +287,7 @@ class UpgradeOptions:
     description: str = ""
     post_renderer: str = ""
     post_renderer_args: tuple[str, ...] = ()
+    post_render_strategy: PostRenderStrategy = "combined"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +317,7 @@ class HelmTestOptions:
     timeout: float = 300.0
     logs: bool = False  # collect the test pods' logs into the result
     filters: tuple[str, ...] = field(default=())  # hook names to run; none: all
+    exclude: tuple[str, ...] = field(default=())  # hook names not to run
 
 
 def _seconds(timeout: float) -> int:
@@ -344,6 +353,7 @@ def _render_options(options: InstallOptions | UpgradeOptions) -> dict[str, Any]:
     if options.post_renderer:
         opts["post_renderer"] = options.post_renderer
         opts["post_renderer_args"] = list(options.post_renderer_args)
+        opts["post_render_strategy"] = options.post_render_strategy
     return opts
 
 
@@ -405,6 +415,8 @@ def helm_test_options_json(options: HelmTestOptions) -> str:
     opts: dict[str, Any] = {"timeout_seconds": _seconds(options.timeout), "logs": options.logs}
     if options.filters:
         opts["include_names"] = list(options.filters)
+    if options.exclude:
+        opts["exclude_names"] = list(options.exclude)
     return json.dumps(opts, sort_keys=True)
 
 
