@@ -5,6 +5,8 @@
 - ``changeset``: what was done to each object;
 - ``errors``: how applying fails, and what the messages say;
 - ``annotations``: the per-object annotations that opt an object out of parts of it;
-- ``managedfields``: taking over the fields other managers own, before applying;
-- ``normalize``: the desired state as the API server would store it.
+- ``managedfields``: taking over the fields other managers own, before applying.
+
+The parts other controllers share (the apply call, ``normalize``, the opt-out matcher, the
+failure wording) are in ``controllers.ssa``.
 """

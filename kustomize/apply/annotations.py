@@ -9,12 +9,11 @@ Values are compared case-insensitively, as Flux does:
   error, as ``ApplyOptions.force`` does for all;
 - ``kustomize.toolkit.fluxcd.io/reconcile: disabled``: skipped, and never pruned;
 - ``kustomize.toolkit.fluxcd.io/prune: disabled``: never pruned.
+
+They are matched with ``controllers.ssa.any_in_metadata``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 __all__ = [
     "EXCLUDED",
@@ -27,7 +26,6 @@ __all__ = [
     "PRUNE_ANNOTATION",
     "RECONCILE_ANNOTATION",
     "SSA_ANNOTATION",
-    "any_in_metadata",
 ]
 
 OWNER_GROUP = "kustomize.toolkit.fluxcd.io"
@@ -47,16 +45,3 @@ NOT_PRUNED = {
     RECONCILE_ANNOTATION: "disabled",
     SSA_ANNOTATION: "Ignore",
 }
-
-
-def any_in_metadata(obj: Mapping[str, Any] | None, selector: Mapping[str, str]) -> bool:
-    """Whether a label or annotation of ``obj`` has one of the selector's values (any case)."""
-    if not obj:
-        return False
-    meta = obj.get("metadata") or {}
-    for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
-        for key, value in selector.items():
-            found = source.get(key)
-            if found and str(found).lower() == value.lower():
-                return True
-    return False

@@ -1,21 +1,17 @@
 """How applying and pruning fail: the errors, their reasons and messages.
 
 Messages name the object and carry the API server's message; a Secret's values are masked in
-them. An immutable-field error is told apart as Flux does, so that the object can be
-recreated when forced.
+them (``controllers.ssa.masked``, which also tells an immutable-field error apart).
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from controllers import conditions as cond
-from controllers.kube import ApiError
 from controllers.reconcile import ReconcileError
+from controllers.ssa import masked
 from kustomize.apply.changeset import ChangeSet
 from kustomize.inventory import ObjectRef
 
@@ -25,17 +21,10 @@ __all__ = [
     "ApplyError",
     "ObjectFailure",
     "PruneError",
-    "dry_run_failure",
-    "is_immutable",
-    "masked",
 ]
 
 RECONCILIATION_FAILED = cond.FAILED
 PRUNE_FAILED = "PruneFailed"
-
-# Flux's ssa errors.IsImmutableError: kubectl's rule (any 409 or 422) plus the wording that
-# webhooks and CEL rules use.
-_IMMUTABLE = re.compile(r"is\simmutable|immutable\sfield")
 
 
 class ApplyError(ReconcileError):
@@ -69,41 +58,3 @@ class ObjectFailure(Exception):
 
     def __init__(self, ref: ObjectRef, what: str, obj: Mapping[str, Any] | None = None) -> None:
         super().__init__(masked(f"{ref} {what}", obj or {}))
-
-
-def is_immutable(err: ApiError) -> bool:
-    """Whether ``err`` refuses a change to an immutable field (Flux's ``IsImmutableError``)."""
-    return err.status in (409, 422) or bool(_IMMUTABLE.search(err.message))
-
-
-def dry_run_failure(err: ApiError) -> str:
-    """Flux's DryRunErr wording, after the object's name."""
-    if err.status == 404:
-        return f"not found: {err.message}"
-    reason = f" ({err.reason})" if err.reason else ""
-    return f"dry-run failed{reason}: {err.message}"
-
-
-def _secret_values(obj: Mapping[str, Any]) -> list[str]:
-    """Every value of a Secret, as written and decoded, longest first."""
-    if obj.get("kind") != "Secret":
-        return []
-    values: set[str] = set()
-    for key in ("data", "stringData"):
-        for value in (obj.get(key) or {}).values():
-            values.add(str(value))
-            if key == "data":
-                with contextlib.suppress(ValueError):  # not base64, or not text
-                    values.add(base64.b64decode(str(value), validate=True).decode())
-    return sorted((v for v in values if v), key=len, reverse=True)
-
-
-def masked(message: str, obj: Mapping[str, Any]) -> str:
-    """``message`` with a Secret's values replaced by ``***``: the API server may quote them."""
-    for value in _secret_values(obj):
-        # Short values would mangle unrelated words; mask them only where quoted.
-        if len(value) >= 4:
-            message = message.replace(value, "***")
-        else:
-            message = message.replace(f'"{value}"', '"***"')
-    return message

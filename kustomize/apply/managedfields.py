@@ -13,7 +13,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kustomize.apply.annotations import NO_CLEANUP, OWNER_GROUP, any_in_metadata
+from controllers.ssa import any_in_metadata
+from kustomize.apply.annotations import NO_CLEANUP, OWNER_GROUP
 
 __all__ = ["LAST_APPLIED_ANNOTATION", "cleanup_patch", "take_over_managed_fields"]
 

@@ -42,12 +42,14 @@ from typing import Any
 
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper, UnknownKind
-from controllers.kube import (
-    APPLY_PATCH,
-    JSON_PATCH,
-    ApiError,
-    KubeClient,
-    resource_path,
+from controllers.kube import JSON_PATCH, ApiError, KubeClient
+from controllers.ssa import (
+    any_in_metadata,
+    dry_run_failure,
+    is_immutable,
+    masked,
+    normalize,
+    server_side_apply,
 )
 from controllers.wait import wait_until
 from kustomize import health
@@ -57,19 +59,10 @@ from kustomize.apply.annotations import (
     IF_NOT_PRESENT,
     NOT_PRUNED,
     OWNER_GROUP,
-    any_in_metadata,
 )
 from kustomize.apply.changeset import Action, ChangeSet, ChangeSetEntry
-from kustomize.apply.errors import (
-    ApplyError,
-    ObjectFailure,
-    PruneError,
-    dry_run_failure,
-    is_immutable,
-    masked,
-)
+from kustomize.apply.errors import ApplyError, ObjectFailure, PruneError
 from kustomize.apply.managedfields import cleanup_patch
-from kustomize.apply.normalize import normalize
 from kustomize.inventory import ObjectRef, sort_key
 
 __all__ = [
@@ -464,13 +457,8 @@ class ResourceManager:
     async def _apply(
         self, info: ResourceInfo, obj: Mapping[str, Any], *, dry_run: bool
     ) -> dict[str, Any]:
-        meta = obj["metadata"]
-        query = {"fieldManager": self._field_manager, "force": "true"}
-        if dry_run:
-            query["dryRun"] = "All"
-        path = resource_path(info, meta.get("namespace"), meta["name"])
-        return await self._kube.request(
-            "PATCH", path, query=query, body=obj, content_type=APPLY_PATCH
+        return await server_side_apply(
+            self._kube, info, obj, field_manager=self._field_manager, dry_run=dry_run
         )
 
     async def _wait_ready(

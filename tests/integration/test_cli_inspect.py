@@ -22,7 +22,7 @@ import yaml
 from controllers.api import ResourceInfo
 from controllers.kinds import CONFIG_MAP
 from controllers.kube import KubeClient
-from kustomize.apply.normalize import normalize
+from controllers.ssa import normalize
 from tests.gitserver import GitDaemon, GitRepos
 from tests.integration.cli import Cli, golden
 from tests.integration.harness import is_ready

@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 
 from controllers.kube import ApiError
+from controllers.ssa import is_immutable, masked, normalize
 from kustomize.apply.changeset import Action, ChangeSet, ChangeSetEntry
-from kustomize.apply.errors import is_immutable, masked
 from kustomize.apply.managedfields import _union_fields, take_over_managed_fields
 from kustomize.apply.manager import Stage, _drifted, stage_of
-from kustomize.apply.normalize import normalize
 from kustomize.inventory import ObjectRef
 
 
