@@ -20,6 +20,7 @@ from controllers.artifact import ArtifactError, fetch_artifact
 from controllers.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from controllers.configwatch import config_watches
 from controllers.discovery import RestMapper
+from controllers.health import HealthCheckError, custom_checks, wait_for
 from controllers.kube import KubeClient
 from controllers.manager import Options
 from controllers.reconcile import (
@@ -47,7 +48,6 @@ from kustomize.decrypt import (
     refuse_encrypted_secrets,
 )
 from kustomize.dependencies import DependencyNotReady, check_dependencies, dependents_of_ready
-from kustomize.health import HealthCheckError, custom_checks, wait_for
 from kustomize.inventory import ObjectRef
 from kustomize.postbuild import post_build
 from kustomize.substitute import SubstitutionError

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from controllers import health
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper, UnknownKind
 from controllers.kube import JSON_PATCH, ApiError, KubeClient
@@ -52,7 +53,6 @@ from controllers.ssa import (
     server_side_apply,
 )
 from controllers.wait import wait_until
-from kustomize import health
 from kustomize.apply.annotations import (
     EXCLUDED,
     FORCED,

@@ -18,10 +18,10 @@ import pytest
 from controllers import wait
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper
+from controllers.health import HealthCheckError, compute, wait_for
+from controllers.kstatus import Status
 from controllers.kube import KubeClient
-from kustomize.health import HealthCheckError, compute, wait_for
 from kustomize.inventory import ObjectRef
-from kustomize.kstatus import Status
 from tests.integration.kinds import GITREPO, git_repository
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from controllers.cel import InvalidExpression
+from controllers.health import HealthCheckError, compute, custom_checks
+from controllers.kstatus import Health, Status
 from controllers.reconcile import ReconcileError
 from kustomize.api_v1 import CustomHealthCheck
-from kustomize.health import HealthCheckError, compute, custom_checks
-from kustomize.kstatus import Health, Status
 
 CURRENT, IN_PROGRESS, FAILED = Status.CURRENT, Status.IN_PROGRESS, Status.FAILED
 

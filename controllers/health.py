@@ -1,6 +1,6 @@
 """Health of applied objects, and waiting until a set of them is healthy.
 
-``compute`` is an object's kstatus status (``kustomize.kstatus``), unless a custom check
+``compute`` is an object's kstatus status (``controllers.kstatus``), unless a custom check
 decides for its kind. ``custom_checks`` turns ``spec.healthCheckExprs`` into
 ``CustomCheck``s, Flux's CEL status evaluators (fluxcd/pkg ``runtime/cel``); given to
 ``compute`` or ``wait_for``, they replace every kstatus rule for their kinds.
@@ -8,6 +8,9 @@ decides for its kind. ``custom_checks`` turns ``spec.healthCheckExprs`` into
 ``wait_for`` is fluxcd/pkg ssa ``WaitForSet``: it follows the objects until all are
 ``Current``, or until one is ``Failed`` when failing fast, and raises ``HealthCheckError``
 with Flux's message otherwise. Where Flux polls, it watches (``controllers.wait``).
+
+The kustomize controller waits with it after applying; the helm controller after Helm's own
+wait, for the kinds its ``healthCheckExprs`` name (``helm.health``).
 """
 
 from __future__ import annotations
@@ -16,15 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controllers import kstatus
+from controllers.apitypes import CustomHealthCheck
 from controllers.cel import EvaluationError, Expression, InvalidExpression, compile_expression
 from controllers.discovery import RestMapper
+from controllers.kstatus import Health, Status, kind_key, unobserved_generation
 from controllers.kube import KubeClient
 from controllers.reconcile import ReconcileError
-from controllers.wait import NOT_OBSERVED, Observed, wait_until
-from kustomize import kstatus
-from kustomize.api_v1 import CustomHealthCheck
-from kustomize.inventory import ObjectRef
-from kustomize.kstatus import Health, Status, kind_key, unobserved_generation
+from controllers.wait import NOT_OBSERVED, Observed, WatchedObject, wait_until
 
 __all__ = [
     "HEALTH_CHECK_FAILED",
@@ -32,6 +34,7 @@ __all__ = [
     "HealthCheckError",
     "compute",
     "custom_checks",
+    "subject",
     "wait_for",
 ]
 
@@ -138,10 +141,17 @@ def compute(
 # Waiting.
 
 
-def _describe(ref: ObjectRef, health: Health) -> str:
+def subject(ref: WatchedObject) -> str:
+    """``Kind/namespace/name`` (``Kind/name`` when cluster-scoped), as Flux writes it."""
+    if ref.namespace:
+        return f"{ref.kind}/{ref.namespace}/{ref.name}"
+    return f"{ref.kind}/{ref.name}"
+
+
+def _describe(ref: WatchedObject, health: Health) -> str:
     # Flux adds the status reader's error, which kstatus gives only for Unknown; weir also
     # says why an object failed.
-    text = f"{ref} status: '{health.status}'"
+    text = f"{subject(ref)} status: '{health.status}'"
     if health.status in (Status.FAILED, Status.UNKNOWN) and health.message:
         text += f": {health.message}"
     return text
@@ -150,7 +160,7 @@ def _describe(ref: ObjectRef, health: Health) -> str:
 async def wait_for(
     client: KubeClient,
     mapper: RestMapper,
-    refs: Sequence[ObjectRef],
+    refs: Sequence[WatchedObject],
     timeout: float,
     *,
     fail_fast: bool = True,
@@ -188,7 +198,7 @@ async def wait_for(
     problems = []
     for ref, health, observed in zip(refs, healths, seen, strict=True):
         if observed.unknown_kind == NOT_OBSERVED:
-            problems.append(f"can't determine status for {ref}")
+            problems.append(f"can't determine status for {subject(ref)}")
         elif health.status == Status.FAILED or (timed_out and health.status != Status.CURRENT):
             problems.append(_describe(ref, health))
     if problems:
