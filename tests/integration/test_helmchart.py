@@ -217,34 +217,10 @@ async def test_an_unknown_chart_name_is_an_invalid_reference(
     ("spec", "repository", "words"),
     [
         pytest.param(
-            {"sourceRef": {"kind": "GitRepository", "name": "charts"}, "chart": "./podinfo"},
-            {},
-            "GitRepository and Bucket sources are not supported yet",
-            id="git-source",
-        ),
-        pytest.param(
-            {"sourceRef": {"kind": "Bucket", "name": "charts"}, "chart": "./podinfo"},
-            {},
-            "GitRepository and Bucket sources are not supported yet",
-            id="bucket-source",
-        ),
-        pytest.param(
-            {"valuesFiles": ["values-prod.yaml"]},
-            {},
-            "weir does not merge values files into charts yet",
-            id="values-files",
-        ),
-        pytest.param(
             {"verify": {"provider": "cosign"}},
             {},
             "weir does not verify chart signatures yet",
             id="verify",
-        ),
-        pytest.param(
-            {},
-            {"type": "oci", "url": "oci://127.0.0.1:5000/charts"},
-            "weir does not pull charts from OCI Helm repositories yet",
-            id="oci-repository",
         ),
     ],
 )
