@@ -276,6 +276,10 @@ class _TokenBucket:
     def disable(self) -> None:
         self._qps = 0
 
+    @property
+    def limits(self) -> tuple[float, int]:
+        return self._qps, int(self._burst)
+
     async def take(self) -> None:
         if self._qps <= 0:
             return
@@ -819,6 +823,11 @@ class KubeClient:
             "GET", "/livez/ping", None, None, "text/plain", None, REQUEST_TIMEOUT_SECONDS
         )
         return FLOW_SCHEMA_HEADER in headers
+
+    @property
+    def rate_limit(self) -> tuple[float, int]:
+        """The client-side limit, QPS and burst; a QPS of zero or less: none (flow control)."""
+        return self._limit.limits
 
     def drop_rate_limit(self) -> None:
         """Send without a client-side limit (this client and every view sharing its limit):

@@ -198,6 +198,11 @@ class RunContext(Generic[S]):
         if revision:
             self.revision = revision
 
+    def warn(self, reason: str, message: str) -> None:
+        """Emit a Warning event when the run ends without error (what it found wrong and
+        dealt with, such as drift)."""
+        self.events.append(("Warning", reason, message))
+
 
 class Step(Protocol[T_contra, S]):
     """One step of a run: ``async def step(ctx, obj) -> Result``."""

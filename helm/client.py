@@ -435,12 +435,20 @@ class HelmClient:
     """
 
     def __init__(
-        self, *, kubeconfig_path: str | os.PathLike[str] | None = None, kubeconfig: str = ""
+        self,
+        *,
+        kubeconfig_path: str | os.PathLike[str] | None = None,
+        kubeconfig: str = "",
+        rate_limit: tuple[float, int] | None = None,
     ) -> None:
         if (kubeconfig_path is None) == (not kubeconfig):
             raise ValueError("give exactly one of kubeconfig_path and kubeconfig")
         self._kubeconfig_path = None if kubeconfig_path is None else os.fspath(kubeconfig_path)
         self._kubeconfig = kubeconfig
+        # Helm's own client limit (QPS, burst; QPS <= 0: none), shared by every release of a
+        # storage namespace. Left to Helm (5 QPS, burst 10) it makes releases queue behind
+        # one another; the controller gives the runtime client's (none under flow control).
+        self._rate_limit = rate_limit
         self._configs: dict[str, helm_python.Config] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
@@ -456,10 +464,13 @@ class HelmClient:
         # a configuration is made for. Making one only parses options (no cluster contact).
         config = self._configs.get(storage_namespace)
         if config is None:
+            qps, burst = self._rate_limit or (None, None)
             config = helm_python.Config(
                 kubeconfig_path=self._kubeconfig_path,
                 kubeconfig_content=self._kubeconfig or None,
                 namespace=storage_namespace,
+                qps=None if qps is None else (qps if qps > 0 else -1.0),
+                burst_limit=burst,
             )
             self._configs[storage_namespace] = config
         return config

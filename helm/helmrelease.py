@@ -13,29 +13,42 @@ retries after ``retryInterval`` without remediating. Unlike Flux, one run does o
 (Flux loops action, remediation, in one run): a remediation ends its run with a requeue, so
 that each step has its own event, and a stall after the last remediation comes on the next run.
 
+After a release, as Flux: ``healthCheckExprs`` are waited for (after Helm's own wait, for the
+kinds they name), a release in sync is tested (``spec.test``, its own run) and compared with
+the cluster (``driftDetection``: reported, and corrected when enabled), and a release a stopped
+action left pending is unlocked. Install and upgrade are post-rendered (``postRenderers``,
+``commonMetadata``, origin labels; :mod:`helm.postrender`). ``reconcile.fluxcd.io/forceAt`` and
+``resetAt`` are handled as Flux handles them.
+
 Not implemented yet, and refused with ``Stalled`` (``UnsupportedConfiguration``) when set:
-tests, drift detection,
-``postRenderers``, ``commonMetadata``, ``kubeConfig``, ``serviceAccountName``,
-``healthCheckExprs``, the legacy wait strategy, and the few action options Helm's library is
-not given yet.
+``kubeConfig``, ``serviceAccountName``, the legacy wait strategy, a target namespace other
+than the storage namespace, and the few action options Helm's library is not given yet
+(:mod:`helm.settings`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from controllers import conditions as cond
-from controllers.api import format_duration
+from controllers.api import ResourceInfo, format_duration
 from controllers.artifact import ArtifactError, fetch_file
+from controllers.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from controllers.configwatch import config_watches
+from controllers.discovery import RestMapper
+from controllers.health import CustomCheck, custom_checks
 from controllers.kube import ApiError
 from controllers.manager import Options
 from controllers.reconcile import (
+    REQUESTED_AT,
     ReconcileError,
     Reconciler,
     Result,
@@ -45,18 +58,30 @@ from controllers.reconcile import (
     Waiting,
     Watch,
 )
-from helm import dependencies, history
-from helm.api_v2 import DEFAULT_TO_RETRY_ON_FAILURE, HelmRelease, Snapshot
+from helm import checks, dependencies, drift, history, storage, tests
+from helm.api_v2 import (
+    DEFAULT_TO_RETRY_ON_FAILURE,
+    FORCE_REQUEST_ANNOTATION,
+    RESET_REQUEST_ANNOTATION,
+    HelmRelease,
+    Snapshot,
+)
 from helm.chart import (
+    CHART_MUTATE_ERROR,
     HELM_CHART,
+    OCI_REPOSITORY,
     ChartMetadata,
+    ChartMutateError,
     ChartNotReady,
     InvalidChart,
     apply_helm_chart,
     artifact_of,
     chart_metadata,
     helm_chart_template,
+    oci_chart_version,
     releases_of_changed_chart,
+    releases_of_changed_oci_repository,
+    set_chart_version,
 )
 from helm.client import (
     HelmClient,
@@ -68,6 +93,8 @@ from helm.client import (
     UninstallOptions,
     UpgradeOptions,
 )
+from helm.health import ReleaseUnhealthy, checked_objects, wait_for_release
+from helm.postrender import post_render_options
 from helm.settings import unsupported_settings
 from helm.values import ValuesError, compose_values
 
@@ -103,6 +130,8 @@ UNSUPPORTED = "UnsupportedConfiguration"
 MAX_CHART_SIZE = 10 * 1024 * 1024
 # How soon to look at a HelmChart that is not ready again; its watch usually comes first.
 CHART_REQUEUE_SECONDS = 30.0
+# How soon a release that awaits its tests runs them: the next run, as soon as may be.
+TESTS_REQUEUE_SECONDS = 0.5
 
 
 @dataclass
@@ -112,36 +141,108 @@ class HelmReleaseRunState:
     chart_path: Path | None = None
     chart: ChartMetadata | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    force: bool = False  # reconcile.fluxcd.io/forceAt handled in this run
+    health_checks: dict[str, CustomCheck] = field(default_factory=dict)
 
 
-def next_action(obj: HelmRelease, stored: Release | None, chart: ChartMetadata, digest: str) -> str:
-    """What the release needs (Flux's ``DetermineReleaseState`` and ``actionForState``,
-    without tests or drift): ``install``, ``upgrade``, ``rollback`` or ``uninstall`` (a
-    remediation), ``none``, or ``stalled`` when the retries are exhausted."""
+def next_action(
+    obj: HelmRelease,
+    stored: Release | None,
+    chart: ChartMetadata,
+    digest: str,
+    *,
+    force: bool = False,
+) -> str:
+    """What the release needs (Flux's ``DetermineReleaseState`` and ``actionForState``, but
+    drift, which needs the cluster): ``unlock`` (a pending release), ``install``, ``upgrade``,
+    ``test``, ``rollback`` or ``uninstall`` (a remediation), ``none``, or ``stalled`` when the
+    retries are exhausted. ``force`` (``reconcile.fluxcd.io/forceAt``) upgrades a release in
+    sync and goes past exhausted retries."""
     status = obj.status
+    if stored is not None and stored.status.startswith("pending-"):
+        return "unlock"
     if stored is None or stored.status == "uninstalled":
         exhausted = obj.install.remediation_settings.retries_exhausted(status)
-        return "stalled" if exhausted else "install"
+        return "stalled" if exhausted and not force else "install"
     latest = status.latest_snapshot
     if latest is None or not _describes(latest, stored):
         return "upgrade"  # not the release the controller made last: take it over
-    if stored.status == "failed":
-        if obj.active_retry(DEFAULT_TO_RETRY_ON_FAILURE) is not None:
-            return "upgrade"  # RetryOnFailure: again, without remediation
-        remediation = obj.active_remediation
-        if remediation is None or remediation.failure_count(status) <= 0:
-            return "upgrade"  # the desired state changed since the failure
-        if remediation.retries_exhausted(status) and not remediation.must_remediate_last_failure:
-            return "stalled"
-        return remediation.effective_strategy
-    if stored.status != "deployed":
+    if stored.status == "deployed":
+        out_of_sync = (
+            (stored.chart_name, stored.chart_version) != (chart.name, chart.version)
+            or latest.config_digest != digest
+            or _post_rendering_changed(obj)
+        )
+        if out_of_sync:
+            exhausted = obj.upgrade.remediation_settings.retries_exhausted(status)
+            return "stalled" if exhausted and not force else "upgrade"
+        tested = tests.untested_state(obj, latest)
+        if tested == "untested":
+            return "test"
+        if tested is None:
+            return "upgrade" if force else "none"
+        # A test failed and that counts: remediated as a failed release.
+    elif stored.status != "failed":
         return "upgrade"
-    out_of_sync = (stored.chart_name, stored.chart_version) != (chart.name, chart.version) or (
-        latest.config_digest != digest
+    return _failed_release_action(obj, force)
+
+
+def _failed_release_action(obj: HelmRelease, force: bool) -> str:
+    if obj.active_retry(DEFAULT_TO_RETRY_ON_FAILURE) is not None:
+        return "upgrade"  # RetryOnFailure: again, without remediation
+    remediation = obj.active_remediation
+    if remediation is None or remediation.failure_count(obj.status) <= 0:
+        return "upgrade"  # the desired state changed since the failure
+    if force:
+        return "upgrade"
+    if remediation.retries_exhausted(obj.status) and not remediation.must_remediate_last_failure:
+        return "stalled"
+    return remediation.effective_strategy
+
+
+def post_rendering_digests(obj: HelmRelease) -> tuple[str | None, str | None]:
+    """Digests of ``spec.postRenderers`` and ``spec.commonMetadata`` (sha256 of their JSON,
+    as Flux's ``postrender.Digest``); None when unset."""
+
+    def digest(value: Any) -> str | None:
+        if value is None:
+            return None
+        data = json.dumps(value, separators=(",", ":")) + "\n"
+        return f"sha256:{hashlib.sha256(data.encode()).hexdigest()}"
+
+    spec = obj.spec
+    renderers = spec.post_renderers
+    metadata = spec.common_metadata
+    return (
+        digest(None if renderers is None else [r.to_dict() for r in renderers]),
+        digest(None if metadata is None else metadata.to_dict()),
     )
-    if not out_of_sync:
-        return "none"
-    return "stalled" if obj.upgrade.remediation_settings.retries_exhausted(status) else "upgrade"
+
+
+def _post_rendering_changed(obj: HelmRelease) -> bool:
+    """Flux looks only on a new generation: the digests are recorded after every run."""
+    status = obj.status
+    if status.observed_generation == obj.metadata.generation:
+        return False
+    observed = (status.observed_post_renderers_digest, status.observed_common_metadata_digest)
+    return post_rendering_digests(obj) != observed
+
+
+def handle_request(obj: HelmRelease, annotation: str, handled_field: str) -> bool:
+    """Flux's ``HandleAnnotationRequest``: whether the one-off request ``annotation`` is to be
+    handled in this run (it equals ``reconcile.fluxcd.io/requestedAt``, which this run is the
+    first to handle, and was not handled before); its value is recorded as handled either way."""
+    annotations = obj.metadata.annotations or {}
+    requested = annotations.get(annotation)
+    if requested is None:
+        return False
+    before = getattr(obj.status, handled_field)
+    setattr(obj.status, handled_field, requested)
+    return (
+        requested == annotations.get(REQUESTED_AT)
+        and obj.status.last_handled_reconcile_at != requested
+        and before != requested
+    )
 
 
 def _active_failures(obj: HelmRelease) -> int:
@@ -165,7 +266,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
     process's own, as the runtime's client finds it)."""
 
     model = HelmRelease
-    owned_conditions: tuple[str, ...] = (RELEASED, REMEDIATED)
+    owned_conditions: tuple[str, ...] = (RELEASED, REMEDIATED, tests.TEST_SUCCESS, drift.DRIFTED)
 
     def __init__(
         self,
@@ -180,16 +281,18 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         self.default_service_account = default_service_account
         self.requeue_dependency = requeue_dependency
         self._helm: HelmClient | None = None
+        self._rate_limit: tuple[float, int] | None = None
 
     @property
     def helm(self) -> HelmClient:
         """Helm's client, made on first use (the library is not touched before a release)."""
         if self._helm is None:
             path = self._kubeconfig or _first_kubeconfig()
+            limit = self._rate_limit
             if path:
-                self._helm = HelmClient(kubeconfig_path=path)
+                self._helm = HelmClient(kubeconfig_path=path, rate_limit=limit)
             else:
-                self._helm = HelmClient(kubeconfig=in_cluster_kubeconfig())
+                self._helm = HelmClient(kubeconfig=in_cluster_kubeconfig(), rate_limit=limit)
         return self._helm
 
     @property
@@ -208,6 +311,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         (``--watch-configs-label-selector``) requeues those reading it (``valuesFrom``)."""
         return [
             Watch(HELM_CHART, releases_of_changed_chart),
+            Watch(OCI_REPOSITORY, releases_of_changed_oci_repository),
             Watch(HelmRelease.info, dependencies.dependents_of_ready),
             *config_watches(configs_read),
         ]
@@ -223,6 +327,8 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
     ) -> Result:
         """Stall on a setting weir does not implement yet, rather than ignore it."""
+        # Helm's client gets the runtime client's limit (none under flow control, as Flux).
+        self._rate_limit = self._rate_limit or ctx.client.rate_limit
         unsupported = unsupported_settings(obj)
         if self.default_service_account:
             # Impersonation is not implemented: releasing with the controller's own account
@@ -236,6 +342,17 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             refused = cross_namespace_reference(obj)
             if refused:
                 raise Stalling(refused, reason=ACCESS_DENIED)
+        try:
+            ctx.state.health_checks = custom_checks(obj.spec.health_check_exprs or ())
+        except InvalidExpression as err:
+            raise Stalling(
+                f"{TERMINAL_ERROR_MESSAGE}: {err}", reason=INVALID_CEL_EXPRESSION
+            ) from None
+        status = obj.status
+        if handle_request(obj, RESET_REQUEST_ANNOTATION, "last_handled_reset_at"):
+            ctx.log.info("failure counters reset on request")
+            status.failures = status.install_failures = status.upgrade_failures = None
+        ctx.state.force = handle_request(obj, FORCE_REQUEST_ANNOTATION, "last_handled_force_at")
         return Result()
 
     async def check_dependencies(
@@ -256,16 +373,16 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
     ) -> Result:
         """The HelmChart in place and ready; its artifact downloaded and read."""
-        namespace, name = await self._helm_chart(ctx, obj)
-        raw = await ctx.read(HELM_CHART, namespace, name)
+        info, namespace, name = await self._chart_source(ctx, obj)
+        raw = await ctx.read(info, namespace, name)
         if raw is None:
             raise Waiting(
-                f"could not get Source object: HelmChart '{namespace}/{name}' not found",
+                f"could not get Source object: {info.kind} '{namespace}/{name}' not found",
                 reason=ARTIFACT_FAILED,
                 requeue_after=CHART_REQUEUE_SECONDS,
             )
         try:
-            artifact = artifact_of(raw)
+            artifact = artifact_of(raw, info.kind)
         except ChartNotReady as err:
             raise Waiting(
                 str(err), reason=ARTIFACT_FAILED, requeue_after=CHART_REQUEUE_SECONDS
@@ -282,25 +399,38 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             metadata = await asyncio.to_thread(chart_metadata, dest)
         except (ArtifactError, InvalidChart) as err:
             raise ReconcileError(f"Could not load chart: {err}", reason=ARTIFACT_FAILED) from None
+        obj.status.last_attempted_revision_digest = None
+        if info == OCI_REPOSITORY:
+            # As Flux: the digest in the version, so that the same tag pushed again upgrades.
+            try:
+                version, digest = oci_chart_version(
+                    metadata.version, str(artifact.get("revision", ""))
+                )
+                await asyncio.to_thread(set_chart_version, dest, version)
+            except (ChartMutateError, InvalidChart) as err:
+                raise ReconcileError(str(err), reason=CHART_MUTATE_ERROR) from None
+            metadata = ChartMetadata(name=metadata.name, version=version)
+            obj.status.last_attempted_revision_digest = digest
         ctx.state.chart_path, ctx.state.chart = dest, metadata
         ctx.attempted_revision = metadata.version
         return Result()
 
-    async def _helm_chart(
+    async def _chart_source(
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
-    ) -> tuple[str, str]:
-        """Namespace and name of the HelmChart to use; the template's applied first, and a
-        HelmChart the controller made before for another name (or before ``chartRef``)
-        deleted."""
+    ) -> tuple[ResourceInfo, str, str]:
+        """Kind, namespace and name of the chart's source: the HelmChart made from the
+        template (applied first; one the controller made before for another name, or before
+        ``chartRef``, deleted), or the ``chartRef`` target."""
         if obj.spec.chart is None:
             await self._delete_helm_chart(ctx, obj)
             ref = obj.spec.chart_ref
             assert ref is not None
-            if ref.kind != "HelmChart":
+            kinds = {HELM_CHART.kind: HELM_CHART, OCI_REPOSITORY.kind: OCI_REPOSITORY}
+            if ref.kind not in kinds:
                 raise Stalling(
                     f"chartRef of kind {ref.kind}: not supported by weir yet", reason=UNSUPPORTED
                 )
-            return ref.namespace or obj.metadata.namespace or "", ref.name
+            return kinds[ref.kind], ref.namespace or obj.metadata.namespace or "", ref.name
         desired = helm_chart_template(obj)
         namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         if obj.status.helm_chart and obj.status.helm_chart != f"{namespace}/{name}":
@@ -312,7 +442,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
                 f"failed to run server-side apply: {err}", reason=ARTIFACT_FAILED
             ) from None
         obj.status.helm_chart = f"{namespace}/{name}"
-        return namespace, name
+        return HELM_CHART, namespace, name
 
     async def _delete_helm_chart(
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
@@ -354,15 +484,32 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         status.storage_namespace = obj.storage_namespace
 
         stored = await self._stored(obj)
-        action = next_action(obj, stored, chart, digest)
+        action = next_action(obj, stored, chart, digest, force=ctx.state.force)
+        status.observed_post_renderers_digest, status.observed_common_metadata_digest = (
+            post_rendering_digests(obj)
+        )
+        if action == "unlock":
+            assert stored is not None
+            await checks.unlock(ctx, obj, stored, status.latest_snapshot)
         if action == "stalled":
             verb = status.last_attempted_release_action or "install"
             raise Stalling(
                 f"Failed to {verb} after {_active_failures(obj)} attempt(s)",
                 reason=RETRIES_EXCEEDED,
             )
-        if action == "none":
+        if not obj.test.enable:
+            ctx.clear(tests.TEST_SUCCESS)
+        if action == "test":
+            await checks.run_tests(ctx, obj, self.helm)
             return Result(message=self._in_sync(ctx, obj))
+        if action == "none":
+            message = self._in_sync(ctx, obj)
+            if obj.drift_detection.detects_changes:
+                assert stored is not None
+                await checks.check_drift(ctx, obj, stored)
+            else:
+                ctx.clear(drift.DRIFTED)
+            return Result(message=message)
         if action == "uninstall":
             assert stored is not None
             await self._remediate_by_uninstall(ctx, obj, stored)
@@ -396,7 +543,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         """Released as it is; the message Ready carries."""
         latest = obj.status.latest_snapshot
         assert latest is not None
-        obj.status.history = history.truncate(obj.status.history or ())
+        obj.status.history = history.truncate(
+            obj.status.history or (), tests.ignores_test_failures(obj)
+        )
         if cond.is_true(ctx.conditions, REMEDIATED):
             # The release a remediation left is what is desired now (the spec went back to
             # it): that is an upgrade that succeeded, as Flux words it.
@@ -435,30 +584,41 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         if action == "install":
             obj.status.history = None  # a new release: nothing before it is rolled back to
         ctx.clear(REMEDIATED)
+        ctx.clear(tests.TEST_SUCCESS)
         name, storage = obj.helm_release_name, obj.storage_namespace
+        started = time.monotonic()
         try:
-            if action == "install":
-                release = await self.helm.install(
-                    name,
-                    chart_path,
-                    values,
-                    namespace=obj.release_namespace,
-                    storage_namespace=storage,
-                    options=install_options(obj),
-                )
-            else:
-                release = await self.helm.upgrade(
-                    name,
-                    chart_path,
-                    values,
-                    namespace=obj.release_namespace,
-                    storage_namespace=storage,
-                    options=upgrade_options(obj),
-                )
+            with post_render_options(obj) as post_render:
+                if action == "install":
+                    release = await self.helm.install(
+                        name,
+                        chart_path,
+                        values,
+                        namespace=obj.release_namespace,
+                        storage_namespace=storage,
+                        options=post_render.apply(install_options(obj)),
+                    )
+                else:
+                    release = await self.helm.upgrade(
+                        name,
+                        chart_path,
+                        values,
+                        namespace=obj.release_namespace,
+                        storage_namespace=storage,
+                        options=post_render.apply(upgrade_options(obj)),
+                    )
+            left = timeout - (time.monotonic() - started)
+            await self._wait_for_health_checks(ctx, obj, action, release, left)
         except HelmError as err:
             await self._failed(ctx, obj, action, chart, err, stored)
             raise AssertionError("unreachable") from None  # _failed raises
-        self._record(obj, history.snapshot(release, action))
+        finally:
+            obj.status.last_attempted_release_action_duration = format_duration(
+                time.monotonic() - started
+            )
+        entry = history.snapshot(release, action)
+        entry.oci_digest = obj.status.last_attempted_revision_digest
+        self._record(obj, entry)
         retry = obj.install.retry if action == "install" else obj.upgrade.retry
         if retry(DEFAULT_TO_RETRY_ON_FAILURE) is not None:
             # As Flux: only a retried action's success clears the counters; after a
@@ -470,7 +630,46 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         message = _success_message(reason, latest)
         ctx.mark(RELEASED, "True", reason, message)
         ctx.notify(reason, message, revision=chart.version)
+        if obj.test.enable:
+            # The next run tests it (one Helm action per run).
+            awaiting = tests.awaiting_message(latest)
+            ctx.mark(tests.TEST_SUCCESS, "Unknown", tests.AWAITING_TESTS, awaiting)
+            return Result(message=message, requeue_after=TESTS_REQUEUE_SECONDS)
         return Result(message=message)
+
+    async def _wait_for_health_checks(
+        self,
+        ctx: RunContext[HelmReleaseRunState],
+        obj: HelmRelease,
+        action: str,
+        release: Release,
+        timeout: float,
+    ) -> None:
+        """After Helm's own wait: the release's objects of the kinds ``healthCheckExprs``
+        names, until healthy by those expressions. Helm stored the release as deployed; an
+        unhealthy one is marked failed in storage, as Helm marks a release whose wait failed,
+        so that it is remediated as one (``ReleaseUnhealthy``, a HelmError, is raised)."""
+        custom = ctx.state.health_checks
+        settings = obj.install if action == "install" else obj.upgrade
+        if not custom or settings.disable_wait:
+            return
+        mapper = RestMapper(ctx.client)
+        objects = await checked_objects(mapper, release.manifest, custom, obj.release_namespace)
+        try:
+            await wait_for_release(ctx.client, mapper, objects, custom, timeout=max(timeout, 1.0))
+        except ReleaseUnhealthy as err:
+            verb = "Install" if action == "install" else "Upgrade"
+            try:
+                await storage.mark_failed(
+                    ctx.client,
+                    obj.storage_namespace,
+                    release.name,
+                    release.version,
+                    f'{verb} "{release.name}" failed: {err}',
+                )
+            except storage.StorageError as failed:
+                ctx.log.error("release not marked failed", error=str(failed))
+            raise
 
     async def _failed(
         self,
@@ -517,7 +716,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
     async def _rollback_target(self, obj: HelmRelease, stored: Release) -> Snapshot | None:
         """The previous successful release, checked in storage (Flux's VerifySnapshot);
         None when it changed there since (then an upgrade, not a rollback, is tried)."""
-        target = history.previous(obj.status.history or ())
+        target = history.previous(obj.status.history or (), tests.ignores_test_failures(obj))
         missing = Stalling(
             "Failed to perform remediation: missing target release for rollback: cannot "
             "remediate failed release",

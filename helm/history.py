@@ -93,19 +93,24 @@ def snapshot(release: Release, action: str) -> Snapshot:
     )
 
 
-def previous(history: Iterable[Snapshot]) -> Snapshot | None:
+def previous(history: Iterable[Snapshot], ignore_tests: bool = False) -> Snapshot | None:
     """The newest release before the latest one that served: what a rollback goes back to
-    (Flux's ``Snapshots.Previous``; tests are not run by weir yet, so none failed)."""
+    (Flux's ``Snapshots.Previous``). A release whose tests failed did not serve, unless test
+    failures are ignored."""
     older = sorted(history, key=lambda s: s.version, reverse=True)[1:]
-    return next((entry for entry in older if entry.status in _SUCCESSFUL), None)
+    return next((entry for entry in older if _served(entry, ignore_tests)), None)
 
 
-def truncate(history: Iterable[Snapshot]) -> list[Snapshot]:
+def truncate(history: Iterable[Snapshot], ignore_tests: bool = False) -> list[Snapshot]:
     """Newest first, back to and including the first release that served (Flux keeps the
     previous successful release for a rollback, and drops what lies behind it)."""
     kept: list[Snapshot] = []
     for index, entry in enumerate(sorted(history, key=lambda s: s.version, reverse=True)):
         kept.append(entry)
-        if index > 0 and entry.status in _SUCCESSFUL:
+        if index > 0 and _served(entry, ignore_tests):
             break
     return kept
+
+
+def _served(entry: Snapshot, ignore_tests: bool) -> bool:
+    return entry.status in _SUCCESSFUL and (ignore_tests or not entry.has_test_in_phase("Failed"))

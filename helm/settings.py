@@ -2,8 +2,7 @@
 
 Each one set to anything but its "off" default is named, so that the reconciler stalls instead
 of ignoring it (a setting accepted but ignored would deploy something other than what was
-declared). Settings that only matter together with a refused one (``ignoreTestFailures``
-without tests) are inert, as in Flux, and accepted.
+declared).
 """
 
 from __future__ import annotations
@@ -30,12 +29,7 @@ def unsupported_settings(obj: HelmRelease) -> list[str]:
     )
     check(spec.kube_config, "kubeConfig")
     check(spec.service_account_name, "serviceAccountName")
-    check(spec.post_renderers, "postRenderers")
-    check(spec.common_metadata, "commonMetadata")
-    check(spec.health_check_exprs, "healthCheckExprs")
     check(spec.wait_strategy and spec.wait_strategy.name == "legacy", "waitStrategy.name")
-    check(obj.drift_detection.detects_changes, "driftDetection.mode")
-    check(obj.test.enable, "test.enable")
     install, upgrade = obj.install, obj.upgrade
     check(install.disable_schema_validation, "install.disableSchemaValidation")
     check(install.replace, "install.replace")

@@ -267,7 +267,7 @@ async def test_settings_weir_does_not_implement_stall(
         helmrelease(
             "later",
             namespace,
-            test={"enable": True},
+            install={"replace": True},
             upgrade={"preserveValues": True},
         ),
     )
@@ -276,7 +276,7 @@ async def test_settings_weir_does_not_implement_stall(
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "UnsupportedConfiguration")
     assert ready["message"] == (
-        "spec.test.enable, spec.upgrade.preserveValues: not supported by weir yet"
+        "spec.install.replace, spec.upgrade.preserveValues: not supported by weir yet"
     )
     # Nothing was made for it.
     assert await kube.get_or_none(HELM_CHART, namespace, f"{namespace}-later") is None

@@ -202,12 +202,10 @@ def test_next_action(
                 "install": {"remediation": {"retries": 3}},
                 "upgrade": {"remediation": {"strategy": "uninstall"}, "preserveValues": True},
             },
+            # postRenderers, tests and drift detection are implemented: not named.
             [
                 "spec.targetNamespace (other than the storage namespace)",
                 "spec.serviceAccountName",
-                "spec.postRenderers",
-                "spec.driftDetection.mode",
-                "spec.test.enable",
                 "spec.upgrade.preserveValues",
             ],
             id="refused",
