@@ -78,6 +78,7 @@ __all__ = [
     "ReleaseConflict",
     "ReleaseNotFound",
     "ReleaseSummary",
+    "RenderedRelease",
     "RollbackOptions",
     "UninstallOptions",
     "UpgradeOptions",
@@ -193,6 +194,15 @@ class HelmTestResult:
 
     release: Release
     logs: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedRelease:
+    """What an install or upgrade would apply, from Helm's dry run (nothing written)."""
+
+    action: Literal["install", "upgrade"]
+    manifest: str  # the release's objects as Helm would apply them, post-rendered; no hooks
+    previous: Release | None  # the stored revision an upgrade starts from; None for install
 
 
 def _summary(data: Mapping[str, Any]) -> ReleaseSummary:
@@ -379,6 +389,13 @@ def upgrade_options_json(namespace: str, options: UpgradeOptions) -> str:
         max_history=options.max_history,
         reset_values=True,
     )
+    return json.dumps(opts, sort_keys=True)
+
+
+def _dry_run(options_json: str) -> str:
+    # Helm's "server" dry run: the chart's lookup reads the cluster as a real action's does.
+    opts = json.loads(options_json)
+    opts["dry_run"] = "server"
     return json.dumps(opts, sort_keys=True)
 
 
@@ -646,6 +663,61 @@ class HelmClient:
             return [_summary(item) for item in config.history(name)]
 
         return await self._run("history", storage_namespace, name, run, None)
+
+    # Dry run (no lock: nothing is written)
+
+    async def render(
+        self,
+        name: str,
+        chart: str | os.PathLike[str],
+        values: Mapping[str, Any],
+        *,
+        namespace: str,
+        storage_namespace: str | None = None,
+        install: InstallOptions = InstallOptions(),
+        upgrade: UpgradeOptions = UpgradeOptions(),
+    ) -> RenderedRelease:
+        """``helm upgrade --dry-run=server`` of the stored release ``name`` with these options,
+        or ``helm install --dry-run=server`` when none is stored: the manifest Helm would apply
+        (post-rendered when the options name a post-renderer). The chart's ``lookup`` calls
+        read the cluster as in a real action; nothing is written."""
+        storage = storage_namespace or namespace
+        config = self._config(storage)
+        values_json = json.dumps(dict(values))
+        install_json = _dry_run(install_options_json(namespace, install))
+        upgrade_json = _dry_run(upgrade_options_json(namespace, upgrade))
+        context = helm_python.HelmContext()
+
+        def run() -> RenderedRelease:
+            try:
+                got = _native.call_string("helm_get", config._raw(), name, None)
+                previous: Release | None = _release(json.loads(got))
+            except helm_python.HelmNotFoundError:
+                previous = None
+            function, options_json = (
+                ("helm_install", install_json)
+                if previous is None
+                else ("helm_upgrade", upgrade_json)
+            )
+            with helm_python.Chart.load(Path(chart)) as loaded:
+                answer = _native.call_string(
+                    function,
+                    config._raw(),
+                    context._raw(),
+                    loaded._raw(),
+                    None,
+                    name,
+                    values_json,
+                    options_json,
+                )
+            manifest = json.loads(answer).get("manifest") or ""
+            action: Literal["install", "upgrade"] = "install" if previous is None else "upgrade"
+            return RenderedRelease(action, manifest, previous)
+
+        try:
+            return await self._run("render", storage, name, run, context)
+        finally:
+            context.close()
 
     async def _run(
         self,

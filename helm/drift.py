@@ -115,12 +115,15 @@ class DriftType(StrEnum):
 @dataclass(frozen=True)
 class ObjectDrift:
     """One object of the release and how the cluster differs from it: ``patch`` (for
-    ``update``) is the JSON patch that turns the live object back, ignored fields left out."""
+    ``update``) is the JSON patch that turns the live object back, ignored fields left out;
+    ``dry_run`` (for ``update`` and ``none``) what the server-side apply dry run returned, as
+    it is (ignored fields in), for showing the difference."""
 
     type: DriftType
     desired: dict[str, Any]
     live: dict[str, Any] | None = None
     patch: tuple[Operation, ...] = ()
+    dry_run: dict[str, Any] | None = None
 
     @property
     def subject(self) -> str:
@@ -342,8 +345,8 @@ async def _compare(
     remove_pointers(filtered_dry_run, paths)
     patch = compare(filtered_live, filtered_dry_run)
     if not patch:
-        return ObjectDrift(DriftType.NONE, desired, live)
-    return ObjectDrift(DriftType.UPDATE, desired, live, tuple(patch))
+        return ObjectDrift(DriftType.NONE, desired, live, dry_run=dry_run)
+    return ObjectDrift(DriftType.UPDATE, desired, live, tuple(patch), dry_run=dry_run)
 
 
 async def correct(

@@ -31,7 +31,7 @@ from weir.cli.app import CliError, Exit, Session, cluster_command, console, main
 from weir.cli.kinds import group_of
 from weir.cli.localbuild import SOPS_MASK, build_locally, build_options
 
-__all__ = ["diff", "unified_diff"]
+__all__ = ["diff", "print_line", "print_unified_diff", "unified_diff"]
 
 # What the API server adds to an object, or changes on every write: never a difference.
 _SERVER_METADATA = (
@@ -110,8 +110,16 @@ def _drifted(change: ObjectDiff) -> tuple[dict[str, Any], dict[str, Any]] | None
     return change.live, change.merged
 
 
-def _print(text: str, style: str | None = None) -> None:
+def print_line(text: str, style: str | None = None) -> None:
+    """One line of a diff's output on stdout, in ``style`` when it is a terminal."""
     console.print(Text(text, style=style or ""), soft_wrap=True)
+
+
+def print_unified_diff(subject: str, live: dict[str, Any], merged: dict[str, Any]) -> None:
+    """:func:`unified_diff`'s lines, added lines green and removed ones red."""
+    for line in unified_diff(subject, live, merged):
+        header = line.startswith(("---", "+++"))
+        print_line(line, None if header else _STYLES.get(line[:1]))
 
 
 @group_of(main)
@@ -180,22 +188,20 @@ async def diff_kustomization(
     for change in changes:
         subject = change.ref.subject
         if change.action == Action.SKIPPED:
-            _print(f"► {subject} skipped", "yellow")
+            print_line(f"► {subject} skipped", "yellow")
         elif change.action == Action.CREATED:
-            _print(f"► {subject} created", "green")
+            print_line(f"► {subject} created", "green")
             changed = True
         elif (drifted := _drifted(change)) is not None:
-            _print(f"► {subject} drifted")
-            for line in unified_diff(subject, *drifted):
-                header = line.startswith(("---", "+++"))
-                _print(line, None if header else _STYLES.get(line[:1]))
+            print_line(f"► {subject} drifted")
+            print_unified_diff(subject, *drifted)
             changed = True
 
     old = ((local.live or {}).get("status") or {}).get("inventory") or {}
     if spec.prune and old.get("entries"):
         applied = inventory.entries_for(change.ref for change in changes)
         for ref in inventory.diff(old["entries"], applied):
-            _print(f"► {ref.subject} deleted", "red")
+            print_line(f"► {ref.subject} deleted", "red")
             changed = True
     if changed:
         raise CliError("identified at least one change, exiting with non-zero exit code")
