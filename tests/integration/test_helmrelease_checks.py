@@ -15,6 +15,7 @@ from controllers.envtest import TEST_OUTCOME_ANNOTATION, ControlPlane
 from controllers.kinds import EVENT
 from controllers.kube import APPLY_PATCH, KubeClient, resource_path
 from controllers.reconcile import REQUESTED_AT
+from tests.integration.cli import Cli
 from tests.integration.kinds import DEPLOYMENT
 from tests.integration.processes import Controllers
 from tests.integration.test_helmchart import refetch_index
@@ -249,3 +250,28 @@ async def test_ignored_test_failures_leave_the_release_ready(
     # Tested once: a run later does not test again.
     obj = await reconciled(kube, namespace, controllers, "later")
     assert len(await event_messages(kube, namespace, "TestFailed")) == 1
+
+
+async def test_reconcile_force_upgrades_a_release_in_sync_once(
+    cli: Cli,
+    kube: KubeClient,
+    namespace: str,
+    controllers: Controllers,
+    charts: ChartRepository,
+    plain: str,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    await kube.create(HELMREPO, helmrepository("charts", namespace, plain))
+    await install(kube, namespace, controllers)
+
+    forced = await cli("reconcile", "helmrelease", "app", "--force", f"-n={namespace}")
+    assert forced.code == 0, forced.err
+    upgraded = f"Helm upgrade succeeded for release {namespace}/app.v2 with chart podinfo@1.0.0"
+    obj = await controllers.wait_for(kube, HR, namespace, "app", released(upgraded), "forced", 60)
+    assert obj["status"]["lastHandledForceAt"] == obj["status"]["lastHandledReconcileAt"]
+
+    # Handled once: a plain reconcile afterwards makes no new revision.
+    await reconciled(kube, namespace, controllers, "plain")
+    history = helm_cli(control_plane, tmp_path, "history", "app", f"-n={namespace}")
+    assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")]
