@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,29 @@ def build_parser(
         help="default json, console on a terminal",
     )
     return p
+
+
+def add_feature_gates(p: argparse.ArgumentParser, known: Mapping[str, bool]) -> None:
+    """``--feature-gates A=true,B=false`` (Flux's flag) over the gates ``known`` (name: default);
+    ``args.feature_gates`` is then every known gate with its value. An unknown gate or a value
+    other than true/false is a usage error."""
+
+    def parse(text: str) -> dict[str, bool]:
+        gates = dict(known)
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, value = item.partition("=")
+            if name not in known or not sep or value.lower() not in ("true", "false"):
+                names = ", ".join(known)
+                raise argparse.ArgumentTypeError(f"invalid feature gate {item!r} (known: {names})")
+            gates[name] = value.lower() == "true"
+        return gates
+
+    p.add_argument(
+        "--feature-gates",
+        type=parse,
+        default=dict(known),
+        help="comma-separated Name=true|false: " + ", ".join(known),
+    )
 
 
 def parse_options(name: str, args: argparse.Namespace) -> Options:

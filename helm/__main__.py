@@ -11,11 +11,13 @@ import argparse
 import sys
 from typing import Any
 
-from controllers.cmd import build_parser, main
+from controllers.cmd import add_feature_gates, build_parser, main
 from controllers.reconcile import Reconciler
 from helm.launch import exec_as_helm_controller
 
 NAME = "helm-controller"
+# Flux's helm-controller gates weir implements, with Flux's defaults.
+FEATURE_GATES = {"AdditiveCELDependencyCheck": False}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
         default="",
         help="service account to impersonate when a HelmRelease names none",
     )
+    add_feature_gates(p, FEATURE_GATES)
     return p
 
 
@@ -43,6 +46,7 @@ def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
             no_cross_namespace_refs=args.no_cross_namespace_refs,
             default_service_account=args.default_service_account,
             requeue_dependency=args.requeue_dependency,
+            additive_cel_dependency_check=args.feature_gates["AdditiveCELDependencyCheck"],
         )
     ]
 

@@ -275,8 +275,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         no_cross_namespace_refs: bool = False,
         default_service_account: str = "",
         requeue_dependency: float = Options.requeue_dependency,
+        additive_cel_dependency_check: bool = False,
     ) -> None:
         self._kubeconfig = kubeconfig
+        self.additive_cel_dependency_check = additive_cel_dependency_check
         self.no_cross_namespace_refs = no_cross_namespace_refs
         self.default_service_account = default_service_account
         self.requeue_dependency = requeue_dependency
@@ -364,6 +366,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             obj,
             requeue_after=self.requeue_dependency,
             no_cross_namespace_refs=self.no_cross_namespace_refs,
+            additive_cel=self.additive_cel_dependency_check,
         )
         return Result()
 

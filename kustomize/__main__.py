@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from controllers.cmd import build_parser, main
+from controllers.cmd import add_feature_gates, build_parser, main
 from controllers.reconcile import Reconciler
 from kustomize.buildworker import (
     DEFAULT_MAX_WORKERS,
@@ -69,25 +69,8 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow kubeconfigs of spec.kubeConfig to skip TLS verification",
     )
-    p.add_argument(
-        "--feature-gates",
-        type=feature_gates,
-        default={},
-        help="comma-separated Name=true|false: " + ", ".join(FEATURE_GATES),
-    )
+    add_feature_gates(p, FEATURE_GATES)
     return p
-
-
-def feature_gates(text: str) -> dict[str, bool]:
-    """``A=true,B=false`` → ``{"A": True, "B": False}``; unknown gates are an error."""
-    gates: dict[str, bool] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        if name not in FEATURE_GATES or not sep or value.lower() not in ("true", "false"):
-            known = ", ".join(FEATURE_GATES)
-            raise argparse.ArgumentTypeError(f"invalid feature gate {item!r} (known: {known})")
-        gates[name] = value.lower() == "true"
-    return gates
 
 
 def at_least_one(text: str) -> int:
@@ -109,7 +92,7 @@ def byte_size(text: str) -> int:
 
 
 def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
-    gates = {**FEATURE_GATES, **args.feature_gates}
+    gates = args.feature_gates
     return [
         KustomizationReconciler(
             build_workers=BuildWorkers(

@@ -230,3 +230,30 @@ def test_the_additive_check_is_the_controller_feature_gate(argv: list[str], addi
     [reconciler] = reconcilers(parser().parse_args([worker, *argv]))
 
     assert getattr(reconciler, "additive_cel_dependency_check", None) is additive
+
+
+@pytest.mark.parametrize(
+    ("argv", "additive"),
+    [
+        pytest.param([], False, id="off-by-default"),
+        pytest.param(["--feature-gates=AdditiveCELDependencyCheck=true"], True, id="gate-on"),
+    ],
+)
+def test_the_helm_controller_has_the_same_gate(argv: list[str], additive: bool) -> None:
+    from helm.__main__ import parser as helm_parser
+    from helm.__main__ import reconcilers as helm_reconcilers
+
+    [reconciler] = helm_reconcilers(helm_parser().parse_args(argv))
+
+    assert getattr(reconciler, "additive_cel_dependency_check", None) is additive
+
+
+@pytest.mark.parametrize("gate", ["Unknown=true", "AdditiveCELDependencyCheck=maybe"])
+def test_a_bad_feature_gate_is_a_usage_error(gate: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from helm.__main__ import parser as helm_parser
+
+    with pytest.raises(SystemExit) as caught:
+        helm_parser().parse_args([f"--feature-gates={gate}"])
+
+    assert caught.value.code == 2
+    assert "invalid feature gate" in capsys.readouterr().err
