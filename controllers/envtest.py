@@ -361,14 +361,18 @@ def _kwok_logs(path: Path) -> dict[str, Any]:
 
 # kwok's pod stages (Stage API, kwok.x-k8s.io/v1alpha1). Any Pod stage given with --config
 # replaces all of kwok's built-in ones (its getDefaultPodStages applies only when none is
-# given), so the three built-in stages are written out here beside the one weir adds:
+# given), so the three built-in stages are written out here beside weir's own:
 # - pod-ready: a scheduled pod starts running and is Ready (Deployments become Available);
-# - pod-complete: a running pod owned by a Job succeeds (Jobs complete, hook Jobs pass);
+# - pod-complete: a running pod owned by a Job succeeds (Jobs complete, hook Jobs pass),
+#   unless it is annotated ``weir.test/outcome: failed``;
+# - job-pod-failed (weir's): a running pod owned by a Job and so annotated (from the Job's
+#   pod template) fails, so the Job controller fails the Job (a failing Helm hook Job);
 # - pod-delete: a pod being deleted goes at once;
 # - helm-test-pod: a running bare pod annotated as a Helm test hook (``helm.sh/hook: test``,
 #   or Helm 2's ``test-success``) ends: Failed if it is annotated ``weir.test/outcome:
 #   failed``, Succeeded otherwise. Without it ``helm test`` would wait for its pods forever.
-# Each pod matches at most one stage at a time (kwok picks at random among matches).
+# Each pod matches at most one stage at a time (kwok picks at random among matches), so the
+# selectors of stages that could overlap are made disjoint by the outcome annotation.
 TEST_OUTCOME_ANNOTATION = "weir.test/outcome"
 _NOT_DELETED = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
 _RUNNING = {"key": ".status.phase", "operator": "In", "values": ["Running"]}
@@ -449,7 +453,9 @@ def _pod_stage(name: str, selector: dict[str, Any], next_step: dict[str, Any]) -
 
 
 def _kwok_pod_stages() -> list[dict[str, Any]]:
-    """kwok's built-in pod stages and weir's stage for Helm test pods (see above)."""
+    """kwok's built-in pod stages and weir's stages for Helm test pods and failing Job pods
+    (see above)."""
+    job = {"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]}
     test_hook = {
         "key": '.metadata.annotations["helm.sh/hook"]',
         "operator": "In",
@@ -473,18 +479,13 @@ def _kwok_pod_stages() -> list[dict[str, Any]]:
         ),
         _pod_stage(
             "pod-complete",
-            {
-                "matchExpressions": [
-                    _NOT_DELETED,
-                    _RUNNING,
-                    {
-                        "key": ".metadata.ownerReferences.[].kind",
-                        "operator": "In",
-                        "values": ["Job"],
-                    },
-                ]
-            },
+            {"matchExpressions": [_NOT_DELETED, _RUNNING, job, passes]},
             {"statusTemplate": _terminated_status("Succeeded", 0, "Completed")},
+        ),
+        _pod_stage(
+            "job-pod-failed",
+            {"matchExpressions": [_NOT_DELETED, _RUNNING, job, fails]},
+            {"statusTemplate": _terminated_status("Failed", 1, "Error")},
         ),
         _pod_stage(
             "pod-delete",

@@ -65,9 +65,32 @@ def _exit_code(pod: dict[str, Any]) -> int:
     return int(pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"])
 
 
+def _job(namespace: str, name: str, annotations: dict[str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"metadata": {"annotations": annotations}, "spec": _pod_spec()},
+        },
+    }
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    found = [c for c in (job.get("status") or {}).get("conditions", []) if c["type"] == type_]
+    return found[0] if found else None
+
+
+def _job_ended(job: dict[str, Any]) -> bool:
+    return any(
+        (_job_condition(job, type_) or {}).get("status") == "True"
+        for type_ in ("Complete", "Failed")
+    )
+
+
 async def test_pods_end_as_the_stages_say(kube: KubeClient, namespace: str) -> None:
-    """A Helm test pod succeeds, or fails when annotated so; a Job's pod still completes; any
-    other pod runs on."""
+    """A Helm test pod succeeds, or fails when annotated so; a Job's pod completes, or fails
+    when its template is annotated so (and the Job controller fails the Job); any other pod
+    runs on."""
     server = _pod(namespace, "server", {})
     # Both kinds of init container: the ready stage's template writes a status for each.
     server["spec"]["initContainers"] = [
@@ -79,23 +102,27 @@ async def test_pods_end_as_the_stages_say(kube: KubeClient, namespace: str) -> N
     await kube.create(POD, _pod(namespace, "passes", {"helm.sh/hook": "test"}))
     failing = {"helm.sh/hook": "test-success", TEST_OUTCOME_ANNOTATION: "failed"}
     await kube.create(POD, _pod(namespace, "fails", failing))
-    await kube.create(
-        JOB,
-        {
-            "metadata": {"name": "once", "namespace": namespace},
-            "spec": {"backoffLimit": 0, "template": {"spec": _pod_spec()}},
-        },
-    )
+    await kube.create(JOB, _job(namespace, "once", {}))
+    await kube.create(JOB, _job(namespace, "doomed", {TEST_OUTCOME_ANNOTATION: "failed"}))
 
     passed = await wait_for_object(kube, POD, namespace, "passes", _ended)
     failed = await wait_for_object(kube, POD, namespace, "fails", _ended)
-    job = await wait_for_object(
-        kube, JOB, namespace, "once", lambda j: "completionTime" in (j.get("status") or {})
-    )
+    job = await wait_for_object(kube, JOB, namespace, "once", _job_ended)
+    doomed = await wait_for_object(kube, JOB, namespace, "doomed", _job_ended)
 
     assert (_phase(passed), _exit_code(passed)) == ("Succeeded", 0)
     assert (_phase(failed), _exit_code(failed)) == ("Failed", 1)
-    assert job["status"]["succeeded"] == 1
+    assert (_job_condition(job, "Complete") or {}).get("status") == "True"
+    assert (job["status"]["succeeded"], job["status"].get("failed", 0)) == (1, 0)
+    # backoffLimit 0: the first failed pod fails the Job, as kube-controller-manager decides.
+    doomed_failed = _job_condition(doomed, "Failed")
+    assert doomed_failed is not None
+    assert (doomed_failed["status"], doomed_failed["reason"]) == ("True", "BackoffLimitExceeded")
+    assert (doomed["status"]["failed"], doomed["status"].get("succeeded", 0)) == (1, 0)
+    [doomed_pod] = (
+        await kube.list(POD, namespace, label_selector="batch.kubernetes.io/job-name=doomed")
+    )["items"]
+    assert (_phase(doomed_pod), _exit_code(doomed_pod)) == ("Failed", 1)
     server = await kube.get(POD, namespace, "server")
     assert _phase(server) == "Running"
     init_states = {s["name"]: s["state"] for s in server["status"]["initContainerStatuses"]}

@@ -1,8 +1,10 @@
-"""HelmRelease remediation end to end, as Flux's helm-controller does it: failed upgrades
-rolled back or uninstalled, failed installs uninstalled and retried, RetriesExceeded once the
-retries are spent, and RetryOnFailure retrying without remediation. The failure is values the
-API server rejects (kwok completes every Job, so a failing hook cannot be made here); Helm
-stores such a release as failed. The Go-built ``helm history`` checks what weir's Helm did."""
+"""HelmRelease remediation end to end, as Flux's helm-controller does it (issue 12,
+acceptance 2): failed upgrades rolled back or uninstalled, failed installs uninstalled and
+retried, RetriesExceeded once the retries are spent, and RetryOnFailure retrying without
+remediation. The rollback scenario fails for real: a post-upgrade hook Job whose pod kwok fails
+(``weir.test/outcome: failed`` on its template), which the Job controller then fails. The others
+fail with values the API server rejects; Helm stores either as a failed release. The Go-built
+``helm history`` checks what weir's Helm did."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from controllers.envtest import ControlPlane
+from controllers.envtest import TEST_OUTCOME_ANNOTATION, ControlPlane
 from controllers.kinds import EVENT
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from tests.integration.processes import Controllers
+from tests.integration.test_envtest import JOB
+from tests.integration.test_helmchart import refetch_index
 from tests.integration.test_helmrelease import (
     HR,
     controllers,
@@ -70,7 +74,25 @@ async def installed(
     )
 
 
-async def test_a_failed_upgrade_is_rolled_back_until_the_retries_are_spent(
+def add_failing_hook(charts: ChartRepository, version: str) -> Path:
+    """A ``post-upgrade`` hook Job (backoffLimit 0) whose pod kwok makes fail, in the chart
+    at ``version``: Helm's hook wait sees the Job fail. The template's path is returned."""
+    hook = charts.work / "podinfo" / "templates" / "migrate.yaml"
+    hook.write_text(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n"
+        '  name: "{{ include "podinfo.fullname" . }}-migrate"\n'
+        "  annotations:\n"
+        '    "helm.sh/hook": post-upgrade\n'
+        "spec:\n  backoffLimit: 0\n  template:\n    metadata:\n      annotations:\n"
+        f'        "{TEST_OUTCOME_ANNOTATION}": failed\n'
+        "    spec:\n      restartPolicy: Never\n"
+        "      containers:\n        - name: migrate\n          image: example.invalid/migrate:1\n"
+    )
+    charts.add("podinfo", version)
+    return hook
+
+
+async def test_an_upgrade_whose_hook_fails_is_rolled_back_until_the_retries_are_spent(
     kube: KubeClient,
     namespace: str,
     controllers: Controllers,
@@ -79,17 +101,21 @@ async def test_a_failed_upgrade_is_rolled_back_until_the_retries_are_spent(
     control_plane: ControlPlane,
     tmp_path: Path,
 ) -> None:
-    """retries 1, strategy rollback (remediateLastFailure then defaults to true): upgrade,
-    rollback, upgrade, rollback, then RetriesExceeded and nothing more."""
+    """retries 1, strategy rollback (remediateLastFailure then defaults to true): a chart
+    whose post-upgrade hook Job fails is upgraded to, rolled back, upgraded to, rolled back,
+    then RetriesExceeded and nothing more; a new chart version without the hook upgrades."""
     await kube.create(HELMREPO, helmrepository("charts", namespace, plain))
+    # Helm's hook wait returns as soon as the Job fails; the timeout only bounds a stuck run.
     await installed(
         kube,
         namespace,
         controllers,
+        timeout="1m",
         upgrade={"remediation": {"retries": 1, "strategy": "rollback"}},
     )
-    await kube.patch(HR, namespace, "app", {"spec": {"values": REJECTED}})
-    obj = await controllers.wait_for(kube, HR, namespace, "app", stalled, "stalled", 150)
+    hook = add_failing_hook(charts, "1.1.0")
+    await refetch_index(kube, namespace, "1.1.0")
+    obj = await controllers.wait_for(kube, HR, namespace, "app", stalled, "stalled", 180)
 
     assert reason_of(obj, "Stalled")[:2] == ("True", "RetriesExceeded")
     assert reason_of(obj, "Ready") == (
@@ -102,33 +128,53 @@ async def test_a_failed_upgrade_is_rolled_back_until_the_retries_are_spent(
         "RollbackSucceeded",
         f"Helm rollback to previous release {namespace}/app.v3 with chart podinfo@1.0.0 succeeded",
     )
-    status, reason, message = reason_of(obj, "Released")
-    assert (status, reason) == ("False", "UpgradeFailed")
-    assert message.startswith(
-        f"Helm upgrade failed for release {namespace}/app with chart podinfo@1.0.0: "
+    # Helm's words for the failure: its hook wait saw the Job fail (kstatus Failed).
+    hook_failed = (
+        f"post-upgrade hooks failed: resource Job/{namespace}/app-podinfo-migrate not ready. "
+        "status: Failed, message: Job Failed. failed: 1/1"
     )
+    upgrade_failed = (
+        f"Helm upgrade failed for release {namespace}/app with chart podinfo@1.1.0: {hook_failed}"
+    )
+    assert reason_of(obj, "Released") == ("False", "UpgradeFailed", upgrade_failed)
     assert (obj["status"]["upgradeFailures"], obj["status"]["failures"]) == (2, 2)
     assert obj["status"]["lastAttemptedReleaseAction"] == "upgrade"
-    assert [(s["version"], s["status"], s["action"]) for s in obj["status"]["history"]] == [
-        (5, "deployed", "rollback"),
-        (4, "failed", "upgrade"),
-        (3, "superseded", "rollback"),
+    assert obj["status"]["lastAttemptedRevision"] == "1.1.0"
+    assert [
+        (s["version"], s["status"], s["action"], s["chartVersion"])
+        for s in obj["status"]["history"]
+    ] == [
+        (5, "deployed", "rollback", "1.0.0"),
+        (4, "failed", "upgrade", "1.1.0"),
+        (3, "superseded", "rollback", "1.0.0"),
     ]
+    # The failed hook Job is still there (Helm's default delete policy, before-hook-creation,
+    # removes it only when the hook runs again), failed by the Job controller.
+    job = await kube.get(JOB, namespace, "app-podinfo-migrate")
+    failed = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert [(c["status"], c["reason"]) for c in failed] == [("True", "BackoffLimitExceeded")]
+
     home = tmp_path / "helm-cli"
-    expected = [
-        (1, "superseded", "Install complete"),
-        (2, "failed"),
-        (3, "superseded", "Rollback to 1"),
-        (4, "failed"),
-        (5, "deployed", "Rollback to 3"),
+    found = helm_cli(control_plane, home, "history", "app", f"--namespace={namespace}")
+    assert [(h["revision"], h["status"], h["chart"]) for h in found] == [
+        (1, "superseded", "podinfo-1.0.0"),
+        (2, "failed", "podinfo-1.1.0"),
+        (3, "superseded", "podinfo-1.0.0"),
+        (4, "failed", "podinfo-1.1.0"),
+        (5, "deployed", "podinfo-1.0.0"),
     ]
-    found = history(control_plane, home, namespace)
-    assert [h[: len(e)] for h, e in zip(found, expected, strict=True)] == expected
+    descriptions = [h["description"] for h in found]
+    assert descriptions[0] == "Install complete"
+    assert (descriptions[2], descriptions[4]) == ("Rollback to 1", "Rollback to 3")
+    assert descriptions[1] == descriptions[3] == f'Upgrade "app" failed: {hook_failed}'
+
     reasons = await reasons_once(kube, namespace, "app", "RollbackSucceeded", 2)
     assert reasons.count("UpgradeFailed") == 2
     await reasons_once(kube, namespace, "app", "RetriesExceeded", 1)
     events = (await kube.list(EVENT, namespace))["items"]
     told = {(e["type"], e["reason"], e["message"]) for e in events}
+    # Both UpgradeFailed events say the same: the hook Job failed.
+    assert {(t, m) for t, r, m in told if r == "UpgradeFailed"} == {("Warning", upgrade_failed)}
     for target in (1, 3):
         assert (
             "Normal",
@@ -150,14 +196,17 @@ async def test_a_failed_upgrade_is_rolled_back_until_the_retries_are_spent(
     )
     assert len(history(control_plane, home, namespace)) == 5
 
-    # A new desired state resets the counters and upgrades; the Remediated condition goes.
-    await kube.patch(HR, namespace, "app", {"spec": {"values": {"replicaCount": 2}}})
+    # A new chart version without the failing hook resets the counters and upgrades; the
+    # Remediated condition goes.
+    hook.unlink()
+    charts.add("podinfo", "1.1.1")
+    await refetch_index(kube, namespace, "1.1.1")
     fixed = await controllers.wait_for(
         kube,
         HR,
         namespace,
         "app",
-        released(f"Helm upgrade succeeded for release {namespace}/app.v6 with chart podinfo@1.0.0"),
+        released(f"Helm upgrade succeeded for release {namespace}/app.v6 with chart podinfo@1.1.1"),
         "upgraded",
         timeout=150,
     )
