@@ -3,13 +3,14 @@
 # set-up, the tests or CI, which have no container engine; tests/unit/test_dockerfile.py holds
 # every command below to the ones they do run.
 
-# The Go binaries the kustomize controller runs, from the modules pinned in hack/tools/ and with
-# the command `python -m controllers.envtest build` runs (controllers/envtest.py,
+# The Go binaries the controllers run (the kustomize controller's build worker and sops; the
+# kustomize CLI, which the helm controller's post-renderer runs), from the modules pinned in
+# hack/tools/ and with the command `python -m controllers.envtest build` runs (controllers/envtest.py,
 # go_build_command). Same Debian release as the final stage: the binaries link its libc.
 FROM golang:1.26-bookworm AS go
 WORKDIR /src/hack/tools/kustomize
 COPY hack/tools/kustomize/ ./
-RUN go build -trimpath -ldflags "-s -w" -o /out/ github.com/weir/hack/tools/kustomize/buildworker
+RUN go build -trimpath -ldflags "-s -w" -o /out/ sigs.k8s.io/kustomize/kustomize/v5 github.com/weir/hack/tools/kustomize/buildworker
 WORKDIR /src/hack/tools/sops
 COPY hack/tools/sops/ ./
 RUN go build -trimpath -ldflags "-s -w" -o /out/ github.com/getsops/sops/v3/cmd/sops
@@ -28,10 +29,12 @@ COPY notification/ notification/
 COPY weir/ weir/
 RUN pip install --no-cache-dir .
 COPY --from=go /out/buildworker /usr/local/bin/kustomize-build-worker
+COPY --from=go /out/kustomize /usr/local/bin/kustomize
 COPY --from=go /out/sops /usr/local/bin/sops
 # Where controllers/binaries.py looks first. HOME: the root filesystem is read-only and /tmp is
 # the pod's emptyDir.
 ENV WEIR_KUSTOMIZE_BUILD_WORKER=/usr/local/bin/kustomize-build-worker \
+    WEIR_KUSTOMIZE=/usr/local/bin/kustomize \
     WEIR_SOPS=/usr/local/bin/sops \
     HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \

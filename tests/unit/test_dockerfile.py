@@ -21,8 +21,9 @@ from kustomize.buildworker import WORKER_BINARY
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-# The Go-built binaries a controller runs (the rest are the tests' own).
-CONTROLLER_BINARIES = {WORKER_BINARY, "sops"}
+# The Go-built binaries a controller runs (the rest are the tests' own): the helm controller's
+# post-renderer runs the kustomize CLI.
+CONTROLLER_BINARIES = {WORKER_BINARY, "sops", "kustomize"}
 SOURCE_ROOT = "/src"
 
 
@@ -103,6 +104,13 @@ def built_names() -> dict[str, str]:
     return built
 
 
+def binary_name(package: str) -> str:
+    """What ``go build -o DIR/`` names a package's binary: its last element, or the one before
+    a major version suffix (``.../kustomize/v5`` is ``kustomize``)."""
+    parts = package.split("/")
+    return parts[-2] if re.fullmatch(r"v[0-9]+", parts[-1]) else parts[-1]
+
+
 def test_parse_joins_continued_lines_and_names_stages() -> None:
     stages = parse("FROM a:1 AS x\n# note\nRUN one \\\n    two\nFROM b:2\nUSER 1\n")
     assert [(s.image, s.name) for s in stages] == [("a:1", "x"), ("b:2", "")]
@@ -153,7 +161,7 @@ def test_every_binary_a_controller_runs_is_where_binaries_looks() -> None:
     variables = env(FINAL)
     for name, output in built.items():
         destination = variables["WEIR_" + name.upper().replace("-", "_")]
-        produced = output + BUILT[name][1].rsplit("/", 1)[1]
+        produced = output + binary_name(BUILT[name][1])
         assert ["--from=" + GO_STAGE.name, produced, destination] in copies(FINAL)
 
 
