@@ -1,8 +1,9 @@
 """weir's main job on the embedded default: a local control plane, a Git repository served by
 ``git daemon``, ``weir bootstrap git`` onto that repository, and the controllers following it.
 
-With no arguments the repository is a new example fleet (an app with a base and two
-overlays, as teams lay them out, and ``clusters/local`` selecting the staging overlay). With
+With no arguments the repository is a new example fleet, ``hack/example-fleet/`` (an app
+with a base and two overlays, as teams lay them out, a HelmRelease of a chart kept in the same
+repository beside it, and ``clusters/local`` selecting the staging overlay). With
 ``--repo PATH|URL`` it is a copy of your own repository (weir never pushes to the original),
 and ``--path`` names the cluster directory to bootstrap (``clusters/<name>``).
 
@@ -31,14 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from controllers.binaries import find_binary
 from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port
 from controllers.kube import KubeClient
+from helm.api_v2 import HelmRelease
 from kustomize.api_v1 import Kustomization
 from weir.bundle import COMPONENTS, BundleOptions, render
 
 NAMESPACE = "flux-system"
+EXAMPLE_FLEET = Path(__file__).resolve().parent / "example-fleet"
 ALL_READY_SECONDS = 180
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "weir",
@@ -48,85 +50,16 @@ GIT_ENV = {
 }
 
 
-def _dump(*objects: dict[str, Any]) -> str:
-    return "---\n".join(yaml.safe_dump(obj, sort_keys=False) for obj in objects)
-
-
 def example_fleet() -> dict[str, str]:
-    """An app (ConfigMap, Deployment, Service) with staging and production overlays, and the
-    cluster directory ``clusters/local`` whose Kustomization applies the staging overlay."""
-    labels = {"app": "podinfo"}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "podinfo"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "podinfo",
-                            "image": "ghcr.io/stefanprodan/podinfo:6.7.1",
-                            "ports": [{"containerPort": 9898, "name": "http"}],
-                            "envFrom": [{"configMapRef": {"name": "podinfo"}}],
-                        }
-                    ]
-                },
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "podinfo"},
-        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-    }
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "podinfo"},
-        "data": {"PODINFO_UI_MESSAGE": "hello from weir"},
-    }
-    apps = {
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-        "kind": "Kustomization",
-        "metadata": {"name": "apps", "namespace": NAMESPACE},
-        "spec": {
-            "interval": "1m",
-            "path": "./apps/overlays/staging",
-            "prune": True,
-            "wait": True,
-            "timeout": "2m",
-            "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
-        },
-    }
+    """The files of the example fleet (``hack/example-fleet/``) by their path in it: an app
+    (podinfo: ConfigMap, Deployment, Service) with staging and production overlays, beside it
+    a HelmRelease of the repository's own chart ``charts/hello`` with its values in a watched
+    ConfigMap, and the cluster directory ``clusters/local`` whose Kustomization applies the
+    staging overlay."""
     return {
-        "apps/base/kustomization.yaml": _dump(
-            {"resources": ["configmap.yaml", "deployment.yaml", "service.yaml"]}
-        ),
-        "apps/base/configmap.yaml": _dump(config),
-        "apps/base/deployment.yaml": _dump(deployment),
-        "apps/base/service.yaml": _dump(service),
-        "apps/overlays/staging/namespace.yaml": _dump(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}}
-        ),
-        "apps/overlays/staging/kustomization.yaml": _dump(
-            {"namespace": "staging", "resources": ["namespace.yaml", "../../base"]}
-        ),
-        "apps/overlays/production/namespace.yaml": _dump(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "production"}}
-        ),
-        "apps/overlays/production/kustomization.yaml": _dump(
-            {
-                "namespace": "production",
-                "resources": ["namespace.yaml", "../../base"],
-                "replicas": [{"name": "podinfo", "count": 3}],
-            }
-        ),
-        "clusters/local/apps.yaml": _dump(apps),
+        path.relative_to(EXAMPLE_FLEET).as_posix(): path.read_text()
+        for path in sorted(EXAMPLE_FLEET.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -165,7 +98,7 @@ def fleet_repository(root: Path, repo: str | None) -> Path:
                 "commit",
                 "--quiet",
                 "-m",
-                "An example fleet: podinfo, staging and production",
+                "An example fleet: podinfo (staging, production) and the hello chart",
                 cwd=work,
             )
             _git("clone", "--quiet", "--bare", str(work), str(bare))
@@ -179,12 +112,12 @@ def default_branch(bare: Path) -> str:
 
 
 def controller_commands(
-    base: Path, plane: ControlPlane, receiver_port: int
+    base: Path, plane: ControlPlane, receiver_port: int, storage_port: int
 ) -> dict[str, list[str]]:
     """Each controller's command line: the bundle Deployment's command and arguments, with
     this machine's addresses, storage directory and kubeconfig. The notification controller's
     event server gets a free port, which the others send their events to, and its webhook
-    receiver ``receiver_port``."""
+    receiver ``receiver_port``; the source controller's artifact server ``storage_port``."""
     commands = {}
     events_port = free_port()
     for deployment in render(BundleOptions(namespace=NAMESPACE)):
@@ -192,7 +125,6 @@ def controller_commands(
             continue
         name = deployment["metadata"]["name"]
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        storage_port = free_port()
         local = {
             "--metrics-addr": f"127.0.0.1:{free_port()}",
             "--health-addr": f"127.0.0.1:{free_port()}",
@@ -231,7 +163,7 @@ def main() -> int:
             try:
                 url = serve(bare, processes)
                 receiver = start_controllers(base, plane, processes)
-                run_bootstrap(plane, bare, url, args.path, receiver)
+                run_bootstrap(plane, bare, url, args.path, receiver, example=args.repo is None)
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
                 print("stopping", flush=True)
             finally:
@@ -288,6 +220,21 @@ def serve(bare: Path, processes: list[subprocess.Popen[bytes]]) -> str:
     return f"git://127.0.0.1:{port}/{bare.name}"
 
 
+def wait_until_serving(name: str, process: subprocess.Popen[bytes], port: int) -> None:
+    """Until ``process`` (the controller ``name``) accepts connections on loopback ``port``;
+    ``ControlPlaneError`` if it ends first or takes more than a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None:
+            raise ControlPlaneError(f"{name} exited with {process.returncode} (see its log)")
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(f"{name} does not serve on port {port} after a minute")
+        time.sleep(0.1)  # a process opening its port: a short poll
+
+
 def start_controllers(
     base: Path, plane: ControlPlane, processes: list[subprocess.Popen[bytes]]
 ) -> str:
@@ -296,17 +243,27 @@ def start_controllers(
     env = {**os.environ, "RUNTIME_NAMESPACE": NAMESPACE, "POD_NAME": "local"}
     # The same port at each start: a Git host's webhook names it.
     receiver_port = remembered_port(base / "receiver-port")
-    for name, command in controller_commands(base, plane, receiver_port).items():
+    # The same port at each start, as a cluster's Service: the sources' artifact URLs in the
+    # cluster's data name it, and a second start's bootstrap reads them before the source
+    # controller has written them again.
+    restarted = (base / "storage-port").exists()
+    storage_port = remembered_port(base / "storage-port")
+    for name, command in controller_commands(base, plane, receiver_port, storage_port).items():
         with (plane.workdir / f"{name}.log").open("ab") as log:
-            processes.append(
-                subprocess.Popen(
-                    command,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    preexec_fn=die_with_parent,
-                )
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent,
             )
+        processes.append(process)
+        if name == "source-controller" and restarted:
+            # The cluster's Kustomizations and HelmReleases download artifacts as soon as
+            # their controllers start; one that fails to connect waits its whole interval
+            # (as in Flux). On a first start there are none yet, and the source controller
+            # serves only once bootstrap has made its namespace (its leader lease is there).
+            wait_until_serving(name, process, storage_port)
     receiver = f"http://127.0.0.1:{receiver_port}"
     print(
         f"► control plane at {plane.server}; the controllers run here as processes with the "
@@ -318,23 +275,32 @@ def start_controllers(
     return receiver
 
 
+def not_ready(items: list[dict[str, Any]]) -> list[str]:
+    """``kind/namespace/name`` of each object in ``items`` not Ready."""
+    return [
+        f"{obj['kind']}/{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+        for obj in items
+        if not any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (obj.get("status") or {}).get("conditions") or []
+        )
+    ]
+
+
 async def wait_until_all_ready(plane: ControlPlane) -> None:
-    """Until every Kustomization the repository holds is Ready (those bootstrap did not wait
-    for: the apps), or 3 minutes."""
+    """Until every Kustomization and HelmRelease the repository holds is Ready (those
+    bootstrap did not wait for: the apps), or 3 minutes."""
     client = await KubeClient.connect(str(plane.admin_kubeconfig))
-    print("► waiting for every Kustomization to be Ready", flush=True)
+    print("► waiting for every Kustomization and HelmRelease to be Ready", flush=True)
     try:
         deadline = time.monotonic() + ALL_READY_SECONDS
         while True:
-            items = (await client.list(Kustomization.info))["items"]
-            waiting = [
-                f"{ks['metadata']['namespace']}/{ks['metadata']['name']}"
-                for ks in items
-                if not any(
-                    c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (ks.get("status") or {}).get("conditions") or []
-                )
-            ]
+            waiting = []
+            for info in (Kustomization.info, HelmRelease.info):
+                listed = await client.list(info)
+                # A list's items carry no kind.
+                items = [{**obj, "kind": info.kind} for obj in listed["items"]]
+                waiting += not_ready(items)
             if not waiting:
                 return
             if time.monotonic() > deadline:
@@ -344,7 +310,9 @@ async def wait_until_all_ready(plane: ControlPlane) -> None:
         await client.close()
 
 
-def run_bootstrap(plane: ControlPlane, bare: Path, url: str, path: str, receiver: str) -> None:
+def run_bootstrap(
+    plane: ControlPlane, bare: Path, url: str, path: str, receiver: str, *, example: bool
+) -> None:
     """``weir bootstrap git`` onto the served repository, as a user runs it; then what to do."""
     weir = [sys.executable, "-m", "weir"]
     cluster = [f"--kubeconfig={plane.admin_kubeconfig}", f"--namespace={NAMESPACE}"]
@@ -362,22 +330,42 @@ def run_bootstrap(plane: ControlPlane, bare: Path, url: str, path: str, receiver
         raise ControlPlaneError("weir bootstrap git failed (its error is above)")
     asyncio.run(wait_until_all_ready(plane))
     subprocess.run([*weir, "get", "all", "-A", cluster[0]], check=False)
-    print(
-        "\nNext, in another terminal:\n"
-        f"  export KUBECONFIG={plane.admin_kubeconfig}\n"
-        "  .venv/bin/weir get all -A --watch\n"
-        f"  git clone {bare} fleet && cd fleet\n"
-        "  # edit apps/base/configmap.yaml, commit and git push: applied within a minute,\n"
-        "  # or at once with: .venv/bin/weir reconcile ks flux-system --with-source\n"
-        "  # or have a push fetched at once, through a Receiver and a webhook:\n"
-        "  .venv/bin/weir create secret receiver webhook-token\n"
-        "  .venv/bin/weir create receiver fleet --type=generic --secret-ref=webhook-token \\\n"
-        "      --resource=GitRepository/flux-system\n"
-        f"  .venv/bin/weir trigger receiver fleet --url={receiver}\n"
-        f"  # (or point a Git host's webhook at {receiver} + the path weir get receivers shows)\n"
+    print(next_steps(plane, bare, receiver, example=example), flush=True)
+
+
+def next_steps(plane: ControlPlane, bare: Path, receiver: str, *, example: bool) -> str:
+    """What to do next, as commands to type; for the example fleet, the files to edit and
+    how to look at its Helm release with Helm itself (when the set-up built ``helm``)."""
+    lines = [
+        "",
+        "Next, in another terminal:",
+        f"  export KUBECONFIG={plane.admin_kubeconfig}",
+        "  .venv/bin/weir get all -A --watch",
+        "  .venv/bin/weir get helmreleases -A",
+    ]
+    helm = find_binary("helm")
+    if example and helm:
+        lines.append(f"  {helm} history hello -n staging   # the release as Helm sees it")
+    lines.append(f"  git clone {bare} fleet && cd fleet")
+    if example:
+        lines += [
+            "  # edit apps/base/configmap.yaml, or the Helm release's values in",
+            "  # apps/base/hello-values.yaml, or the chart in charts/hello/;",
+            "  # commit and git push: applied within a minute,",
+        ]
+    else:
+        lines.append("  # edit, commit and git push: applied at your Kustomizations' interval,")
+    lines += [
+        "  # or at once with: .venv/bin/weir reconcile ks flux-system --with-source",
+        "  # or have a push fetched at once, through a Receiver and a webhook:",
+        "  .venv/bin/weir create secret receiver webhook-token",
+        "  .venv/bin/weir create receiver fleet --type=generic --secret-ref=webhook-token \\",
+        "      --resource=GitRepository/flux-system",
+        f"  .venv/bin/weir trigger receiver fleet --url={receiver}",
+        f"  # (or point a Git host's webhook at {receiver} + the path weir get receivers shows)",
         "Ctrl-C stops everything; a second start reuses the cluster and the repository.",
-        flush=True,
-    )
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

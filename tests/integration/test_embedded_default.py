@@ -2,11 +2,15 @@
 with no arguments the example fleet, with ``--repo`` a repository laid out as teams lay out
 their Flux repositories; every Kustomization ends Ready, Ctrl-C stops everything. The
 notification controller runs too: a Receiver made with the commands it prints is triggered at
-the receiver address it prints, and the source is fetched at the webhook's request."""
+the receiver address it prints, and the source is fetched at the webhook's request. The example's
+HelmRelease (a chart kept in the fleet repository, its values in a watched ConfigMap) is
+installed, and a pushed change of its values upgrades it, as the Go-built ``helm history`` the
+output suggests shows."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -21,16 +25,25 @@ import yaml
 
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
+from helm.api_v2 import HelmRelease
 from kustomize.api_v1 import Kustomization
 from source.api_v1 import GitRepository
 from tests.integration.cli import run_weir
-from tests.integration.harness import wait_for_object
+from tests.integration.harness import is_ready, wait_for_object
+from tests.integration.kinds import DEPLOYMENT
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED = "Ctrl-C stops everything"
 START_TIMEOUT_SECONDS = 240
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 
 
 def team_repository(work: Path) -> Path:
@@ -74,15 +87,8 @@ def team_repository(work: Path) -> Path:
     for name, content in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(content)
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "fleet"]):
-        subprocess.run(["git", *args], cwd=work, env=env, check=True)
+        subprocess.run(["git", *args], cwd=work, env=GIT_ENV, check=True)
     return work
 
 
@@ -176,15 +182,96 @@ async def trigger_the_printed_receiver(kubeconfig: Path, client: KubeClient, out
     )
 
 
+def greeting(deployment: dict[str, Any]) -> str:
+    """The message the hello chart's Deployment shows (its ``message`` value)."""
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    value: str = next(e["value"] for e in env if e["name"] == "PODINFO_UI_MESSAGE")
+    return value
+
+
+def helm_history(kubeconfig: Path, output: str) -> list[tuple[int, str, str]]:
+    """The printed ``helm history`` command, as a user runs it: (revision, status,
+    description) of each of the release's revisions."""
+    found = re.search(r"^  (\S+/helm) (history hello -n staging)", output, re.MULTILINE)
+    assert found, output
+    home = kubeconfig.parent.parent / "helm-home"  # Helm's own directories: not the user's
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    done = subprocess.run(
+        [found[1], *found[2].split(), "-o=json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [(e["revision"], e["status"], e["description"]) for e in json.loads(done.stdout)]
+
+
+def push_new_greeting(directory: Path) -> None:
+    """Clone the fleet repository that ``hack/local.py --dir=directory`` serves, change the
+    hello release's message in its values ConfigMap, commit and push."""
+    clone = directory / "clone"
+    bare = directory / "git" / "fleet.git"
+    subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True)
+    values = clone / "apps" / "base" / "hello-values.yaml"
+    values.write_text(values.read_text().replace("through Helm", "upgraded by a push"))
+    for args in (["commit", "-qam", "hello: a new message"], ["push", "-q"]):
+        subprocess.run(["git", *args], cwd=clone, env=GIT_ENV, check=True)
+
+
+async def the_helm_release_follows_a_push(
+    kubeconfig: Path, client: KubeClient, output: str
+) -> None:
+    """The example's HelmRelease is Ready with its Deployment; a pushed change of its values
+    (the ConfigMap ``hello-values``) upgrades the release, through the whole loop."""
+    release = await client.get(HelmRelease.info, "staging", "hello")
+    assert is_ready(release), release.get("status")
+    deployment = await client.get(DEPLOYMENT, "staging", "hello")
+    assert greeting(deployment) == "hello from weir, through Helm"
+    assert await asyncio.to_thread(helm_history, kubeconfig, output) == [
+        (1, "deployed", "Install complete")
+    ]
+
+    await asyncio.to_thread(push_new_greeting, kubeconfig.parent.parent)
+    cluster = (f"--kubeconfig={kubeconfig}", "--namespace=flux-system")
+    done = await run_weir("reconcile", "kustomization", "apps", "--with-source", *cluster)
+    assert done.code == 0, done.err
+
+    await wait_for_object(
+        client,
+        DEPLOYMENT,
+        "staging",
+        "hello",
+        lambda d: greeting(d) == "hello from weir, upgraded by a push",
+        timeout=60,
+    )
+    history = await asyncio.to_thread(helm_history, kubeconfig, output)
+    assert history[0] == (1, "superseded", "Install complete")
+    assert history[-1][1:] == ("deployed", "Upgrade complete")
+
+
+async def the_printed_next_steps(kubeconfig: Path, client: KubeClient, output: str) -> None:
+    await trigger_the_printed_receiver(kubeconfig, client, output)
+    await the_helm_release_follows_a_push(kubeconfig, client, output)
+
+
 async def test_with_no_arguments_the_example_fleet_is_bootstrapped_and_ready(
     tmp_path: Path,
 ) -> None:
-    output, items = await run_local(tmp_path / "weir", while_up=trigger_the_printed_receiver)
+    output, items = await run_local(tmp_path / "weir", while_up=the_printed_next_steps)
     names = sorted(ks["metadata"]["name"] for ks in items)
     assert names == ["apps", "flux-system"]
     assert all(ready(ks) for ks in items), output
     assert "weir bootstrap git --url=git://127.0.0.1:" in output
     assert "kustomization/apps" in output
+    assert "helmrelease/hello" in output
     assert "weir trigger receiver fleet --url=http://127.0.0.1:" in output
     assert "kubectl" not in output  # only tools the set-up installed
     assert "stopping" in output
