@@ -1,5 +1,5 @@
-"""Flux's source-controller and kustomize-controller as released, for the benchmarks to run
-beside weir's controllers.
+"""Flux's source-controller, kustomize-controller and helm-controller as released, for the
+benchmarks to run beside weir's controllers.
 
 Each is built once from its pinned Go module (``bench/flux/<name>/go.mod``: the controller's own
 requirements and replace lines) into weir's cache, ``<cache>/flux-<name>-<hash of go.mod>/``:
@@ -23,6 +23,7 @@ from controllers.binaries import cache_dir
 
 __all__ = ["FLUX_CONTROLLERS", "VERSION", "FluxBuildError", "FluxController", "ensure_flux"]
 
+# The source-controller's and kustomize-controller's release; each controller names its own.
 VERSION = "v1.9.6"
 _MODULES = Path(__file__).resolve().parent
 
@@ -33,10 +34,12 @@ class FluxBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class FluxController:
-    """One Flux controller: its Go module under bench/flux/ and its main package."""
+    """One Flux controller: its Go module under bench/flux/, its main package and its release
+    (as pinned in that go.mod)."""
 
     name: str
     package: str
+    version: str = VERSION
 
     @property
     def module(self) -> Path:
@@ -63,16 +66,22 @@ class FluxController:
 FLUX_CONTROLLERS = (
     FluxController("source-controller", "github.com/fluxcd/source-controller"),
     FluxController("kustomize-controller", "github.com/fluxcd/kustomize-controller"),
+    # v1.6.2, not v1.6.3: see bench/flux/helm-controller/go.mod.
+    FluxController("helm-controller", "github.com/fluxcd/helm-controller", "v1.6.2"),
 )
 
 
-def ensure_flux() -> dict[str, FluxController]:
-    """Every Flux controller, built first if its cache entry is missing (the first time: about
-    5 minutes for both on 2 cores, more with a cold Go build cache)."""
-    for controller in FLUX_CONTROLLERS:
+def ensure_flux(
+    names: tuple[str, ...] = ("source-controller", "kustomize-controller"),
+) -> dict[str, FluxController]:
+    """The Flux controllers ``names``, each built first if its cache entry is missing (the first
+    time: about 5 minutes for the source and kustomize controllers on 2 cores, about as long
+    for the helm-controller, more with a cold Go build cache)."""
+    chosen = [controller for controller in FLUX_CONTROLLERS if controller.name in names]
+    for controller in chosen:
         if not controller.is_built():
             _build(controller)
-    return {controller.name: controller for controller in FLUX_CONTROLLERS}
+    return {controller.name: controller for controller in chosen}
 
 
 def _build(controller: FluxController) -> None:
@@ -84,7 +93,8 @@ def _build(controller: FluxController) -> None:
     staging.chmod(0o755)
     started = time.monotonic()
     print(
-        f"building Flux's {controller.name} {VERSION} into {cache_dir()} (first time only)",
+        f"building Flux's {controller.name} {controller.version} into {cache_dir()}"
+        " (first time only)",
         flush=True,
     )
     try:
