@@ -61,6 +61,7 @@ from kustomize_scale import (
     is_running,
     log_tail,
     memory,
+    processes_running,
     ready_condition,
     sizes_arg,
     wait_event,
@@ -68,7 +69,7 @@ from kustomize_scale import (
 )
 
 from controllers.binaries import find_binary
-from controllers.envtest import CRD_DIR, ControlPlane, ControlPlaneError, die_with_parent, free_port
+from controllers.envtest import CRD_DIR, ControlPlane, ControlPlaneError, free_port
 from controllers.informer import Informer
 from controllers.kinds import SECRET
 from controllers.kube import KubeClient
@@ -212,30 +213,8 @@ def controller_processes(plane: ControlPlane, argvs: dict[str, list[str]]) -> It
         "HELM_DATA_HOME": str(helm_home / "data"),
         "HELM_PLUGINS": str(helm_home / "data" / "plugins"),
     }
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        for name, argv in argvs.items():
-            with (plane.workdir / f"{name}.log").open("ab") as log:
-                processes.append(
-                    subprocess.Popen(
-                        argv,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        preexec_fn=die_with_parent,
-                    )
-                )
+    with processes_running(plane.workdir, argvs, env, stop_timeout=30):
         yield
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def argvs(

@@ -283,32 +283,15 @@ async def serve_git(source: GitSource) -> AsyncIterator[str]:
 
 
 @contextlib.contextmanager
-def flux_controllers(
-    plane: ControlPlane,
-    flux: dict[str, FluxController],
-    extra_args: dict[str, Sequence[str]],
+def processes_running(
+    logdir: Path, argvs: dict[str, list[str]], env: dict[str, str], stop_timeout: float
 ) -> Iterator[None]:
-    """Run Flux's controllers against ``plane`` with ``extra_args[name]`` after the common
-    flags; logs go to ``<workdir>/<name>.log``. They take the cluster from ``KUBECONFIG``
-    (there is no ``--kubeconfig`` flag) and their namespace from ``RUNTIME_NAMESPACE``."""
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(plane.admin_kubeconfig),
-        "RUNTIME_NAMESPACE": SOURCE_NAMESPACE,
-    }
+    """Run each ``argvs[name]`` with its log in ``<logdir>/<name>.log``; on exit each is
+    terminated, and killed if it outlives ``stop_timeout``."""
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for name in CONTROLLERS:
-            argv = [
-                str(flux[name].binary),
-                f"--metrics-addr=127.0.0.1:{free_port()}",
-                f"--health-addr=127.0.0.1:{free_port()}",
-                "--enable-leader-election=false",
-                "--watch-all-namespaces=true",
-                "--log-encoding=json",
-                *extra_args.get(name, ()),
-            ]
-            with (plane.workdir / f"{name}.log").open("ab") as log:
+        for name, argv in argvs.items():
+            with (logdir / f"{name}.log").open("ab") as log:
                 processes.append(
                     subprocess.Popen(
                         argv,
@@ -325,10 +308,40 @@ def flux_controllers(
             process.terminate()
         for process in processes:
             try:
-                process.wait(10)
+                process.wait(stop_timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def flux_controllers(
+    plane: ControlPlane,
+    flux: dict[str, FluxController],
+    extra_args: dict[str, Sequence[str]],
+) -> Iterator[None]:
+    """Run Flux's controllers against ``plane`` with ``extra_args[name]`` after the common
+    flags; logs go to ``<workdir>/<name>.log``. They take the cluster from ``KUBECONFIG``
+    (there is no ``--kubeconfig`` flag) and their namespace from ``RUNTIME_NAMESPACE``."""
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(plane.admin_kubeconfig),
+        "RUNTIME_NAMESPACE": SOURCE_NAMESPACE,
+    }
+    argvs = {
+        name: [
+            str(flux[name].binary),
+            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-addr=127.0.0.1:{free_port()}",
+            "--enable-leader-election=false",
+            "--watch-all-namespaces=true",
+            "--log-encoding=json",
+            *extra_args.get(name, ()),
+        ]
+        for name in CONTROLLERS
+    }
+    with processes_running(plane.workdir, argvs, env, stop_timeout=10):
+        yield
 
 
 # Processes, from /proc: the control plane keeps its processes to itself.
