@@ -13,6 +13,7 @@ from typing import Any
 
 from controllers.cmd import add_feature_gates, build_parser, main
 from controllers.reconcile import Reconciler
+from controllers.target import add_target_flags
 from helm.launch import exec_as_helm_controller
 
 NAME = "helm-controller"
@@ -27,11 +28,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse references to charts and sources in other namespaces",
     )
-    p.add_argument(
-        "--default-service-account",
-        default="",
-        help="service account to impersonate when a HelmRelease names none",
-    )
+    add_target_flags(p)
     add_feature_gates(p, FEATURE_GATES)
     return p
 
@@ -47,6 +44,8 @@ def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
             default_service_account=args.default_service_account,
             requeue_dependency=args.requeue_dependency,
             additive_cel_dependency_check=args.feature_gates["AdditiveCELDependencyCheck"],
+            insecure_kubeconfig_exec=args.insecure_kubeconfig_exec,
+            insecure_kubeconfig_tls=args.insecure_kubeconfig_tls,
         )
     ]
 

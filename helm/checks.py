@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from controllers.discovery import RestMapper
 from controllers.jsondiff import InvalidRule
 from controllers.reconcile import ReconcileError, RunContext, Stalling, Waiting
+from controllers.target import TargetCluster
 from helm import drift, storage, tests
 from helm.api_v2 import HelmRelease, Snapshot
 from helm.client import HelmClient, HelmError, Release
@@ -69,16 +69,19 @@ async def run_tests(ctx: RunContext[Any], obj: HelmRelease, helm: HelmClient) ->
     ctx.warn(result.reason, result.message)  # ignored failures: Ready as released
 
 
-async def check_drift(ctx: RunContext[Any], obj: HelmRelease, stored: Release) -> None:
-    """Compare the release's objects with the cluster; report what drifted (``Drifted``
-    and a Warning event), and with ``mode: enabled`` correct it."""
+async def check_drift(
+    ctx: RunContext[Any], obj: HelmRelease, target: TargetCluster, stored: Release
+) -> None:
+    """Compare the release's objects with its cluster (``target``, as the release's account);
+    report what drifted (``Drifted`` and a Warning event), and with ``mode: enabled`` correct
+    it."""
     try:
         ignore = drift.compile_ignore_rules(obj.drift_detection.ignore)
     except InvalidRule as err:
         raise Stalling(f"invalid driftDetection.ignore rule: {err}") from None
     report = await drift.detect(
-        ctx.client,
-        RestMapper(ctx.client),
+        target.client,
+        target.mapper,
         stored.manifest,
         release_name=stored.name,
         release_namespace=stored.namespace,
@@ -99,7 +102,7 @@ async def check_drift(ctx: RunContext[Any], obj: HelmRelease, stored: Release) -
     ctx.warn(drift.DRIFT_DETECTED, message)
     if obj.drift_detection.effective_mode != "enabled":
         return
-    correction = await drift.correct(ctx.client, RestMapper(ctx.client), report)
+    correction = await drift.correct(target.client, target.mapper, report)
     reason, corrected = correction.event(full_name)
     if correction.errors:
         raise ReconcileError(corrected, reason=reason)
@@ -107,17 +110,22 @@ async def check_drift(ctx: RunContext[Any], obj: HelmRelease, stored: Release) -
 
 
 async def unlock(
-    ctx: RunContext[Any], obj: HelmRelease, stored: Release, latest: Snapshot | None
+    ctx: RunContext[Any],
+    obj: HelmRelease,
+    target: TargetCluster,
+    stored: Release,
+    latest: Snapshot | None,
 ) -> NoReturn:
     """Mark a release left ``pending-*`` (its action was stopped: a process killed, a
     timeout) as failed, as Flux's Unlock does, so that the next run can act on it; the run
-    ends here and is requeued."""
+    ends here and is requeued. Helm's storage is written on ``target`` (the release's
+    cluster, as its account), as Helm would."""
     previous = stored.status
     full_name = f"{stored.namespace}/{stored.name}.v{stored.version}"
     chart = f"{stored.chart_name}@{stored.chart_version}"
     try:
         await storage.mark_failed(
-            ctx.client,
+            target.client,
             obj.storage_namespace,
             stored.name,
             stored.version,

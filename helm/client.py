@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -448,7 +449,8 @@ class HelmClient:
     Built from a kubeconfig file or its text (the HelmRelease's ``kubeConfig`` Secret);
     ``close()`` frees the library's configurations. A release is named by its storage
     namespace (where Helm keeps its Secrets) and name; ``namespace`` on install/upgrade is
-    where the chart's objects go (Flux's ``targetNamespace``).
+    where the chart's objects go (Flux's ``targetNamespace``). :meth:`impersonating` gives a
+    view acting as another user (``serviceAccountName``) on the same cluster.
     """
 
     def __init__(
@@ -466,20 +468,43 @@ class HelmClient:
         # storage namespace. Left to Helm (5 QPS, burst 10) it makes releases queue behind
         # one another; the controller gives the runtime client's (none under flow control).
         self._rate_limit = rate_limit
-        self._configs: dict[str, helm_python.Config] = {}
+        self._user: str | None = None  # impersonated (Impersonate-User), in a view
+        self._owner = True
+        # Shared with the views: a configuration per identity, a lock per release whoever
+        # writes it.
+        self._configs: dict[tuple[str | None, str], helm_python.Config] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
 
+    def impersonating(self, user: str) -> HelmClient:
+        """A view whose actions are made as ``user`` (Helm's ``--kube-as-user``; no groups,
+        as Flux), sharing this client's configurations and release locks. Closing it does
+        nothing."""
+        view = copy.copy(self)
+        view._user = user
+        view._owner = False
+        return view
+
+    @property
+    def user(self) -> str | None:
+        """The user this client's actions are made as, when one is impersonated."""
+        return self._user
+
     def close(self) -> None:
-        """Free the library's configurations. Call it once no action is running."""
+        """Free the library's configurations (the kubeconfig text's temporary file with them).
+        Call it once no action is running."""
+        if not self._owner:
+            return
         for config in self._configs.values():
             config.close()
         self._configs.clear()
 
     def _config(self, storage_namespace: str) -> helm_python.Config:
-        # One Config per storage namespace: Helm binds its release storage to the namespace
-        # a configuration is made for. Making one only parses options (no cluster contact).
-        config = self._configs.get(storage_namespace)
+        # One Config per identity and storage namespace: Helm binds its release storage to
+        # the namespace a configuration is made for, and its client to one user. Making one
+        # only parses options (no cluster contact).
+        key = (self._user, storage_namespace)
+        config = self._configs.get(key)
         if config is None:
             qps, burst = self._rate_limit or (None, None)
             config = helm_python.Config(
@@ -488,8 +513,9 @@ class HelmClient:
                 namespace=storage_namespace,
                 qps=None if qps is None else (qps if qps > 0 else -1.0),
                 burst_limit=burst,
+                kube_as_user=self._user,
             )
-            self._configs[storage_namespace] = config
+            self._configs[key] = config
         return config
 
     @contextlib.asynccontextmanager

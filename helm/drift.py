@@ -22,11 +22,12 @@ determine the cluster state; with changes, the errors are logged and the drift a
 each changed one, as ``helm-controller``: the ignored fields are never touched, which a
 server-side apply of the whole manifest would not guarantee.
 
-How the reconciler uses this (the release is ``deployed`` and in sync with the chart and values,
+How the reconciler uses this, on the release's target (its cluster, as its account:
+:mod:`controllers.target`) (the release is ``deployed`` and in sync with the chart and values,
 Flux's ``DetermineReleaseState``; ``obj.drift_detection.detects_changes``)::
 
     ignore = compile_ignore_rules(obj.drift_detection.ignore)   # InvalidRule: Stalling
-    report = await detect(ctx.client, mapper, stored.manifest,
+    report = await detect(target.client, target.mapper, stored.manifest,
                           release_name=stored.name, release_namespace=stored.namespace,
                           ignore=ignore)
     if not report.has_changes:
@@ -38,7 +39,7 @@ Flux's ``DetermineReleaseState``; ``obj.drift_detection.detects_changes``)::
         ctx.mark(DRIFTED, "True", DRIFT_DETECTED, message)
         emit a Warning event, reason DRIFT_DETECTED, with message
         if obj.drift_detection.effective_mode == "enabled":
-            correction = await correct(ctx.client, mapper, report)
+            correction = await correct(target.client, target.mapper, report)
             reason, message = correction.event(full_release_name)   # DriftCorrected / ...Failed
             emit the event (Warning when correction.errors); then, as Flux, detect again
             on the next run (Drifted becomes False with NoDriftDetected once in sync)

@@ -20,20 +20,29 @@ action left pending is unlocked. Install and upgrade are post-rendered (``postRe
 ``commonMetadata``, origin labels; :mod:`helm.postrender`). ``reconcile.fluxcd.io/forceAt`` and
 ``resetAt`` are handled as Flux handles them.
 
+The release's cluster and identity (:mod:`controllers.target`, shared with the kustomize
+controller): ``serviceAccountName`` (else ``--default-service-account``) is impersonated and
+``kubeConfig.secretRef`` names another cluster, for everything done to the release: Helm's
+actions, the ``healthCheckExprs`` wait, drift detection and correction, the storage unlock,
+and the uninstall on deletion. Reading the HelmRelease's own sources (the HelmChart, the
+``valuesFrom`` ConfigMaps and Secrets, the kubeconfig Secret) keeps the controller's identity,
+as in Flux. An unusable kubeconfig is ``RESTClientError``, as Flux's.
+
 Not implemented yet, and refused with ``Stalled`` (``UnsupportedConfiguration``) when set:
-``kubeConfig``, ``serviceAccountName``, the legacy wait strategy, a target namespace other
-than the storage namespace, and the few action options Helm's library is not given yet
+``kubeConfig.configMapRef`` (workload identity), the legacy wait strategy, a target namespace
+other than the storage namespace, and the few action options Helm's library is not given yet
 (:mod:`helm.settings`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -43,7 +52,6 @@ from controllers.api import ResourceInfo, format_duration
 from controllers.artifact import ArtifactError, fetch_file
 from controllers.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from controllers.configwatch import config_watches
-from controllers.discovery import RestMapper
 from controllers.health import CustomCheck, custom_checks
 from controllers.kube import ApiError
 from controllers.manager import Options
@@ -58,6 +66,7 @@ from controllers.reconcile import (
     Waiting,
     Watch,
 )
+from controllers.target import KubeConfigSecretNotFound, TargetCluster, TargetOptions, Targets
 from helm import checks, dependencies, drift, history, storage, tests
 from helm.api_v2 import (
     DEFAULT_TO_RETRY_ON_FAILURE,
@@ -126,6 +135,7 @@ ROLLBACK_FAILED = "RollbackFailed"
 MISSING_ROLLBACK_TARGET = "MissingRollbackTarget"
 ACCESS_DENIED = "AccessDenied"
 UNSUPPORTED = "UnsupportedConfiguration"
+REST_CLIENT_ERROR = "RESTClientError"  # Flux's: the release's cluster cannot be reached as asked
 # The largest chart artifact downloaded: the source controller stores none bigger.
 MAX_CHART_SIZE = 10 * 1024 * 1024
 # How soon to look at a HelmChart that is not ready again; its watch usually comes first.
@@ -143,6 +153,21 @@ class HelmReleaseRunState:
     values: dict[str, Any] = field(default_factory=dict)
     force: bool = False  # reconcile.fluxcd.io/forceAt handled in this run
     health_checks: dict[str, CustomCheck] = field(default_factory=dict)
+    # The release's cluster and identity, and Helm's client there: set in the release step.
+    target: TargetCluster | None = None
+    helm: HelmClient | None = None
+
+    @property
+    def release_helm(self) -> HelmClient:
+        """Helm's client for this release, inside the release step (or finalize)."""
+        assert self.helm is not None, "used outside the release's target"
+        return self.helm
+
+    @property
+    def release_target(self) -> TargetCluster:
+        """The release's cluster and identity, inside the release step (or finalize)."""
+        assert self.target is not None, "used outside the release's target"
+        return self.target
 
 
 def next_action(
@@ -276,12 +301,22 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         default_service_account: str = "",
         requeue_dependency: float = Options.requeue_dependency,
         additive_cel_dependency_check: bool = False,
+        insecure_kubeconfig_exec: bool = False,
+        insecure_kubeconfig_tls: bool = False,
     ) -> None:
         self._kubeconfig = kubeconfig
         self.additive_cel_dependency_check = additive_cel_dependency_check
         self.no_cross_namespace_refs = no_cross_namespace_refs
         self.default_service_account = default_service_account
         self.requeue_dependency = requeue_dependency
+        self.targets = Targets(
+            TargetOptions(
+                default_service_account=default_service_account,
+                insecure_kubeconfig_exec=insecure_kubeconfig_exec,
+                insecure_kubeconfig_tls=insecure_kubeconfig_tls,
+            ),
+            error_reason=REST_CLIENT_ERROR,
+        )
         self._helm: HelmClient | None = None
         self._rate_limit: tuple[float, int] | None = None
 
@@ -296,6 +331,30 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             else:
                 self._helm = HelmClient(kubeconfig=in_cluster_kubeconfig(), rate_limit=limit)
         return self._helm
+
+    @contextlib.asynccontextmanager
+    async def release_target(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> AsyncIterator[TargetCluster]:
+        """The release's cluster and identity for the block, with Helm's client there in
+        ``ctx.state.helm``: the controller's (a view impersonating the account, if any), or
+        one made from the kubeconfig Secret and freed when the block ends."""
+        async with self.targets.open(ctx.client, obj) as target:
+            remote: HelmClient | None = None
+            if target.kubeconfig is not None:
+                # JSON is YAML: Helm's library reads it as a kubeconfig.
+                remote = HelmClient(
+                    kubeconfig=json.dumps(target.kubeconfig), rate_limit=self._rate_limit
+                )
+            helm = remote or self.helm
+            ctx.state.target = target
+            ctx.state.helm = helm.impersonating(target.user) if target.user else helm
+            try:
+                yield target
+            finally:
+                ctx.state.target = ctx.state.helm = None
+                if remote is not None:
+                    remote.close()
 
     @property
     def steps(self) -> Sequence[Step[HelmRelease, HelmReleaseRunState]]:
@@ -332,10 +391,6 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         # Helm's client gets the runtime client's limit (none under flow control, as Flux).
         self._rate_limit = self._rate_limit or ctx.client.rate_limit
         unsupported = unsupported_settings(obj)
-        if self.default_service_account:
-            # Impersonation is not implemented: releasing with the controller's own account
-            # instead of the one the flag names would widen what a HelmRelease may do.
-            unsupported.append("--default-service-account (impersonation)")
         if unsupported:
             raise Stalling(
                 f"{', '.join(unsupported)}: not supported by weir yet", reason=UNSUPPORTED
@@ -462,14 +517,21 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
     ) -> Result:
         """Install, upgrade, remediate or leave alone the release, as its stored state
-        requires."""
-        chart, chart_path = ctx.state.chart, ctx.state.chart_path
-        assert chart is not None
-        assert chart_path is not None
+        requires, on the release's cluster as its account."""
         try:
+            # The HelmRelease's own namespace, read as the controller (Flux's valuesFrom).
             values = await compose_values(ctx.client, obj)
         except ValuesError as err:
             raise ReconcileError(str(err), reason=err.reason) from None
+        async with self.release_target(ctx, obj):
+            return await self._reconcile_release(ctx, obj, values)
+
+    async def _reconcile_release(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease, values: dict[str, Any]
+    ) -> Result:
+        chart, chart_path = ctx.state.chart, ctx.state.chart_path
+        assert chart is not None
+        assert chart_path is not None
         digest = history.config_digest(values)
         status = obj.status
         if (
@@ -486,14 +548,14 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         status.last_attempted_values_checksum = None
         status.storage_namespace = obj.storage_namespace
 
-        stored = await self._stored(obj)
+        stored = await self._stored(ctx, obj)
         action = next_action(obj, stored, chart, digest, force=ctx.state.force)
         status.observed_post_renderers_digest, status.observed_common_metadata_digest = (
             post_rendering_digests(obj)
         )
         if action == "unlock":
             assert stored is not None
-            await checks.unlock(ctx, obj, stored, status.latest_snapshot)
+            await checks.unlock(ctx, obj, ctx.state.release_target, stored, status.latest_snapshot)
         if action == "stalled":
             verb = status.last_attempted_release_action or "install"
             raise Stalling(
@@ -503,13 +565,13 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         if not obj.test.enable:
             ctx.clear(tests.TEST_SUCCESS)
         if action == "test":
-            await checks.run_tests(ctx, obj, self.helm)
+            await checks.run_tests(ctx, obj, ctx.state.release_helm)
             return Result(message=self._in_sync(ctx, obj))
         if action == "none":
             message = self._in_sync(ctx, obj)
             if obj.drift_detection.detects_changes:
                 assert stored is not None
-                await checks.check_drift(ctx, obj, stored)
+                await checks.check_drift(ctx, obj, ctx.state.release_target, stored)
             else:
                 ctx.clear(drift.DRIFTED)
             return Result(message=message)
@@ -518,7 +580,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             await self._remediate_by_uninstall(ctx, obj, stored)
         if action == "rollback":
             assert stored is not None
-            target = await self._rollback_target(obj, stored)
+            target = await self._rollback_target(ctx, obj, stored)
             if target is not None:
                 await self._remediate_by_rollback(ctx, obj, target)
             # The release to roll back to changed in storage: upgrading is the safer remedy.
@@ -530,9 +592,11 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             obj.status.history = None
         return await self._release(ctx, obj, action, chart_path, chart, values, stored)
 
-    async def _stored(self, obj: HelmRelease) -> Release | None:
+    async def _stored(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> Release | None:
         try:
-            return await self.helm.get(
+            return await ctx.state.release_helm.get(
                 obj.helm_release_name, storage_namespace=obj.storage_namespace
             )
         except ReleaseNotFound:
@@ -593,7 +657,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         try:
             with post_render_options(obj) as post_render:
                 if action == "install":
-                    release = await self.helm.install(
+                    release = await ctx.state.release_helm.install(
                         name,
                         chart_path,
                         values,
@@ -602,7 +666,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
                         options=post_render.apply(install_options(obj)),
                     )
                 else:
-                    release = await self.helm.upgrade(
+                    release = await ctx.state.release_helm.upgrade(
                         name,
                         chart_path,
                         values,
@@ -656,15 +720,16 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         settings = obj.install if action == "install" else obj.upgrade
         if not custom or settings.disable_wait:
             return
-        mapper = RestMapper(ctx.client)
+        target = ctx.state.release_target
+        client, mapper = target.client, target.mapper
         objects = await checked_objects(mapper, release.manifest, custom, obj.release_namespace)
         try:
-            await wait_for_release(ctx.client, mapper, objects, custom, timeout=max(timeout, 1.0))
+            await wait_for_release(client, mapper, objects, custom, timeout=max(timeout, 1.0))
         except ReleaseUnhealthy as err:
             verb = "Install" if action == "install" else "Upgrade"
             try:
                 await storage.mark_failed(
-                    ctx.client,
+                    client,
                     obj.storage_namespace,
                     release.name,
                     release.version,
@@ -690,7 +755,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         status = obj.status
         status.failures = (status.failures or 0) + 1
         try:
-            stored = await self.helm.get(
+            stored = await ctx.state.release_helm.get(
                 obj.helm_release_name, storage_namespace=obj.storage_namespace
             )
         except HelmError:
@@ -716,7 +781,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
 
     # Remediation
 
-    async def _rollback_target(self, obj: HelmRelease, stored: Release) -> Snapshot | None:
+    async def _rollback_target(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease, stored: Release
+    ) -> Snapshot | None:
         """The previous successful release, checked in storage (Flux's VerifySnapshot);
         None when it changed there since (then an upgrade, not a rollback, is tried)."""
         target = history.previous(obj.status.history or (), tests.ignores_test_failures(obj))
@@ -728,7 +795,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         if target is None or (target.name, target.namespace) != (stored.name, stored.namespace):
             raise missing
         try:
-            kept = await self.helm.get(
+            kept = await ctx.state.release_helm.get(
                 stored.name, storage_namespace=obj.storage_namespace, version=target.version
             )
         except ReleaseNotFound:
@@ -764,7 +831,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         )
         name, storage = obj.helm_release_name, obj.storage_namespace
         try:
-            rolled_back = await self.helm.rollback(
+            rolled_back = await ctx.state.release_helm.rollback(
                 name, storage_namespace=storage, version=target.version, options=options
             )
         except HelmError as err:
@@ -775,7 +842,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             )
             ctx.mark(REMEDIATED, "False", ROLLBACK_FAILED, message)
             raise ReconcileError(message, reason=ROLLBACK_FAILED) from None
-        await self._refresh_statuses(obj)
+        await self._refresh_statuses(ctx, obj)
         self._record(obj, history.snapshot(rolled_back, "rollback"))
         message = (
             f"Helm rollback to previous release {target.full_release_name} with chart "
@@ -798,7 +865,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             f"Running 'uninstall' action with timeout of {format_duration(options.timeout)}"
         )
         try:
-            await self.helm.uninstall(
+            await ctx.state.release_helm.uninstall(
                 stored.name, storage_namespace=obj.storage_namespace, options=options
             )
         except ReleaseNotFound:
@@ -819,10 +886,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         ctx.mark(REMEDIATED, "True", UNINSTALL_SUCCEEDED, message)
         raise Waiting(message, reason=UNINSTALL_SUCCEEDED, requeue_after=0.0)
 
-    async def _refresh_statuses(self, obj: HelmRelease) -> None:
+    async def _refresh_statuses(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> None:
         """The statuses Helm gave the recorded releases (a rollback supersedes them)."""
         try:
-            stored = await self.helm.history(
+            stored = await ctx.state.release_helm.history(
                 obj.helm_release_name, storage_namespace=obj.storage_namespace
             )
         except HelmError:
@@ -843,23 +912,48 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
     # Deletion
 
     async def finalize(self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease) -> None:
-        """Uninstall the release, then delete the HelmChart made for it. A suspended
-        HelmRelease leaves both, as Flux does."""
+        """Uninstall the release (on its cluster, as its account), then delete the HelmChart
+        made for it. A suspended HelmRelease leaves both, as Flux does."""
         if obj.suspended:
             ctx.log.info("suspended: release left installed")
             return
         if unsupported_settings(obj):
-            # Refused settings (kubeConfig, impersonation...) mean weir never released this
-            # spec: a release of that name here may be someone else's.
+            # Refused settings mean weir never released this spec: a release of that name
+            # here may be someone else's.
             ctx.log.info("unsupported settings: release left alone")
         else:
-            await self._uninstall(ctx, obj)
+            await self._uninstall_on_target(ctx, obj)
         await self._delete_helm_chart(ctx, obj)
+
+    async def _uninstall_on_target(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
+    ) -> None:
+        """As Flux: with the kubeconfig Secret gone, or the account to impersonate gone (its
+        namespace being deleted, say), the release cannot be reached: it is left, logged."""
+        try:
+            async with self.release_target(ctx, obj) as target:
+                if not await target.service_account_exists():
+                    ctx.log.error(
+                        "skipping Helm release uninstallation, the service account to "
+                        "impersonate is gone",
+                        service_account=target.user,
+                    )
+                    return
+                await self._uninstall(ctx, obj)
+        except KubeConfigSecretNotFound as err:
+            ctx.log.error("skipping Helm release uninstallation", error=err.message)
+        except ReconcileError as err:
+            if err.reason != REST_CLIENT_ERROR:
+                raise  # the uninstall's own failure, already marked
+            message = f"failed to build REST client getter to uninstall release: {err.message}"
+            ctx.mark(RELEASED, "False", UNINSTALL_FAILED, message)
+            raise ReconcileError(message, reason=UNINSTALL_FAILED) from None
 
     async def _uninstall(self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease) -> None:
         name, storage = obj.helm_release_name, obj.storage_namespace
+        helm = ctx.state.release_helm
         try:
-            stored = await self.helm.get(name, storage_namespace=storage)
+            stored = await helm.get(name, storage_namespace=storage)
         except ReleaseNotFound:
             return
         if stored.status == "uninstalled":
@@ -868,7 +962,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         full_name = f"{stored.namespace}/{stored.name}.v{stored.version}"
         chart = f"{stored.chart_name}@{stored.chart_version}"
         try:
-            await self.helm.uninstall(name, storage_namespace=storage, options=options)
+            await helm.uninstall(name, storage_namespace=storage, options=options)
         except ReleaseNotFound:
             return
         except HelmError as err:

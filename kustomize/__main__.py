@@ -8,6 +8,7 @@ from typing import Any
 
 from controllers.cmd import add_feature_gates, build_parser, main
 from controllers.reconcile import Reconciler
+from controllers.target import add_target_flags
 from kustomize.buildworker import (
     DEFAULT_MAX_WORKERS,
     DEFAULT_MEMORY_LIMIT,
@@ -54,21 +55,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse references to sources, dependencies and Secrets in other namespaces",
     )
-    p.add_argument(
-        "--default-service-account",
-        default="",
-        help="service account to impersonate when a Kustomization names none",
-    )
-    p.add_argument(
-        "--insecure-kubeconfig-exec",
-        action="store_true",
-        help="allow exec plugins in the kubeconfigs of spec.kubeConfig",
-    )
-    p.add_argument(
-        "--insecure-kubeconfig-tls",
-        action="store_true",
-        help="allow kubeconfigs of spec.kubeConfig to skip TLS verification",
-    )
+    add_target_flags(p)
     add_feature_gates(p, FEATURE_GATES)
     return p
 

@@ -33,6 +33,7 @@ from controllers.reconcile import (
     Waiting,
     Watch,
 )
+from controllers.target import TargetCluster, TargetOptions, Targets
 from controllers.wait import wait_until
 from kustomize import history, inventory
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
@@ -51,7 +52,6 @@ from kustomize.dependencies import DependencyNotReady, check_dependencies, depen
 from kustomize.inventory import ObjectRef
 from kustomize.postbuild import post_build
 from kustomize.substitute import SubstitutionError
-from kustomize.target import TargetCluster, TargetOptions, Targets
 
 __all__ = ["KustomizationReconciler"]
 

@@ -18,8 +18,8 @@ from controllers.envtest import ADMIN_USER, UNPRIVILEGED_USER, ControlPlane
 from controllers.kinds import CONFIG_MAP, SECRET, SERVICE_ACCOUNT
 from controllers.kube import ApiError, KubeClient, TransportError
 from controllers.reconcile import ReconcileError, Stalling
+from controllers.target import TargetOptions, Targets, service_account_user
 from kustomize.api_v1 import Kustomization
-from kustomize.target import TargetOptions, Targets, service_account_user
 from tests.integration.kinds import NAMESPACE
 
 pytestmark = pytest.mark.integration

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import helm.__main__ as helm_main
+from controllers.target import TargetOptions, target_options
 from helm.api_v2 import HelmRelease, Snapshot
 from helm.chart import (
     ChartMetadata,
@@ -188,6 +189,8 @@ def test_next_action(
                 "rollback": {"cleanupOnFail": True},
                 "uninstall": {"keepHistory": True},
                 "waitStrategy": {"name": "poller"},
+                "serviceAccountName": "deployer",
+                "kubeConfig": {"secretRef": {"name": "remote", "key": "value.yaml"}},
             },
             [],
             id="off-defaults-and-implemented",
@@ -196,6 +199,7 @@ def test_next_action(
             {
                 "targetNamespace": "elsewhere",
                 "serviceAccountName": "deployer",
+                "kubeConfig": {"configMapRef": {"name": "cluster"}},
                 "postRenderers": [{"kustomize": {"images": [{"name": "x"}]}}],
                 "test": {"enable": True},
                 "driftDetection": {"mode": "warn"},
@@ -205,7 +209,7 @@ def test_next_action(
             # postRenderers, tests and drift detection are implemented: not named.
             [
                 "spec.targetNamespace (other than the storage namespace)",
-                "spec.serviceAccountName",
+                "spec.kubeConfig.configMapRef",
                 "spec.upgrade.preserveValues",
             ],
             id="refused",
@@ -447,6 +451,12 @@ def test_cross_namespace_reference(spec: dict[str, Any], expected: str) -> None:
 
 def test_the_process_takes_the_bundles_flags() -> None:
     args = helm_main.parser().parse_args(
-        ["--no-cross-namespace-refs", "--default-service-account=default"]
+        [
+            "--no-cross-namespace-refs",
+            "--default-service-account=default",
+            "--insecure-kubeconfig-exec",
+            "--insecure-kubeconfig-tls",
+        ]
     )
     assert (args.no_cross_namespace_refs, args.default_service_account) == (True, "default")
+    assert target_options(args) == TargetOptions("default", True, True)

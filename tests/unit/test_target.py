@@ -11,14 +11,15 @@ import yaml
 from controllers.conditions import FAILED
 from controllers.kube import KubeClient, KubeConfigError, current_cluster_and_user
 from controllers.reconcile import ReconcileError
-from kustomize.api_v1 import Kustomization
-from kustomize.target import (
+from controllers.target import (
     TargetOptions,
     check_kubeconfig,
     kubeconfig_from_secret,
+    self_contained_kubeconfig,
     service_account_for,
     service_account_user,
 )
+from kustomize.api_v1 import Kustomization
 
 ADMIN = "admin"
 USER = "user"
@@ -262,3 +263,20 @@ async def test_a_kubeconfig_that_is_not_self_contained_is_refused(
 ) -> None:
     with pytest.raises(KubeConfigError, match=message):
         await KubeClient.from_kubeconfig(config)
+
+
+def test_a_self_contained_kubeconfig_keeps_only_what_weirs_client_reads() -> None:
+    config = kubeconfig(
+        cluster={"certificate-authority-data": CA_DATA, "extensions": [{"name": "x"}]},
+        user={"exec": {"command": "cred"}, "extensions": [{"name": "x"}]},
+    )
+    config["contexts"][0]["context"]["namespace"] = "apps"
+    config["contexts"].append({"name": "other", "context": {"cluster": "k", "user": "u"}})
+
+    contained = self_contained_kubeconfig(config)
+
+    assert current_cluster_and_user(contained) == (
+        {"server": "https://127.0.0.1:6443", "certificate-authority-data": CA_DATA},
+        {"token": "t0ken", "exec": {"command": "cred"}},
+    )
+    assert [context["name"] for context in contained["contexts"]] == ["target"]

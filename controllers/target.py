@@ -1,9 +1,11 @@
-"""The cluster a Kustomization applies to, and who it applies as (Flux's runtime/client).
+"""The cluster an object's objects go to, and who they are written as (Flux's runtime/client):
+the Kustomization's and the HelmRelease's ``serviceAccountName`` and ``kubeConfig``.
 
-- ``spec.serviceAccountName``, else ``--default-service-account``: applying, pruning, health
-  checks and inventory reads are made as ``system:serviceaccount:<namespace>:<name>`` (the
-  user alone, as Flux). The controller's own requests (the Kustomization, its sources and
-  Secrets, status) keep the controller's identity: they use its client, not the target's.
+- ``spec.serviceAccountName``, else ``--default-service-account``: the object's writes and
+  reads on its target (apply, prune, health checks, inventory; Helm's actions, drift, release
+  storage) are made as ``system:serviceaccount:<namespace>:<name>`` (the user alone, as Flux).
+  The controller's own requests (the object, its sources and Secrets, status) keep the
+  controller's identity: they use its client, not the target's.
 - ``spec.kubeConfig.secretRef``: the cluster of the kubeconfig in that Secret, under ``key``,
   else ``value``, else ``value.yaml``; an account named as above is impersonated there. Exec
   plugins and disabled TLS verification need ``--insecure-kubeconfig-exec`` and
@@ -12,22 +14,30 @@
   with a message that says why.
 - ``spec.kubeConfig.configMapRef`` (cloud workload identity) is refused: weir has no providers.
 
+A library that makes its own Kubernetes client (Helm's) is given
+:attr:`TargetCluster.kubeconfig`: the current context of the Secret's kubeconfig alone, with
+only the keys weir's own client reads (so it can read no file and run nothing weir would not),
+and :attr:`TargetCluster.user` to impersonate.
+
 Lifetimes: a local target is a view of the controller's client (same connections, same rate
 limit) with one RestMapper shared by every run, since discovery is expensive. A remote client
 and its mapper live for one ``Targets.open()`` block and are closed when it ends. That costs a
 TLS handshake and one discovery per run, as Flux builds a client per run too, and needs no
-cache: a rotated Secret, an exec token that expires or a Kustomization that is deleted leaves
+cache: a rotated Secret, an exec token that expires or an object that is deleted leaves
 nothing behind.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from controllers import safeyaml
+from controllers.api import ObjectMeta
+from controllers.apitypes import SecretKeyReference
 from controllers.conditions import FAILED
 from controllers.discovery import RestMapper
 from controllers.kinds import SERVICE_ACCOUNT
@@ -38,21 +48,66 @@ from controllers.kube import (
     current_cluster_and_user,
 )
 from controllers.reconcile import ReconcileError, Stalling
-from controllers.secrets import SecretData, SecretError, read_secret
-from kustomize.api_v1 import Kustomization
+from controllers.secrets import SecretData, SecretError, SecretNotFound, read_secret
 
 __all__ = [
+    "KubeConfigSecretNotFound",
     "TargetCluster",
     "TargetOptions",
     "Targets",
+    "add_target_flags",
     "check_kubeconfig",
     "kubeconfig_from_secret",
+    "self_contained_kubeconfig",
     "service_account_for",
     "service_account_user",
+    "target_options",
 ]
 
 # Tried in this order when secretRef names no key, as Flux.
 DEFAULT_KEYS = ("value", "value.yaml")
+# What weir's client reads of a kubeconfig's cluster and user (controllers.kube), and so all
+# that a library making its own client is given.
+_CLUSTER_KEYS = (
+    "server",
+    "certificate-authority-data",
+    "insecure-skip-tls-verify",
+    "tls-server-name",
+    "proxy-url",
+)
+_USER_KEYS = ("client-certificate-data", "client-key-data", "token", "username", "password", "exec")
+
+
+class KubeConfigSource(Protocol):
+    """``spec.kubeConfig`` of any kind."""
+
+    @property
+    def config_map_ref(self) -> object | None: ...
+
+    @property
+    def secret_ref(self) -> SecretKeyReference | None: ...
+
+
+class TargetSpec(Protocol):
+    @property
+    def service_account_name(self) -> str | None: ...
+
+    @property
+    def kube_config(self) -> KubeConfigSource | None: ...
+
+
+class Targeting(Protocol):
+    """An object with a target: a Kustomization, a HelmRelease."""
+
+    @property
+    def metadata(self) -> ObjectMeta: ...
+
+    @property
+    def spec(self) -> TargetSpec: ...
+
+
+class KubeConfigSecretNotFound(ReconcileError):
+    """The ``kubeConfig`` Secret does not exist (on deletion, Flux gives up on the target)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +119,39 @@ class TargetOptions:
     insecure_kubeconfig_tls: bool = False
 
 
+def add_target_flags(parser: argparse.ArgumentParser) -> None:
+    """Flux's flags for targets, on a controller's command line."""
+    parser.add_argument(
+        "--default-service-account",
+        default="",
+        help="service account to impersonate when an object names none",
+    )
+    parser.add_argument(
+        "--insecure-kubeconfig-exec",
+        action="store_true",
+        help="allow exec plugins in the kubeconfigs of spec.kubeConfig",
+    )
+    parser.add_argument(
+        "--insecure-kubeconfig-tls",
+        action="store_true",
+        help="allow kubeconfigs of spec.kubeConfig to skip TLS verification",
+    )
+
+
+def target_options(args: argparse.Namespace) -> TargetOptions:
+    """The options the flags of :func:`add_target_flags` set."""
+    return TargetOptions(
+        default_service_account=args.default_service_account,
+        insecure_kubeconfig_exec=args.insecure_kubeconfig_exec,
+        insecure_kubeconfig_tls=args.insecure_kubeconfig_tls,
+    )
+
+
 @dataclass(frozen=True)
 class TargetCluster:
     """Where one run applies: ``client`` (impersonating ``service_account`` of ``namespace``
-    when there is one) and the ``mapper`` of that cluster; ``remote`` for a kubeconfig's."""
+    when there is one) and the ``mapper`` of that cluster; ``remote`` for a kubeconfig's,
+    whose self-contained ``kubeconfig`` is kept for libraries that make their own client."""
 
     client: KubeClient
     mapper: RestMapper
@@ -76,6 +160,7 @@ class TargetCluster:
     remote: bool
     # The same cluster without impersonation: the controller's client, or the kubeconfig's.
     _unimpersonated: KubeClient = field(repr=False, compare=False)
+    kubeconfig: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def user(self) -> str | None:
@@ -107,7 +192,7 @@ def service_account_user(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 
 
-def service_account_for(obj: Kustomization, default_service_account: str) -> str | None:
+def service_account_for(obj: Targeting, default_service_account: str) -> str | None:
     """The account to impersonate: the spec's, else the controller default, else none."""
     return obj.spec.service_account_name or default_service_account or None
 
@@ -150,11 +235,33 @@ def check_kubeconfig(config: Any, options: TargetOptions) -> None:
         )
 
 
-class Targets:
-    """Opens the target of each run; keeps the local cluster's RestMapper across runs."""
+def self_contained_kubeconfig(config: Any) -> dict[str, Any]:
+    """The current context of ``config`` alone, with only the cluster and user keys weir's
+    client reads; call it on a kubeconfig that client accepted (no file, no ``as``)."""
+    cluster, user = current_cluster_and_user(config)
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "target", "cluster": _only(cluster, _CLUSTER_KEYS)}],
+        "users": [{"name": "target", "user": _only(user, _USER_KEYS)}],
+        "contexts": [{"name": "target", "context": {"cluster": "target", "user": "target"}}],
+        "current-context": "target",
+    }
 
-    def __init__(self, options: TargetOptions | None = None) -> None:
+
+def _only(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: section[key] for key in keys if key in section}
+
+
+class Targets:
+    """Opens the target of each run; keeps the local cluster's RestMapper across runs.
+
+    ``error_reason`` is the condition reason of an unusable kubeconfig (the kustomize
+    controller's ``ReconciliationFailed``, the helm controller's ``RESTClientError``)."""
+
+    def __init__(self, options: TargetOptions | None = None, *, error_reason: str = FAILED) -> None:
         self.options = options or TargetOptions()
+        self.error_reason = error_reason
         self._local: tuple[KubeClient, RestMapper] | None = None
 
     def local_mapper(self, client: KubeClient) -> RestMapper:
@@ -164,11 +271,12 @@ class Targets:
         return self._local[1]
 
     @contextlib.asynccontextmanager
-    async def open(self, client: KubeClient, obj: Kustomization) -> AsyncIterator[TargetCluster]:
+    async def open(self, client: KubeClient, obj: Targeting) -> AsyncIterator[TargetCluster]:
         """The target of ``obj`` for the length of the block; ``client`` is the controller's.
 
-        Raises ``Stalling`` for a configMapRef and ``ReconcileError`` (retried) when the
-        kubeconfig Secret, its key or its contents are unusable.
+        Raises ``Stalling`` for a configMapRef, ``KubeConfigSecretNotFound`` when the
+        kubeconfig Secret does not exist and ``ReconcileError`` (retried) when it, its key or
+        its contents are unusable.
         """
         namespace = obj.metadata.namespace or ""
         account = service_account_for(obj, self.options.default_service_account)
@@ -185,26 +293,38 @@ class Targets:
             raise Stalling(
                 "spec.kubeConfig.configMapRef (workload identity) is not supported by weir; "
                 "use spec.kubeConfig.secretRef",
-                reason=FAILED,
+                reason=self.error_reason,
             )
         name = f"{namespace}/{ref.secret_ref.name}"
         try:
             secret = await read_secret(client, namespace, ref.secret_ref.name)
         except SecretError as err:
-            raise ReconcileError(
-                f"unable to read KubeConfig secret '{name}': {err.problem}", reason=FAILED
-            ) from None
-        config = kubeconfig_from_secret(secret, ref.secret_ref.key)
+            message = f"unable to read KubeConfig secret '{name}': {err.problem}"
+            if isinstance(err, SecretNotFound):
+                raise KubeConfigSecretNotFound(message, reason=self.error_reason) from None
+            raise ReconcileError(message, reason=self.error_reason) from None
+        try:
+            config = kubeconfig_from_secret(secret, ref.secret_ref.key)
+        except ReconcileError as err:
+            raise ReconcileError(str(err), reason=self.error_reason) from None
         try:
             check_kubeconfig(config, self.options)
             remote = await KubeClient.from_kubeconfig(config)
         except KubeConfigError as err:
-            raise ReconcileError(f"KubeConfig secret '{name}': {err}", reason=FAILED) from None
+            raise ReconcileError(
+                f"KubeConfig secret '{name}': {err}", reason=self.error_reason
+            ) from None
         try:
             view = remote.impersonating(user) if user else remote
             mapper = RestMapper(view)
             yield TargetCluster(
-                view, mapper, namespace, account, remote=True, _unimpersonated=remote
+                view,
+                mapper,
+                namespace,
+                account,
+                remote=True,
+                _unimpersonated=remote,
+                kubeconfig=self_contained_kubeconfig(config),
             )
         finally:
             await remote.close()
