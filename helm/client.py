@@ -41,7 +41,7 @@ Errors come as ``helm_python.HelmError`` subclasses by ABI code (``HelmNotFoundE
 ``HelmReleaseError`` -62, ``HelmCancelledError`` -6, ...); :func:`_translate` maps them onto
 this module's hierarchy, rooted at :class:`HelmError`.
 
-:class:`HelmClient` runs each action with ``asyncio.to_thread`` under one lock per release
+:class:`HelmClient` runs each action in a thread of its own pool under one lock per release
 (storage namespace, name). A cancelled asyncio task cancels an in-flight install or upgrade
 through its ``HelmContext``; rollback, uninstall and test cannot be cancelled, so a cancelled
 task waits for them to end (their timeout bounds it). Either way the lock is held until the
@@ -58,6 +58,7 @@ import copy
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -84,6 +85,9 @@ __all__ = [
     "UninstallOptions",
     "UpgradeOptions",
 ]
+
+# Helm actions (and reads) at once, across every release: above any --concurrent in use.
+HELM_THREADS = 32
 
 log = structlog.get_logger()
 
@@ -475,6 +479,10 @@ class HelmClient:
         self._configs: dict[tuple[str | None, str], helm_python.Config] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
+        # Helm's calls block a thread each for the whole action (a wait may take minutes):
+        # threads of their own, not asyncio's default pool (cores + 4: 6 here), which would
+        # hold releases back below --concurrent and starve the process's other blocking work.
+        self._threads = ThreadPoolExecutor(max_workers=HELM_THREADS, thread_name_prefix="helm")
 
     def impersonating(self, user: str) -> HelmClient:
         """A view whose actions are made as ``user`` (Helm's ``--kube-as-user``; no groups,
@@ -498,6 +506,7 @@ class HelmClient:
         for config in self._configs.values():
             config.close()
         self._configs.clear()
+        self._threads.shutdown(wait=False)
 
     def _config(self, storage_namespace: str) -> helm_python.Config:
         # One Config per identity and storage namespace: Helm binds its release storage to
@@ -756,7 +765,7 @@ class HelmClient:
         """``call`` in a thread, its errors translated. Cancelled, it cancels ``context`` (if
         the action has one) and still waits for the library to return, so that the caller's
         lock outlives the action."""
-        task = asyncio.ensure_future(asyncio.to_thread(call))
+        task = asyncio.get_running_loop().run_in_executor(self._threads, call)
         cancelled = False
         while not task.done():
             try:

@@ -431,8 +431,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
     ) -> Result:
         """The HelmChart in place and ready; its artifact downloaded and read."""
-        info, namespace, name = await self._chart_source(ctx, obj)
-        raw = await ctx.read(info, namespace, name)
+        info, namespace, name, applied = await self._chart_source(ctx, obj)
+        # The HelmChart as the apply left it, not as the cache has it: a cache that has not
+        # seen the apply yet shows the chart of the old spec as ready at its generation.
+        raw = applied or await ctx.read(info, namespace, name)
         if raw is None:
             raise Waiting(
                 f"could not get Source object: {info.kind} '{namespace}/{name}' not found",
@@ -475,10 +477,11 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
 
     async def _chart_source(
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
-    ) -> tuple[ResourceInfo, str, str]:
-        """Kind, namespace and name of the chart's source: the HelmChart made from the
-        template (applied first; one the controller made before for another name, or before
-        ``chartRef``, deleted), or the ``chartRef`` target."""
+    ) -> tuple[ResourceInfo, str, str, dict[str, Any] | None]:
+        """Kind, namespace and name of the chart's source, and the object when it was just
+        applied: the HelmChart made from the template (applied first; one the controller made
+        before for another name, or before ``chartRef``, deleted), or the ``chartRef``
+        target."""
         if obj.spec.chart is None:
             await self._delete_helm_chart(ctx, obj)
             ref = obj.spec.chart_ref
@@ -488,19 +491,19 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
                 raise Stalling(
                     f"chartRef of kind {ref.kind}: not supported by weir yet", reason=UNSUPPORTED
                 )
-            return kinds[ref.kind], ref.namespace or obj.metadata.namespace or "", ref.name
+            return kinds[ref.kind], ref.namespace or obj.metadata.namespace or "", ref.name, None
         desired = helm_chart_template(obj)
         namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         if obj.status.helm_chart and obj.status.helm_chart != f"{namespace}/{name}":
             await self._delete_helm_chart(ctx, obj)
         try:
-            await apply_helm_chart(ctx.client, desired)
+            applied = await apply_helm_chart(ctx.client, desired)
         except ApiError as err:
             raise ReconcileError(
                 f"failed to run server-side apply: {err}", reason=ARTIFACT_FAILED
             ) from None
         obj.status.helm_chart = f"{namespace}/{name}"
-        return HELM_CHART, namespace, name
+        return HELM_CHART, namespace, name, applied
 
     async def _delete_helm_chart(
         self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease
