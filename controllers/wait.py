@@ -38,7 +38,7 @@ MAX_WATCHES = 10
 
 
 class WatchedObject(Protocol):
-    """An object to follow: ``kustomize.inventory.ObjectRef`` is one."""
+    """An object to follow: ``controllers.inventory.ObjectRef`` is one."""
 
     @property
     def api_version(self) -> str: ...

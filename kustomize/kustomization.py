@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from controllers import conditions as cond
+from controllers import inventory
 from controllers.api import Artifact, ResourceInfo, format_duration, object_key
 from controllers.artifact import ArtifactError, fetch_artifact
 from controllers.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from controllers.configwatch import config_watches
 from controllers.discovery import RestMapper
 from controllers.health import HealthCheckError, custom_checks, wait_for
+from controllers.inventory import ObjectRef
 from controllers.kube import KubeClient
 from controllers.manager import Options
 from controllers.reconcile import (
@@ -35,7 +37,7 @@ from controllers.reconcile import (
 )
 from controllers.target import TargetCluster, TargetOptions, Targets
 from controllers.wait import wait_until
-from kustomize import history, inventory
+from kustomize import history
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply.errors import PruneError
 from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ResourceManager
@@ -49,7 +51,6 @@ from kustomize.decrypt import (
     refuse_encrypted_secrets,
 )
 from kustomize.dependencies import DependencyNotReady, check_dependencies, dependents_of_ready
-from kustomize.inventory import ObjectRef
 from kustomize.postbuild import post_build
 from kustomize.substitute import SubstitutionError
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from kustomize.inventory import ObjectRef
+from controllers.inventory import ObjectRef
 
 __all__ = ["Action", "ChangeSet", "ChangeSetEntry"]
 

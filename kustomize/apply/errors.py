@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from controllers import conditions as cond
+from controllers.inventory import ObjectRef
 from controllers.reconcile import ReconcileError
 from controllers.ssa import masked
 from kustomize.apply.changeset import ChangeSet
-from kustomize.inventory import ObjectRef
 
 __all__ = [
     "PRUNE_FAILED",

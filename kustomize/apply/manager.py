@@ -43,6 +43,7 @@ from typing import Any
 from controllers import health
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper, UnknownKind
+from controllers.inventory import ObjectRef, sort_key
 from controllers.kube import JSON_PATCH, ApiError, KubeClient
 from controllers.ssa import (
     any_in_metadata,
@@ -63,7 +64,6 @@ from kustomize.apply.annotations import (
 from kustomize.apply.changeset import Action, ChangeSet, ChangeSetEntry
 from kustomize.apply.errors import ApplyError, ObjectFailure, PruneError
 from kustomize.apply.managedfields import cleanup_patch
-from kustomize.inventory import ObjectRef, sort_key
 
 __all__ = [
     "FIELD_MANAGER",

@@ -11,11 +11,11 @@ import pytest
 
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper
+from controllers.inventory import ObjectRef, diff, entries_for, merge
 from controllers.kube import KubeClient
 from kustomize.apply.changeset import ChangeSet
 from kustomize.apply.errors import ApplyError, PruneError
 from kustomize.apply.manager import ApplyOptions, ResourceManager
-from kustomize.inventory import ObjectRef, diff, entries_for, merge
 from tests.integration.kinds import NAMESPACE
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper
 from controllers.envtest import ControlPlane
 from controllers.health import wait_for
+from controllers.inventory import ObjectRef
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from kustomize.api_v1 import Kustomization
-from kustomize.inventory import ObjectRef
 from kustomize.kustomization import KustomizationReconciler
 from tests.gitserver import GitDaemon, GitRepos
 from tests.integration.conftest import SourceController

@@ -16,7 +16,6 @@ so those are the only difference between an installed chart and an installed bun
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import uuid
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from controllers.binaries import find_binary
 from controllers.envtest import REPO_ROOT, ControlPlane
 from controllers.kinds import NAMESPACE
 from controllers.kube import KubeClient
+from tests.helmcli import helm_env as helm_environment
 from tests.integration.harness import dry_run_apply, wait_for_deletion
 from tests.integration.kinds import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, DEPLOYMENT
 from weir.bundle import INSTANCE_LABEL, PART_OF, PART_OF_LABEL, BundleOptions, render
@@ -47,12 +47,7 @@ def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment helm runs in: its cache, configuration and data in a directory of the
     test's, not the user's."""
     home = tmp_path_factory.mktemp("helm-home")
-    return {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    return helm_environment(home)
 
 
 def helm(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,7 @@ from controllers.reconcile import REQUESTED_AT
 from helm.api_v2 import HelmRelease
 from kustomize.api_v1 import Kustomization
 from source.api_v1 import GitRepository
+from tests.helmcli import helm_env
 from tests.integration.cli import run_weir
 from tests.integration.harness import is_ready, wait_for_object
 from tests.integration.kinds import DEPLOYMENT
@@ -195,13 +196,7 @@ def helm_history(kubeconfig: Path, output: str) -> list[tuple[int, str, str]]:
     found = re.search(r"^  (\S+/helm) (history hello -n staging)", output, re.MULTILINE)
     assert found, output
     home = kubeconfig.parent.parent / "helm-home"  # Helm's own directories: not the user's
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    env = {**helm_env(home), "KUBECONFIG": str(kubeconfig)}
     done = subprocess.run(
         [found[1], *found[2].split(), "-o=json"],
         env=env,

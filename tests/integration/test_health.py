@@ -19,9 +19,9 @@ from controllers import wait
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper
 from controllers.health import HealthCheckError, compute, wait_for
+from controllers.inventory import ObjectRef
 from controllers.kstatus import Status
 from controllers.kube import KubeClient
-from kustomize.inventory import ObjectRef
 from tests.integration.kinds import GITREPO, git_repository
 
 pytestmark = pytest.mark.integration

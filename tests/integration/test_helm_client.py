@@ -37,6 +37,7 @@ from helm.client import (
     ReleaseNotFound,
     UninstallOptions,
 )
+from tests.helmcli import helm_env as helm_environment
 from tests.integration.harness import wait_for_deletion, wait_for_object
 from tests.integration.kinds import DEPLOYMENT
 
@@ -118,12 +119,7 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("helm-home")
-    return {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    return helm_environment(home)
 
 
 @pytest.fixture

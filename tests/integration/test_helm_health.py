@@ -18,10 +18,10 @@ from controllers.apitypes import CustomHealthCheck
 from controllers.discovery import RestMapper
 from controllers.envtest import ControlPlane
 from controllers.health import CustomCheck, custom_checks, wait_for
+from controllers.inventory import ObjectRef
 from controllers.kube import KubeClient
 from helm.client import HelmClient, InstallOptions, Release
 from helm.health import ReleaseObject, ReleaseUnhealthy, checked_objects, wait_for_release
-from kustomize.inventory import ObjectRef
 
 pytestmark = pytest.mark.integration
 

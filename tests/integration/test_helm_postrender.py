@@ -22,6 +22,7 @@ from controllers.binaries import find_binary
 from controllers.envtest import REPO_ROOT, ControlPlane
 from controllers.kinds import CONFIG_MAP, SECRET
 from controllers.kube import KubeClient
+from tests.helmcli import helm_env
 from tests.integration.kinds import DEPLOYMENT
 
 pytestmark = pytest.mark.integration
@@ -166,12 +167,7 @@ def helm_cli(
     binary = find_binary("helm")
     assert binary is not None, "helm is built before the first integration test"
     home = tmp_path / "cli-home"
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    env = helm_env(home)
     return subprocess.run(
         [str(binary), f"--kubeconfig={control_plane.admin_kubeconfig}", *args],
         env=env,

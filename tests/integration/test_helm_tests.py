@@ -6,7 +6,6 @@ sees the same results in the release Helm stored."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from helm.api_v2 import HelmRelease
 from helm.client import HelmClient, HelmError, HelmTestOptions, InstallOptions, Release
 from helm.history import snapshot
 from helm.tests import TEST_FAILED, outcome, snapshot_after_tests, untested_state
+from tests.helmcli import helm_env
 
 pytestmark = pytest.mark.integration
 
@@ -101,12 +101,7 @@ def _cli_phases(
     """Test hook phases as the Go-built ``helm status`` reads them from Helm's storage."""
     binary = find_binary("helm")
     assert binary is not None, "helm is built before the first integration test"
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(tmp_path / "cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "config"),
-        "HELM_DATA_HOME": str(tmp_path / "data"),
-    }
+    env = helm_env(tmp_path)
     done = subprocess.run(
         [
             str(binary),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from controllers.kinds import CONFIG_MAP, SECRET
 from controllers.kube import KubeClient
 from helm.api_v2 import HelmRelease
 from helm.values import ValuesError, compose_values, encode_values, set_path_value
+from tests.helmcli import helm_env
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def helm_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("helm-home")
-    return {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    return helm_env(home)
 
 
 def render(env: dict[str, str], tmp_path: Path, template: str, *args: str) -> str:

@@ -29,6 +29,7 @@ from source.helmrepository import HelmRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
 from tests.gitserver import GitDaemon, GitRepos
+from tests.helmcli import helm_env
 from tests.integration.harness import is_ready, options, running, wait_for_object
 from tests.integration.kinds import GITREPO
 from tests.integration.test_helmchart import CHART, artifact_bytes, stalled
@@ -143,13 +144,7 @@ def at(version: str) -> Any:
 def helm(*args: str, home: Path) -> str:
     binary = find_binary("helm")
     assert binary is not None, "helm is built before the first integration test"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    env = helm_env(home, inherit=False)
     done = subprocess.run(
         [str(binary), *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )

@@ -17,6 +17,7 @@ import yaml
 from controllers.binaries import find_binary
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
+from tests.helmcli import helm_env
 from tests.integration.harness import wait_for_object
 from tests.integration.test_helmchart import (
     CHART,
@@ -43,13 +44,7 @@ class ChartPusher:
         self.registries = registries
         self.work = home / "work"
         self.work.mkdir(parents=True)
-        self.env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(home),
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        }
+        self.env = helm_env(home, inherit=False)
 
     def helm(self, *args: str) -> str:
         binary = find_binary("helm")

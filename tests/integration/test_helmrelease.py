@@ -21,6 +21,7 @@ from controllers.reconcile import REQUESTED_AT
 from helm.api_v2 import HelmRelease
 from helm.chart import HELM_CHART
 from helm.values import values_digest
+from tests.helmcli import helm_env
 from tests.integration.harness import wait_for_deletion
 from tests.integration.kinds import DEPLOYMENT, NAMESPACE
 from tests.integration.processes import Controllers, helm_controller, source_controller
@@ -86,12 +87,7 @@ def helm_cli(control_plane: ControlPlane, home: Path, *args: str) -> Any:
     """The Go-built ``helm`` on the test's control plane; its JSON output."""
     binary = find_binary("helm")
     assert binary is not None, "helm is built before the first integration test"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    env = helm_env(home, inherit=False)
     done = subprocess.run(
         [str(binary), f"--kubeconfig={control_plane.admin_kubeconfig}", *args, "-o=json"],
         env=env,

@@ -10,7 +10,6 @@ import base64
 import hashlib
 import http.server
 import json
-import os
 import ssl
 import subprocess
 import threading
@@ -32,6 +31,7 @@ from source.api_v1 import HelmRepository
 from source.helmrepository import HelmRepositoryReconciler
 from source.server import start_artifact_server
 from source.storage import ArtifactStorage
+from tests.helmcli import helm_env
 from tests.integration.harness import is_ready, options, running, wait_for_object
 from tests.testpki import TLSFiles
 
@@ -46,12 +46,7 @@ class ChartRepository:
 
     def __init__(self, root: Path, home: Path) -> None:
         self.root = root
-        self.env = {
-            **os.environ,
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        }
+        self.env = helm_env(home)
         self.work = home / "work"
         self.work.mkdir(parents=True)
         root.mkdir(parents=True)

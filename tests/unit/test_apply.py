@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from controllers.inventory import ObjectRef
 from controllers.kube import ApiError
 from controllers.ssa import is_immutable, masked, normalize
 from kustomize.apply.changeset import Action, ChangeSet, ChangeSetEntry
 from kustomize.apply.managedfields import _union_fields, take_over_managed_fields
 from kustomize.apply.manager import Stage, _drifted, stage_of
-from kustomize.inventory import ObjectRef
 
 
 @pytest.mark.parametrize(

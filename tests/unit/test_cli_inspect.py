@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kustomize.inventory import ObjectRef
+from controllers.inventory import ObjectRef
 from weir.cli.diff import unified_diff
 from weir.cli.localbuild import ENCODED_SOPS_MASK, SOPS_MASK, checkout_of, mask_encrypted_values
 from weir.cli.tree import Node, draw

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kustomize.inventory import ObjectRef, diff, entries_for, merge, refs_from_entries, sort_key
+from controllers.inventory import ObjectRef, diff, entries_for, merge, refs_from_entries, sort_key
 
 
 def obj(api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:

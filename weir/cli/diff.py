@@ -22,8 +22,8 @@ import click
 import yaml
 from rich.text import Text
 
+from controllers import inventory
 from controllers.discovery import RestMapper
-from kustomize import inventory
 from kustomize.apply.changeset import Action
 from kustomize.apply.errors import ApplyError
 from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ObjectDiff, ResourceManager

@@ -13,9 +13,9 @@ from typing import Any
 import click
 import yaml
 
+from controllers.inventory import ObjectRef
 from controllers.kube import KubeClient
 from kustomize.api_v1 import Kustomization
-from kustomize.inventory import ObjectRef
 from weir.cli.app import CliError, Session, cluster_command, main
 from weir.cli.kinds import group_of
 from weir.cli.output import OUTPUT_OPTION
