@@ -17,11 +17,12 @@ its library's option decoders:
   decodes it strictly (an unknown key is an error, so a typo cannot pass unnoticed). Keys it
   accepts (0.2.2): install: ``namespace timeout_seconds wait wait_for_jobs dry_run
   create_namespace rollback_on_failure description labels disable_hooks skip_crds
-  server_side_apply`` (bool) ``force_conflicts force_replace take_ownership
+  server_side_apply`` (bool) ``force_conflicts force_replace take_ownership replace
   disable_openapi_validation post_renderer post_renderer_args post_render_strategy
-  skip_schema_validation`` and chart-reference keys; upgrade: the same plus ``max_history
-  cleanup_on_fail reset_values reuse_values reset_then_reuse_values install``, with
-  ``server_side_apply`` a string (``"true"``, ``"false"``, ``"auto"``); rollback: ``version
+  skip_schema_validation`` and chart-reference keys (``replace`` is decoded though the
+  library's README omits it: Helm's ``--replace``); upgrade: the same but ``replace`` plus
+  ``max_history cleanup_on_fail reset_values reuse_values reset_then_reuse_values install``,
+  with ``server_side_apply`` a string (``"true"``, ``"false"``, ``"auto"``); rollback: ``version
   timeout_seconds wait wait_for_jobs dry_run disable_hooks force_replace force_conflicts
   server_side_apply cleanup_on_fail max_history``; uninstall: ``keep_history timeout_seconds
   wait disable_hooks deletion_propagation description ignore_not_found dry_run``; test:
@@ -281,6 +282,8 @@ class InstallOptions:
     server_side_apply: bool = True
     force: bool = False  # take fields another manager owns (force_conflicts with SSA)
     take_ownership: bool = False  # adopt existing objects not marked as the release's
+    skip_schema_validation: bool = False  # values not checked against values.schema.json
+    replace: bool = False  # reuse the name of an uninstalled (kept) or failed release
     description: str = ""
     post_renderer: str = ""  # a Helm v4 post-renderer plugin, by name (under HELM_PLUGINS)
     post_renderer_args: tuple[str, ...] = ()
@@ -298,6 +301,10 @@ class UpgradeOptions:
     server_side_apply: bool = True
     force: bool = False  # force_conflicts with SSA, force_replace (delete+recreate) without
     take_ownership: bool = False
+    skip_schema_validation: bool = False
+    # The stored release's values under the new ones (Helm's --reuse-values); otherwise the
+    # values given replace them (--reset-values).
+    reuse_values: bool = False
     cleanup_on_fail: bool = False
     max_history: int = 5  # revisions kept; 0: all
     description: str = ""
@@ -362,6 +369,7 @@ def _render_options(options: InstallOptions | UpgradeOptions) -> dict[str, Any]:
         "disable_openapi_validation": options.disable_openapi_validation,
         "skip_crds": options.skip_crds,
         "take_ownership": options.take_ownership,
+        "skip_schema_validation": options.skip_schema_validation,
         **_force(options.force, options.server_side_apply),
     }
     if options.description:
@@ -380,20 +388,24 @@ def install_options_json(namespace: str, options: InstallOptions) -> str:
         namespace=namespace,
         server_side_apply=options.server_side_apply,  # a bool for install
         create_namespace=options.create_namespace,
+        replace=options.replace,
     )
     return json.dumps(opts, sort_keys=True)
 
 
 def upgrade_options_json(namespace: str, options: UpgradeOptions) -> str:
-    """The library's upgrade options: the values given replace the previous ones (Flux's
-    reset-values), and nothing is rolled back on failure (the reconciler remediates)."""
+    """The library's upgrade options: the values given replace the previous ones, or with
+    ``reuse_values`` are merged over them (Flux's ``ResetValues = !preserveValues``,
+    ``ReuseValues = preserveValues``); nothing is rolled back on failure (the reconciler
+    remediates)."""
     opts = _render_options(options)
     opts.update(
         namespace=namespace,
         server_side_apply=json.dumps(options.server_side_apply),  # "true"/"false" for upgrade
         cleanup_on_fail=options.cleanup_on_fail,
         max_history=options.max_history,
-        reset_values=True,
+        reset_values=not options.reuse_values,
+        reuse_values=options.reuse_values,
     )
     return json.dumps(opts, sort_keys=True)
 

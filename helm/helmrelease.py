@@ -28,10 +28,13 @@ and the uninstall on deletion. Reading the HelmRelease's own sources (the HelmCh
 ``valuesFrom`` ConfigMaps and Secrets, the kubeconfig Secret) keeps the controller's identity,
 as in Flux. An unusable kubeconfig is ``RESTClientError``, as Flux's.
 
+A release whose target moved (storage namespace, namespace, name, or chart name with
+``chartNameChangeStrategy: Reinstall``, Flux's default) is uninstalled first, as Flux does;
+the next run installs it.
+
 Not implemented yet, and refused with ``Stalled`` (``UnsupportedConfiguration``) when set:
 ``kubeConfig.configMapRef`` (workload identity), the legacy wait strategy, a target namespace
-other than the storage namespace, and the few action options Helm's library is not given yet
-(:mod:`helm.settings`).
+other than the storage namespace, and ``crds: CreateReplace`` (:mod:`helm.settings`).
 """
 
 from __future__ import annotations
@@ -113,7 +116,9 @@ __all__ = [
     "configs_read",
     "cross_namespace_reference",
     "install_options",
+    "must_reinstall",
     "next_action",
+    "release_target_changed",
     "uninstall_options",
     "upgrade_options",
 ]
@@ -210,6 +215,34 @@ def next_action(
     elif stored.status != "failed":
         return "upgrade"
     return _failed_release_action(obj, force)
+
+
+def release_target_changed(obj: HelmRelease, chart_name: str) -> str:
+    """What moved the release away from the one last recorded (Flux's
+    ``ReleaseTargetChanged``): ``storage namespace``, ``release namespace``, ``release name``
+    or ``chart name``; "" when nothing did, or nothing was recorded."""
+    status = obj.status
+    latest = status.latest_snapshot
+    if not status.storage_namespace or latest is None:
+        return ""
+    if obj.storage_namespace != status.storage_namespace:
+        return "storage namespace"
+    if obj.release_namespace != latest.namespace:
+        return "release namespace"
+    if obj.helm_release_name != latest.name:
+        return "release name"
+    if chart_name != latest.chart_name:
+        return "chart name"
+    return ""
+
+
+def must_reinstall(obj: HelmRelease, chart_name: str) -> str:
+    """The target change (:func:`release_target_changed`) for which the recorded release is
+    uninstalled before the new one is installed, as Flux: any, but a new chart name with
+    ``upgrade.chartNameChangeStrategy: InPlaceUpdate`` (then it is upgraded); "" for none."""
+    changed = release_target_changed(obj, chart_name)
+    in_place = obj.upgrade.effective_chart_name_change_strategy != "Reinstall"
+    return "" if changed == "chart name" and in_place else changed
 
 
 def _failed_release_action(obj: HelmRelease, force: bool) -> str:
@@ -535,6 +568,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         chart, chart_path = ctx.state.chart, ctx.state.chart_path
         assert chart is not None
         assert chart_path is not None
+        changed = must_reinstall(obj, chart.name)
+        if changed:
+            # Installing beside the old release would fail on its objects: it goes first.
+            await self._uninstall_previous_target(ctx, obj, changed)
         digest = history.config_digest(values)
         status = obj.status
         if (
@@ -819,13 +856,15 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         """Roll back to ``target`` (Flux's RollbackRemediation). The run ends there and is
         requeued with backoff: the next one upgrades again, or stalls, retries exhausted."""
         rollback = obj.rollback
+        server_side_apply = rollback.server_side_apply != "disabled"
         options = RollbackOptions(
             timeout=rollback.timeout_seconds(obj.timeout_seconds),
             wait=not rollback.disable_wait,
             wait_for_jobs=not rollback.disable_wait_for_jobs,
             disable_hooks=bool(rollback.disable_hooks),
-            server_side_apply=rollback.server_side_apply != "disabled",
-            force=bool(rollback.force),
+            server_side_apply=server_side_apply,
+            # As install and upgrade: conflicts always forced with server-side apply.
+            force=server_side_apply or bool(rollback.force),
             cleanup_on_fail=bool(rollback.cleanup_on_fail),
             max_history=obj.max_history,
         )
@@ -887,6 +926,41 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             f"{latest.versioned_chart_name} succeeded"
         )
         ctx.mark(REMEDIATED, "True", UNINSTALL_SUCCEEDED, message)
+        raise Waiting(message, reason=UNINSTALL_SUCCEEDED, requeue_after=0.0)
+
+    async def _uninstall_previous_target(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease, changed: str
+    ) -> NoReturn:
+        """Uninstall the recorded release, where it was stored (Flux's ``reconcileUninstall``
+        on a changed release target), forget it, and requeue: the next run installs."""
+        status = obj.status
+        latest = status.latest_snapshot
+        assert latest is not None
+        assert status.storage_namespace
+        ctx.log.info("release target changed: uninstalling the current release", target=changed)
+        full_name, chart = latest.full_release_name, latest.versioned_chart_name
+        uninstall = obj.uninstall
+        try:
+            await ctx.state.release_helm.uninstall(
+                latest.name,
+                storage_namespace=status.storage_namespace,
+                options=uninstall_options(obj),
+            )
+            message = f"Helm uninstall succeeded for release {full_name} with chart {chart}"
+        except ReleaseNotFound:
+            message = f"Release {full_name} was not found, assuming it is uninstalled"
+        except HelmError as err:
+            if uninstall.keep_history and "is already deleted" in str(err):
+                message = f"Release {full_name} was already uninstalled"
+            else:
+                status.failures = (status.failures or 0) + 1
+                message = f"Helm uninstall failed for release {full_name} with chart {chart}: {err}"
+                ctx.mark(RELEASED, "False", UNINSTALL_FAILED, message)
+                raise ReconcileError(message, reason=UNINSTALL_FAILED) from None
+        ctx.mark(RELEASED, "False", UNINSTALL_SUCCEEDED, message)
+        status.history = status.inventory = status.storage_namespace = None
+        status.failures = status.install_failures = status.upgrade_failures = None
+        # Ready=False with this reason, a Normal event, and the requeue Flux asks for.
         raise Waiting(message, reason=UNINSTALL_SUCCEEDED, requeue_after=0.0)
 
     async def _refresh_statuses(
@@ -1012,6 +1086,7 @@ def install_options(obj: HelmRelease) -> InstallOptions:
     """Helm's install options from ``spec.install`` (Flux's ``newInstall``)."""
     install = obj.install
     crds = install.crds or ("Skip" if install.skip_crds else "Create")
+    server_side_apply = True if install.server_side_apply is None else install.server_side_apply
     return InstallOptions(
         timeout=install.timeout_seconds(obj.timeout_seconds),
         wait=not install.disable_wait,
@@ -1021,14 +1096,22 @@ def install_options(obj: HelmRelease) -> InstallOptions:
         skip_crds=crds == "Skip",
         # Flux creates the namespace only for a targetNamespace.
         create_namespace=bool(install.create_namespace and obj.spec.target_namespace),
-        server_side_apply=True if install.server_side_apply is None else install.server_side_apply,
+        server_side_apply=server_side_apply,
+        # As Flux, conflicts are always forced with server-side apply: a field a hand-run
+        # `helm upgrade` (manager "helm") took is taken back.
+        force=server_side_apply,
         take_ownership=not install.disable_take_ownership,
+        skip_schema_validation=bool(install.disable_schema_validation),
+        replace=bool(install.replace),
     )
 
 
 def upgrade_options(obj: HelmRelease) -> UpgradeOptions:
     """Helm's upgrade options from ``spec.upgrade`` (Flux's ``newUpgrade``)."""
     upgrade = obj.upgrade
+    # "auto" (the default) keeps the release's apply method: weir installs with server-side
+    # apply, so auto is server-side apply here.
+    server_side_apply = upgrade.server_side_apply != "disabled"
     return UpgradeOptions(
         timeout=upgrade.timeout_seconds(obj.timeout_seconds),
         wait=not upgrade.disable_wait,
@@ -1036,11 +1119,13 @@ def upgrade_options(obj: HelmRelease) -> UpgradeOptions:
         disable_hooks=bool(upgrade.disable_hooks),
         disable_openapi_validation=bool(upgrade.disable_open_api_validation),
         skip_crds=(upgrade.crds or "Skip") == "Skip",
-        # "auto" (the default) keeps the release's apply method: weir installs with
-        # server-side apply, so auto is server-side apply here.
-        server_side_apply=upgrade.server_side_apply != "disabled",
-        force=bool(upgrade.force),
+        server_side_apply=server_side_apply,
+        # As Flux: conflicts always forced with server-side apply; without it, `force`
+        # replaces (delete and create) what cannot be updated.
+        force=server_side_apply or bool(upgrade.force),
         take_ownership=not upgrade.disable_take_ownership,
+        skip_schema_validation=bool(upgrade.disable_schema_validation),
+        reuse_values=bool(upgrade.preserve_values),
         cleanup_on_fail=bool(upgrade.cleanup_on_fail),
         max_history=obj.max_history,
     )

@@ -263,17 +263,15 @@ async def test_settings_weir_does_not_implement_stall(
         helmrelease(
             "later",
             namespace,
-            install={"replace": True},
-            upgrade={"preserveValues": True},
+            install={"crds": "CreateReplace"},
+            upgrade={"crds": "CreateReplace"},
         ),
     )
     obj = await controllers.wait_for(kube, HR, namespace, "later", stalled, "stalled")
     ready = condition(obj, "Ready")
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "UnsupportedConfiguration")
-    assert ready["message"] == (
-        "spec.install.replace, spec.upgrade.preserveValues: not supported by weir yet"
-    )
+    assert ready["message"] == "spec.install.crds, spec.upgrade.crds: not supported by weir yet"
     # Nothing was made for it.
     assert await kube.get_or_none(HELM_CHART, namespace, f"{namespace}-later") is None
 

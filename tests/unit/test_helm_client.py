@@ -50,8 +50,10 @@ def test_install_defaults_are_flux_helm_v4_defaults() -> None:
         "disable_openapi_validation": False,
         "skip_crds": False,
         "take_ownership": False,
+        "skip_schema_validation": False,
         "create_namespace": False,
         "server_side_apply": True,
+        "replace": False,
     }
 
 
@@ -65,10 +67,12 @@ def test_upgrade_defaults() -> None:
         "disable_openapi_validation": False,
         "skip_crds": False,
         "take_ownership": False,
+        "skip_schema_validation": False,
         "server_side_apply": "true",  # a string for upgrade, a bool for install
         "cleanup_on_fail": False,
         "max_history": 5,
         "reset_values": True,
+        "reuse_values": False,
     }
 
 
@@ -146,6 +150,8 @@ def _test(config: helm_python.Config, options: str) -> None:
                     skip_crds=True,
                     create_namespace=True,
                     take_ownership=True,
+                    skip_schema_validation=True,
+                    replace=True,
                     description="d",
                     post_renderer="p",
                     post_renderer_args=("x",),
@@ -159,7 +165,12 @@ def _test(config: helm_python.Config, options: str) -> None:
             upgrade_options_json(
                 "a",
                 UpgradeOptions(
-                    **EVERYTHING_ON, cleanup_on_fail=True, max_history=0, post_renderer="p"
+                    **EVERYTHING_ON,
+                    skip_schema_validation=True,
+                    reuse_values=True,
+                    cleanup_on_fail=True,
+                    max_history=0,
+                    post_renderer="p",
                 ),
             ),
             id="upgrade-everything",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from helm.chart import (
     helm_chart_template,
     releases_of_changed_chart,
 )
-from helm.client import Release
+from helm.client import Release, install_options_json, upgrade_options_json
 from helm.helmrelease import (
     cross_namespace_reference,
     install_options,
+    must_reinstall,
     next_action,
     upgrade_options,
 )
@@ -178,11 +180,19 @@ def test_next_action(
         pytest.param({}, [], id="none"),
         pytest.param(
             {
-                "install": {"remediation": {"retries": 3}, "crds": "Create"},
+                "install": {
+                    "remediation": {"retries": 3},
+                    "crds": "Create",
+                    "disableSchemaValidation": True,
+                    "replace": True,
+                },
                 "upgrade": {
                     "remediation": {"strategy": "uninstall", "remediateLastFailure": True},
                     "strategy": {"name": "RetryOnFailure", "retryInterval": "1m"},
                     "serverSideApply": "auto",
+                    "disableSchemaValidation": True,
+                    "preserveValues": True,
+                    "chartNameChangeStrategy": "Reinstall",
                 },
                 "driftDetection": {"mode": "disabled"},
                 "test": {"enable": False},
@@ -203,14 +213,17 @@ def test_next_action(
                 "postRenderers": [{"kustomize": {"images": [{"name": "x"}]}}],
                 "test": {"enable": True},
                 "driftDetection": {"mode": "warn"},
-                "install": {"remediation": {"retries": 3}},
-                "upgrade": {"remediation": {"strategy": "uninstall"}, "preserveValues": True},
+                "install": {"remediation": {"retries": 3}, "crds": "CreateReplace"},
+                "upgrade": {"remediation": {"strategy": "uninstall"}, "crds": "CreateReplace"},
+                "waitStrategy": {"name": "legacy"},
             },
             # postRenderers, tests and drift detection are implemented: not named.
             [
                 "spec.targetNamespace (other than the storage namespace)",
                 "spec.kubeConfig.configMapRef",
-                "spec.upgrade.preserveValues",
+                "spec.waitStrategy.name",
+                "spec.install.crds",
+                "spec.upgrade.crds",
             ],
             id="refused",
         ),
@@ -392,6 +405,100 @@ def test_action_options_follow_flux() -> None:
     assert (upgrade.max_history, upgrade.skip_crds) == (3, True)
     # createNamespace only for a targetNamespace, as Flux.
     assert not install_options(helmrelease({"install": {"createNamespace": True}})).create_namespace
+
+
+@pytest.mark.parametrize(
+    ("spec", "install_keys", "upgrade_keys"),
+    [
+        pytest.param(
+            {},
+            # Flux always forces conflicts with server-side apply.
+            {"skip_schema_validation": False, "replace": False, "force_conflicts": True},
+            {
+                "skip_schema_validation": False,
+                "reset_values": True,
+                "reuse_values": False,
+                "force_conflicts": True,
+            },
+            id="defaults",
+        ),
+        pytest.param(
+            {"install": {"serverSideApply": False}, "upgrade": {"serverSideApply": "disabled"}},
+            {"force_conflicts": None, "force_replace": None},
+            {"force_conflicts": None, "force_replace": None},
+            id="client-side-apply-not-forced",
+        ),
+        pytest.param(
+            {
+                "install": {"disableSchemaValidation": True, "replace": True},
+                "upgrade": {"disableSchemaValidation": True, "preserveValues": True},
+            },
+            {"skip_schema_validation": True, "replace": True},
+            # Flux's ResetValues = !preserveValues, ReuseValues = preserveValues.
+            {"skip_schema_validation": True, "reset_values": False, "reuse_values": True},
+            id="set",
+        ),
+    ],
+)
+def test_settings_reach_helms_options(
+    spec: dict[str, Any],
+    install_keys: dict[str, bool | None],
+    upgrade_keys: dict[str, bool | None],
+) -> None:
+    obj = helmrelease(spec)
+    install = json.loads(install_options_json("apps", install_options(obj)))
+    upgrade = json.loads(upgrade_options_json("apps", upgrade_options(obj)))
+    assert {k: install.get(k) for k in install_keys} == install_keys
+    assert {k: upgrade.get(k) for k in upgrade_keys} == upgrade_keys
+
+
+RECORDED = {"storageNamespace": "apps", "history": history_of(release())}
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "chart_name", "expected"),
+    [
+        pytest.param({}, RECORDED, "podinfo", "", id="same-target"),
+        pytest.param({}, {}, "other", "", id="nothing-recorded"),
+        pytest.param(
+            {}, {"history": RECORDED["history"]}, "other", "", id="no-storage-namespace-recorded"
+        ),
+        # Flux 2.9's default strategy is Reinstall.
+        pytest.param({}, RECORDED, "other", "chart name", id="chart-renamed"),
+        pytest.param(
+            {"upgrade": {"chartNameChangeStrategy": "Reinstall"}},
+            RECORDED,
+            "other",
+            "chart name",
+            id="chart-renamed-reinstall",
+        ),
+        pytest.param(
+            {"upgrade": {"chartNameChangeStrategy": "InPlaceUpdate"}},
+            RECORDED,
+            "other",
+            "",
+            id="chart-renamed-in-place",
+        ),
+        pytest.param(
+            {"upgrade": {"chartNameChangeStrategy": "InPlaceUpdate"}, "releaseName": "renamed"},
+            RECORDED,
+            "podinfo",
+            "release name",
+            id="release-renamed-whatever-the-strategy",
+        ),
+        pytest.param(
+            {"storageNamespace": "elsewhere"},
+            RECORDED,
+            "podinfo",
+            "storage namespace",
+            id="storage-moved",
+        ),
+    ],
+)
+def test_must_reinstall(
+    spec: dict[str, Any], status: dict[str, Any], chart_name: str, expected: str
+) -> None:
+    assert must_reinstall(helmrelease(spec, **status), chart_name) == expected
 
 
 def packaged(tmp_path: Path, files: dict[str, bytes]) -> Path:
