@@ -44,6 +44,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tarfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ from controllers.artifact import ArtifactError, fetch_file
 from controllers.cel import INVALID_CEL_EXPRESSION, TERMINAL_ERROR_MESSAGE, InvalidExpression
 from controllers.configwatch import config_watches
 from controllers.health import CustomCheck, custom_checks
-from controllers.kube import ApiError
+from controllers.kube import ApiError, KubeError
 from controllers.manager import Options
 from controllers.reconcile import (
     REQUESTED_AT,
@@ -69,6 +70,7 @@ from controllers.reconcile import (
     Waiting,
     Watch,
 )
+from controllers.safeyaml import YAMLLoadError
 from controllers.target import KubeConfigSecretNotFound, TargetCluster, TargetOptions, Targets
 from helm import checks, dependencies, drift, history, storage, tests
 from helm.api_v2 import (
@@ -106,6 +108,7 @@ from helm.client import (
     UpgradeOptions,
 )
 from helm.health import ReleaseUnhealthy, checked_objects, wait_for_release
+from helm.inventory import chart_crds, release_inventory
 from helm.postrender import post_render_options
 from helm.settings import unsupported_settings
 from helm.values import ValuesError, compose_values
@@ -140,6 +143,8 @@ ROLLBACK_FAILED = "RollbackFailed"
 MISSING_ROLLBACK_TARGET = "MissingRollbackTarget"
 ACCESS_DENIED = "AccessDenied"
 UNSUPPORTED = "UnsupportedConfiguration"
+INVENTORY_BUILD_FAILED = "InventoryBuildFailed"
+NAMESPACE_CHECK_SKIPPED = "NamespaceCheckSkipped"
 REST_CLIENT_ERROR = "RESTClientError"  # Flux's: the release's cluster cannot be reached as asked
 # The largest chart artifact downloaded: the source controller stores none bigger.
 MAX_CHART_SIZE = 10 * 1024 * 1024
@@ -609,8 +614,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             return Result(message=self._in_sync(ctx, obj))
         if action == "none":
             message = self._in_sync(ctx, obj)
+            assert stored is not None
+            if obj.status.inventory is None:  # a release made before weir kept inventories
+                await self._observe_inventory(ctx, obj, stored.manifest)
             if obj.drift_detection.detects_changes:
-                assert stored is not None
                 await checks.check_drift(ctx, obj, ctx.state.release_target, stored)
             else:
                 ctx.clear(drift.DRIFTED)
@@ -737,12 +744,33 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         message = _success_message(reason, latest)
         ctx.mark(RELEASED, "True", reason, message)
         ctx.notify(reason, message, revision=chart.version)
+        await self._observe_inventory(ctx, obj, release.manifest)
         if obj.test.enable:
             # The next run tests it (one Helm action per run).
             awaiting = tests.awaiting_message(latest)
             ctx.mark(tests.TEST_SUCCESS, "Unknown", tests.AWAITING_TESTS, awaiting)
             return Result(message=message, requeue_after=TESTS_REQUEUE_SECONDS)
         return Result(message=message)
+
+    async def _observe_inventory(
+        self, ctx: RunContext[HelmReleaseRunState], obj: HelmRelease, manifest: str
+    ) -> None:
+        """``status.inventory`` of the release whose manifest is ``manifest`` (and of the
+        chart's CRDs), as Flux's ``observeInventory``: one that cannot be built is a Warning
+        event, not a failed release."""
+        chart = ctx.state.chart_path
+        try:
+            crds = await asyncio.to_thread(chart_crds, chart) if chart is not None else []
+            found = await release_inventory(
+                ctx.state.release_target.mapper, manifest, obj.release_namespace, crds
+            )
+        except (YAMLLoadError, tarfile.TarError, OSError, KubeError) as err:
+            key = f"{obj.metadata.namespace}/{obj.metadata.name}"
+            ctx.warn(INVENTORY_BUILD_FAILED, f"failed to build inventory for {key}: {err}")
+            return
+        for warning in found.warnings:
+            ctx.warn(NAMESPACE_CHECK_SKIPPED, warning)
+        obj.status.inventory = found.inventory
 
     async def _wait_for_health_checks(
         self,
@@ -886,6 +914,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             raise ReconcileError(message, reason=ROLLBACK_FAILED) from None
         await self._refresh_statuses(ctx, obj)
         self._record(obj, history.snapshot(rolled_back, "rollback"))
+        await self._observe_inventory(ctx, obj, rolled_back.manifest)
         message = (
             f"Helm rollback to previous release {target.full_release_name} with chart "
             f"{target.versioned_chart_name} succeeded"
@@ -921,6 +950,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             ctx.mark(REMEDIATED, "False", UNINSTALL_FAILED, message)
             raise ReconcileError(message, reason=UNINSTALL_FAILED) from None
         latest.status, latest.action = "uninstalled", "uninstall-remediation"
+        obj.status.inventory = None
         message = (
             f"Helm uninstall remediation for release {latest.full_release_name} with chart "
             f"{latest.versioned_chart_name} succeeded"

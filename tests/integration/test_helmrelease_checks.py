@@ -111,6 +111,12 @@ async def test_drift_is_reported_corrected_or_ignored_as_configured(
     await install(kube, namespace, controllers, driftDetection={"mode": "warn"})
     obj = await reconciled(kube, namespace, controllers, "clean")
     assert drifted(obj)[:2] == ("False", "NoDriftDetected")
+    # The release's objects (the test hook left out), namespaced ones in its namespace.
+    assert sorted((e["id"], e["v"]) for e in obj["status"]["inventory"]["entries"]) == [
+        (f"{namespace}_app-podinfo__Service", "v1"),
+        (f"{namespace}_app-podinfo__ServiceAccount", "v1"),
+        (f"{namespace}_app-podinfo_apps_Deployment", "v1"),
+    ]
 
     # warn: reported (condition naming object and field, a Warning event), not reverted.
     await scale_by_hand(kube, namespace, 3)
