@@ -6,6 +6,7 @@ the chart artifact downloaded from the real artifact server and compared with th
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,8 @@ async def sources(
     root = tmp_path / "storage"
     storage = ArtifactStorage(root, f"127.0.0.1:{port}")
     server = await start_artifact_server(root, "127.0.0.1", port)
-    reconciler = HelmChartReconciler(storage)
+    # A small cap, so that a chart past it is cheap to make.
+    reconciler = HelmChartReconciler(storage, max_chart_size=MAX_TEST_CHART)
     try:
         async with running(
             options(control_plane, namespace, name="source-controller"),
@@ -70,6 +72,9 @@ async def sources(
             yield Sources(reconciler, storage)
     finally:
         await server.cleanup()
+
+
+MAX_TEST_CHART = 256 * 1024
 
 
 def helmchart(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
@@ -273,3 +278,24 @@ async def test_without_its_helmrepository_the_chart_fails_and_is_not_stalled(
     )
     assert condition(obj, "FetchFailed")["reason"] == "SourceUnavailable"  # type: ignore[index]
     assert not stalled(obj)
+
+
+async def test_a_chart_past_the_size_cap_fails_the_fetch_and_keeps_the_last_artifact(
+    kube: KubeClient, namespace: str, sources: Sources, charts: ChartRepository, plain: str
+) -> None:
+    await kube.create(HELMREPO, helmrepository("charts", namespace, plain))
+    await kube.create(CHART, helmchart("app", namespace, version="1.x"))
+    await wait_for_object(kube, CHART, namespace, "app", at_version("1.0.0"))
+
+    # Random bytes do not compress: the package is past the cap.
+    (charts.work / "podinfo" / "files").mkdir(exist_ok=True)
+    (charts.work / "podinfo" / "files" / "blob.bin").write_bytes(os.urandom(2 * MAX_TEST_CHART))
+    charts.add("podinfo", "1.1.0")
+    await refetch_index(kube, namespace, "bigger")
+    obj = await wait_for_object(
+        kube, CHART, namespace, "app", lambda o: condition(o, "FetchFailed") is not None
+    )
+    failed = condition(obj, "FetchFailed")
+    assert failed is not None
+    assert f"chart exceeds the maximum chart size of {MAX_TEST_CHART} bytes" in failed["message"]
+    assert obj["status"]["artifact"]["revision"] == "1.0.0"
