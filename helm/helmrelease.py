@@ -4,8 +4,8 @@ Steps, as in Flux's helm-controller: settings (refuse what weir does not impleme
 (the HelmChart made from ``spec.chart`` or named by ``chartRef``, Ready with an artifact for its
 generation; the artifact downloaded, digest checked), release (values composed, the stored
 release compared with the last snapshot, then install, upgrade, a remediation or nothing, as
-Flux's atomic release decides). Deletion uninstalls the release and deletes the HelmChart the
-controller made.
+Flux's atomic release decides: :mod:`helm.state`; Helm's options: :mod:`helm.options`).
+Deletion uninstalls the release and deletes the HelmChart the controller made.
 
 Remediation as Flux's: a failed install is uninstalled, a failed upgrade rolled back (or
 uninstalled), then tried again, up to ``remediation.retries``; ``strategy: RetryOnFailure``
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import tarfile
@@ -60,7 +59,6 @@ from controllers.health import CustomCheck, custom_checks
 from controllers.kube import ApiError, KubeError
 from controllers.manager import Options
 from controllers.reconcile import (
-    REQUESTED_AT,
     ReconcileError,
     Reconciler,
     Result,
@@ -100,17 +98,23 @@ from helm.chart import (
 from helm.client import (
     HelmClient,
     HelmError,
-    InstallOptions,
     Release,
     ReleaseNotFound,
     RollbackOptions,
-    UninstallOptions,
-    UpgradeOptions,
 )
 from helm.health import ReleaseUnhealthy, checked_objects, wait_for_release
 from helm.inventory import chart_crds, release_inventory
+from helm.options import install_options, uninstall_options, upgrade_options
 from helm.postrender import post_render_options
 from helm.settings import unsupported_settings
+from helm.state import (
+    active_failures,
+    describes,
+    handle_request,
+    must_reinstall,
+    next_action,
+    post_rendering_digests,
+)
 from helm.values import ValuesError, compose_values
 
 __all__ = [
@@ -118,12 +122,6 @@ __all__ = [
     "HelmReleaseRunState",
     "configs_read",
     "cross_namespace_reference",
-    "install_options",
-    "must_reinstall",
-    "next_action",
-    "release_target_changed",
-    "uninstall_options",
-    "upgrade_options",
 ]
 
 RELEASED = "Released"
@@ -178,150 +176,6 @@ class HelmReleaseRunState:
         """The release's cluster and identity, inside the release step (or finalize)."""
         assert self.target is not None, "used outside the release's target"
         return self.target
-
-
-def next_action(
-    obj: HelmRelease,
-    stored: Release | None,
-    chart: ChartMetadata,
-    digest: str,
-    *,
-    force: bool = False,
-) -> str:
-    """What the release needs (Flux's ``DetermineReleaseState`` and ``actionForState``, but
-    drift, which needs the cluster): ``unlock`` (a pending release), ``install``, ``upgrade``,
-    ``test``, ``rollback`` or ``uninstall`` (a remediation), ``none``, or ``stalled`` when the
-    retries are exhausted. ``force`` (``reconcile.fluxcd.io/forceAt``) upgrades a release in
-    sync and goes past exhausted retries."""
-    status = obj.status
-    if stored is not None and stored.status.startswith("pending-"):
-        return "unlock"
-    if stored is None or stored.status == "uninstalled":
-        exhausted = obj.install.remediation_settings.retries_exhausted(status)
-        return "stalled" if exhausted and not force else "install"
-    latest = status.latest_snapshot
-    if latest is None or not _describes(latest, stored):
-        return "upgrade"  # not the release the controller made last: take it over
-    if stored.status == "deployed":
-        out_of_sync = (
-            (stored.chart_name, stored.chart_version) != (chart.name, chart.version)
-            or latest.config_digest != digest
-            or _post_rendering_changed(obj)
-        )
-        if out_of_sync:
-            exhausted = obj.upgrade.remediation_settings.retries_exhausted(status)
-            return "stalled" if exhausted and not force else "upgrade"
-        tested = tests.untested_state(obj, latest)
-        if tested == "untested":
-            return "test"
-        if tested is None:
-            return "upgrade" if force else "none"
-        # A test failed and that counts: remediated as a failed release.
-    elif stored.status != "failed":
-        return "upgrade"
-    return _failed_release_action(obj, force)
-
-
-def release_target_changed(obj: HelmRelease, chart_name: str) -> str:
-    """What moved the release away from the one last recorded (Flux's
-    ``ReleaseTargetChanged``): ``storage namespace``, ``release namespace``, ``release name``
-    or ``chart name``; "" when nothing did, or nothing was recorded."""
-    status = obj.status
-    latest = status.latest_snapshot
-    if not status.storage_namespace or latest is None:
-        return ""
-    if obj.storage_namespace != status.storage_namespace:
-        return "storage namespace"
-    if obj.release_namespace != latest.namespace:
-        return "release namespace"
-    if obj.helm_release_name != latest.name:
-        return "release name"
-    if chart_name != latest.chart_name:
-        return "chart name"
-    return ""
-
-
-def must_reinstall(obj: HelmRelease, chart_name: str) -> str:
-    """The target change (:func:`release_target_changed`) for which the recorded release is
-    uninstalled before the new one is installed, as Flux: any, but a new chart name with
-    ``upgrade.chartNameChangeStrategy: InPlaceUpdate`` (then it is upgraded); "" for none."""
-    changed = release_target_changed(obj, chart_name)
-    in_place = obj.upgrade.effective_chart_name_change_strategy != "Reinstall"
-    return "" if changed == "chart name" and in_place else changed
-
-
-def _failed_release_action(obj: HelmRelease, force: bool) -> str:
-    if obj.active_retry(DEFAULT_TO_RETRY_ON_FAILURE) is not None:
-        return "upgrade"  # RetryOnFailure: again, without remediation
-    remediation = obj.active_remediation
-    if remediation is None or remediation.failure_count(obj.status) <= 0:
-        return "upgrade"  # the desired state changed since the failure
-    if force:
-        return "upgrade"
-    if remediation.retries_exhausted(obj.status) and not remediation.must_remediate_last_failure:
-        return "stalled"
-    return remediation.effective_strategy
-
-
-def post_rendering_digests(obj: HelmRelease) -> tuple[str | None, str | None]:
-    """Digests of ``spec.postRenderers`` and ``spec.commonMetadata`` (sha256 of their JSON,
-    as Flux's ``postrender.Digest``); None when unset."""
-
-    def digest(value: Any) -> str | None:
-        if value is None:
-            return None
-        data = json.dumps(value, separators=(",", ":")) + "\n"
-        return f"sha256:{hashlib.sha256(data.encode()).hexdigest()}"
-
-    spec = obj.spec
-    renderers = spec.post_renderers
-    metadata = spec.common_metadata
-    return (
-        digest(None if renderers is None else [r.to_dict() for r in renderers]),
-        digest(None if metadata is None else metadata.to_dict()),
-    )
-
-
-def _post_rendering_changed(obj: HelmRelease) -> bool:
-    """Flux looks only on a new generation: the digests are recorded after every run."""
-    status = obj.status
-    if status.observed_generation == obj.metadata.generation:
-        return False
-    observed = (status.observed_post_renderers_digest, status.observed_common_metadata_digest)
-    return post_rendering_digests(obj) != observed
-
-
-def handle_request(obj: HelmRelease, annotation: str, handled_field: str) -> bool:
-    """Flux's ``HandleAnnotationRequest``: whether the one-off request ``annotation`` is to be
-    handled in this run (it equals ``reconcile.fluxcd.io/requestedAt``, which this run is the
-    first to handle, and was not handled before); its value is recorded as handled either way."""
-    annotations = obj.metadata.annotations or {}
-    requested = annotations.get(annotation)
-    if requested is None:
-        return False
-    before = getattr(obj.status, handled_field)
-    setattr(obj.status, handled_field, requested)
-    return (
-        requested == annotations.get(REQUESTED_AT)
-        and obj.status.last_handled_reconcile_at != requested
-        and before != requested
-    )
-
-
-def _active_failures(obj: HelmRelease) -> int:
-    """Failures of the last attempted action for the current desired state."""
-    status = obj.status
-    if status.last_attempted_release_action == "upgrade":
-        return status.upgrade_failures or 0
-    return status.install_failures or 0
-
-
-def _describes(entry: Snapshot, stored: Release) -> bool:
-    return (entry.name, entry.namespace, entry.version) == (
-        stored.name,
-        stored.namespace,
-        stored.version,
-    ) and entry.digest == history.release_digest(stored)
 
 
 class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
@@ -604,7 +458,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         if action == "stalled":
             verb = status.last_attempted_release_action or "install"
             raise Stalling(
-                f"Failed to {verb} after {_active_failures(obj)} attempt(s)",
+                f"Failed to {verb} after {active_failures(obj)} attempt(s)",
                 reason=RETRIES_EXCEEDED,
             )
         if not obj.test.enable:
@@ -634,7 +488,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
             ctx.log.info("rollback target not as recorded: upgrading instead")
             action = "upgrade"
         latest = obj.status.latest_snapshot
-        if latest is not None and stored is not None and not _describes(latest, stored):
+        if latest is not None and stored is not None and not describes(latest, stored):
             ctx.log.info("release not managed by controller: history cleared")
             obj.status.history = None
         return await self._release(ctx, obj, action, chart_path, chart, values, stored)
@@ -1109,67 +963,6 @@ def _success_message(reason: str, latest: Snapshot) -> str:
     return (
         f"Helm {verb} succeeded for release {latest.full_release_name} with chart "
         f"{latest.versioned_chart_name}"
-    )
-
-
-def install_options(obj: HelmRelease) -> InstallOptions:
-    """Helm's install options from ``spec.install`` (Flux's ``newInstall``)."""
-    install = obj.install
-    crds = install.crds or ("Skip" if install.skip_crds else "Create")
-    server_side_apply = True if install.server_side_apply is None else install.server_side_apply
-    return InstallOptions(
-        timeout=install.timeout_seconds(obj.timeout_seconds),
-        wait=not install.disable_wait,
-        wait_for_jobs=not install.disable_wait_for_jobs,
-        disable_hooks=bool(install.disable_hooks),
-        disable_openapi_validation=bool(install.disable_open_api_validation),
-        skip_crds=crds == "Skip",
-        # Flux creates the namespace only for a targetNamespace.
-        create_namespace=bool(install.create_namespace and obj.spec.target_namespace),
-        server_side_apply=server_side_apply,
-        # As Flux, conflicts are always forced with server-side apply: a field a hand-run
-        # `helm upgrade` (manager "helm") took is taken back.
-        force=server_side_apply,
-        take_ownership=not install.disable_take_ownership,
-        skip_schema_validation=bool(install.disable_schema_validation),
-        replace=bool(install.replace),
-    )
-
-
-def upgrade_options(obj: HelmRelease) -> UpgradeOptions:
-    """Helm's upgrade options from ``spec.upgrade`` (Flux's ``newUpgrade``)."""
-    upgrade = obj.upgrade
-    # "auto" (the default) keeps the release's apply method: weir installs with server-side
-    # apply, so auto is server-side apply here.
-    server_side_apply = upgrade.server_side_apply != "disabled"
-    return UpgradeOptions(
-        timeout=upgrade.timeout_seconds(obj.timeout_seconds),
-        wait=not upgrade.disable_wait,
-        wait_for_jobs=not upgrade.disable_wait_for_jobs,
-        disable_hooks=bool(upgrade.disable_hooks),
-        disable_openapi_validation=bool(upgrade.disable_open_api_validation),
-        skip_crds=(upgrade.crds or "Skip") == "Skip",
-        server_side_apply=server_side_apply,
-        # As Flux: conflicts always forced with server-side apply; without it, `force`
-        # replaces (delete and create) what cannot be updated.
-        force=server_side_apply or bool(upgrade.force),
-        take_ownership=not upgrade.disable_take_ownership,
-        skip_schema_validation=bool(upgrade.disable_schema_validation),
-        reuse_values=bool(upgrade.preserve_values),
-        cleanup_on_fail=bool(upgrade.cleanup_on_fail),
-        max_history=obj.max_history,
-    )
-
-
-def uninstall_options(obj: HelmRelease) -> UninstallOptions:
-    """Helm's uninstall options from ``spec.uninstall`` (deletion and remediation alike)."""
-    uninstall = obj.uninstall
-    return UninstallOptions(
-        timeout=uninstall.timeout_seconds(obj.timeout_seconds),
-        wait=not uninstall.disable_wait,
-        keep_history=bool(uninstall.keep_history),
-        disable_hooks=bool(uninstall.disable_hooks),
-        deletion_propagation=uninstall.deletion_propagation,
     )
 
 

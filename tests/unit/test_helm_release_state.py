@@ -11,8 +11,8 @@ import pytest
 
 from controllers.reconcile import REQUESTED_AT
 from helm.api_v2 import FORCE_REQUEST_ANNOTATION, HelmRelease
-from helm.helmrelease import handle_request, next_action, post_rendering_digests
 from helm.history import snapshot
+from helm.state import handle_request, next_action, post_rendering_digests
 from tests.unit.test_helmrelease import CHART, VALUES_DIGEST, helmrelease, release
 
 DEPLOYED = release(1, "deployed")

@@ -9,9 +9,9 @@ import pytest
 
 from helm.api_v2 import Snapshot
 from helm.client import Release
-from helm.helmrelease import next_action
 from helm.history import config_digest, previous, snapshot
 from helm.settings import unsupported_settings
+from helm.state import next_action
 from tests.unit.test_helmrelease import CHART, VALUES_DIGEST, helmrelease, release
 
 NEW_VALUES = config_digest({"replicas": 3})

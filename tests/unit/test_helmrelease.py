@@ -25,15 +25,11 @@ from helm.chart import (
     releases_of_changed_chart,
 )
 from helm.client import Release, install_options_json, upgrade_options_json
-from helm.helmrelease import (
-    cross_namespace_reference,
-    install_options,
-    must_reinstall,
-    next_action,
-    upgrade_options,
-)
+from helm.helmrelease import cross_namespace_reference
 from helm.history import config_digest, kube_time, release_digest, snapshot, truncate
+from helm.options import install_options, upgrade_options
 from helm.settings import unsupported_settings
+from helm.state import must_reinstall, next_action
 
 CHART = ChartMetadata("podinfo", "6.0.0")
 VALUES_DIGEST = config_digest({"replicas": 2})

@@ -118,7 +118,8 @@ async def _render(request: dict[str, Any]) -> dict[str, Any]:
     # Imported here: this loads Helm's library, which only the child may do.
     from helm.api_v2 import HelmRelease
     from helm.client import HelmClient
-    from helm.helmrelease import in_cluster_kubeconfig, install_options, upgrade_options
+    from helm.helmrelease import in_cluster_kubeconfig
+    from helm.options import install_options, upgrade_options
     from helm.postrender import post_render_options
 
     obj = HelmRelease.model_validate(request["helmRelease"])
