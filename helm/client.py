@@ -487,6 +487,7 @@ class HelmClient:
         self._rate_limit = rate_limit
         self._user: str | None = None  # impersonated (Impersonate-User), in a view
         self._owner = True
+        self._reuse = True  # idle configurations serve later actions (persistentClient)
         # Shared with the views: the idle configurations per identity and storage namespace,
         # a lock per release whoever writes it.
         self._idle: dict[tuple[str | None, str], list[helm_python.Config]] = {}
@@ -503,6 +504,16 @@ class HelmClient:
         nothing."""
         view = copy.copy(self)
         view._user = user
+        view._owner = False
+        return view
+
+    def without_reuse(self) -> HelmClient:
+        """A view whose every action gets a new configuration, closed after it (a HelmRelease's
+        ``persistentClient: false``: Helm's client, and its discovery of the cluster's kinds,
+        made afresh for each action, for charts that create CRDs outside Helm's CRD
+        handling), sharing this client's release locks."""
+        view = copy.copy(self)
+        view._reuse = False
         view._owner = False
         return view
 
@@ -529,7 +540,7 @@ class HelmClient:
         44 s on one configuration, 26 s with one each). Helm binds its release storage to the
         namespace a configuration is made for, and its client to one user. Making one only
         parses options (no cluster contact)."""
-        idle = self._idle.get((self._user, storage_namespace))
+        idle = self._idle.get((self._user, storage_namespace)) if self._reuse else None
         if idle:
             return idle.pop()
         qps, burst = self._rate_limit or (None, None)
@@ -777,7 +788,10 @@ class HelmClient:
         try:
             return await self._call(action, storage_namespace, name, call, config, context)
         finally:
-            self._idle.setdefault((self._user, storage_namespace), []).append(config)
+            if self._reuse:
+                self._idle.setdefault((self._user, storage_namespace), []).append(config)
+            else:
+                config.close()
 
     async def _call(
         self,

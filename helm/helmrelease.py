@@ -240,7 +240,8 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
                 )
             helm = remote or self.helm
             ctx.state.target = target
-            ctx.state.helm = helm.impersonating(target.user) if target.user else helm
+            helm = helm.impersonating(target.user) if target.user else helm
+            ctx.state.helm = helm if obj.persistent_client else helm.without_reuse()
             try:
                 yield target
             finally:
@@ -738,6 +739,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease, HelmReleaseRunState]):
         """Roll back to ``target`` (Flux's RollbackRemediation). The run ends there and is
         requeued with backoff: the next one upgrades again, or stalls, retries exhausted."""
         rollback = obj.rollback
+        if rollback.recreate:
+            # Helm 4 has no --recreate-pods; said, not silently dropped.
+            ctx.log.warning("rollback.recreate is ignored: Helm 4 dropped it")
         server_side_apply = rollback.server_side_apply != "disabled"
         options = RollbackOptions(
             timeout=rollback.timeout_seconds(obj.timeout_seconds),

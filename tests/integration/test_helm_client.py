@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 
 from controllers.binaries import find_binary
@@ -448,3 +449,63 @@ async def test_field_manager_is_helm_controller(
         }
         assert ("helm-controller", "Apply") in managers, managers
         assert not {manager for manager, _ in managers} & {"python", "python3", "helm"}
+
+
+def crd_chart(root: Path, group: str, *, with_resource: bool) -> Path:
+    """A chart that makes a CRD from a template (not crds/), and later an object of it."""
+    plural = "gadgets"
+    files = {
+        "Chart.yaml": "apiVersion: v2\nname: gadgets\nversion: 0.1.0\n",
+        "templates/crd.yaml": f"""\
+            apiVersion: apiextensions.k8s.io/v1
+            kind: CustomResourceDefinition
+            metadata:
+              name: {plural}.{group}
+            spec:
+              group: {group}
+              scope: Namespaced
+              names: {{plural: {plural}, singular: gadget, kind: Gadget}}
+              versions:
+                - name: v1
+                  served: true
+                  storage: true
+                  schema:
+                    openAPIV3Schema:
+                      type: object
+                      x-kubernetes-preserve-unknown-fields: true
+            """,
+    }
+    if with_resource:
+        files["templates/gadget.yaml"] = f"""\
+            apiVersion: {group}/v1
+            kind: Gadget
+            metadata:
+              name: first
+            """
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+async def test_without_reuse_each_action_discovers_the_kinds_anew(
+    client: HelmClient, namespace: str, tmp_path: Path
+) -> None:
+    """``persistentClient: false``: a CRD made by one release's template is known to the next
+    action, whose configuration is new; none is kept open for later, where the reusing client
+    keeps one per storage namespace."""
+    opened = helm_python.open_handles_count()
+    fresh = client.without_reuse()
+    group = f"t{uuid.uuid4().hex[:8]}.weir.test"
+    chart = crd_chart(tmp_path / "gadgets", group, with_resource=False)
+    await fresh.install("gadgets", chart, {}, namespace=namespace)
+    crd_chart(chart, group, with_resource=True)
+
+    upgraded = await fresh.upgrade("gadgets", chart, {}, namespace=namespace)
+
+    assert upgraded.status == "deployed"
+    assert "kind: Gadget" in upgraded.manifest
+    assert helm_python.open_handles_count() == opened
+    await client.get("gadgets", storage_namespace=namespace)
+    assert helm_python.open_handles_count() == opened + 1
