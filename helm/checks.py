@@ -89,10 +89,7 @@ async def check_drift(
     )
     if not report.has_changes:
         if report.errors:
-            raise ReconcileError(
-                f"unable to determine cluster state: {report.error_message()}",
-                reason=DRIFT_DETECTION_FAILED,
-            )
+            raise ReconcileError(report.error_message(), reason=DRIFT_DETECTION_FAILED)
         ctx.mark(drift.DRIFTED, "False", drift.NO_DRIFT_DETECTED, drift.NO_DRIFT_MESSAGE)
         return
     full_name = f"{stored.namespace}/{stored.name}.v{stored.version}"
