@@ -61,7 +61,9 @@ from kustomize_scale import (
     is_running,
     log_tail,
     memory,
+    mib,
     processes_running,
+    ratio,
     ready_condition,
     sizes_arg,
     wait_event,
@@ -443,16 +445,6 @@ def measure(
 # Printing
 
 
-def _ratio(weir: float, flux: float) -> str:
-    return f"{weir / flux:.2f}x" if flux else "-"
-
-
-def _mib(value: Memory) -> str:
-    if value.with_children - value.own < 0.5:
-        return f"{value.own:.0f}"
-    return f"{value.own:.0f} ({value.with_children:.0f})"
-
-
 _COLUMNS = (
     ("N", 5),
     ("helm controller", 24),
@@ -484,10 +476,10 @@ def _cells(row: Row, flux: dict[str, FluxController]) -> list[str]:
         f"{row.size / row.all_ready_seconds:.1f}",
         f"{row.mean_reconcile_seconds * 1000:.0f}ms",
         f"{row.requests_per_release:.1f}",
-        _mib(row.helm_idle),
-        _mib(row.helm_peak),
-        _mib(row.helm_after),
-        _mib(row.source_peak),
+        mib(row.helm_idle),
+        mib(row.helm_peak),
+        mib(row.helm_after),
+        mib(row.source_peak),
         f"{row.helm_cpu_seconds:.1f}",
         f"{row.load_before:.2f}>{row.load_after:.2f}",
     ]
@@ -514,14 +506,14 @@ def print_rows(rows: list[Row], flux: dict[str, FluxController]) -> None:
         if weir is not None and theirs is not None:
             cells = [""] * len(_COLUMNS)
             cells[0], cells[1] = str(size), "weir/flux"
-            cells[2] = _ratio(weir.all_ready_seconds, theirs.all_ready_seconds)
-            cells[3] = _ratio(weir.first_ready_seconds, theirs.first_ready_seconds)
-            cells[5] = _ratio(weir.mean_reconcile_seconds, theirs.mean_reconcile_seconds)
-            cells[6] = _ratio(weir.requests_per_release, theirs.requests_per_release)
-            cells[7] = _ratio(weir.helm_idle.own, theirs.helm_idle.own)
-            cells[8] = _ratio(weir.helm_peak.own, theirs.helm_peak.own)
-            cells[9] = _ratio(weir.helm_after.own, theirs.helm_after.own)
-            cells[11] = _ratio(weir.helm_cpu_seconds, theirs.helm_cpu_seconds)
+            cells[2] = ratio(weir.all_ready_seconds, theirs.all_ready_seconds)
+            cells[3] = ratio(weir.first_ready_seconds, theirs.first_ready_seconds)
+            cells[5] = ratio(weir.mean_reconcile_seconds, theirs.mean_reconcile_seconds)
+            cells[6] = ratio(weir.requests_per_release, theirs.requests_per_release)
+            cells[7] = ratio(weir.helm_idle.own, theirs.helm_idle.own)
+            cells[8] = ratio(weir.helm_peak.own, theirs.helm_peak.own)
+            cells[9] = ratio(weir.helm_after.own, theirs.helm_after.own)
+            cells[11] = ratio(weir.helm_cpu_seconds, theirs.helm_cpu_seconds)
             print(_line(cells))
         if size in PUBLISHED:
             seconds, mib = PUBLISHED[size]

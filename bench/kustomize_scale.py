@@ -424,7 +424,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return own / ticks, children / ticks
 
 
-def _status_mib(pid: int, key: str) -> float:
+def _statusmib(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, rest = line.partition(":")
         if name == key:
@@ -434,11 +434,11 @@ def _status_mib(pid: int, key: str) -> float:
 
 def memory(pid: int, key: str) -> Memory:
     """``key`` (``VmRSS`` or ``VmHWM``) of ``pid``, alone and summed with its descendants'."""
-    own = _status_mib(pid, key)
+    own = _statusmib(pid, key)
     total = own
     for child in descendants(pid):
         with contextlib.suppress(OSError):
-            total += _status_mib(child, key)
+            total += _statusmib(child, key)
     return Memory(own, total)
 
 
@@ -458,7 +458,7 @@ class TreeSampler:
             total = 0.0
             for process in tree:
                 with contextlib.suppress(OSError):  # gone meanwhile
-                    total += _status_mib(process, "VmRSS")
+                    total += _statusmib(process, "VmRSS")
             self.peak_mib[name] = max(self.peak_mib[name], total)
             self.most_children[name] = max(self.most_children[name], len(tree) - 1)
 
@@ -869,11 +869,11 @@ def measure_once_more_if_not_started(
 # Printing
 
 
-def _ratio(weir: float, flux: float) -> str:
+def ratio(weir: float, flux: float) -> str:
     return f"{weir / flux:.2f}x" if flux else "-"
 
 
-def _mib(memory: Memory) -> str:
+def mib(memory: Memory) -> str:
     if memory.with_children - memory.own < 0.5:
         return f"{memory.own:.0f}"
     return f"{memory.own:.0f} ({memory.with_children:.0f})"
@@ -911,10 +911,10 @@ def _cells(row: Row) -> list[str]:
         f"{row.size / row.all_ready_seconds:.1f}",
         f"{row.mean_reconcile_seconds * 1000:.0f}ms",
         f"{row.requests_per_kustomization:.1f}",
-        _mib(kustomize.idle_rss),
-        _mib(kustomize.peak_rss),
-        _mib(source.idle_rss),
-        _mib(source.peak_rss),
+        mib(kustomize.idle_rss),
+        mib(kustomize.peak_rss),
+        mib(source.idle_rss),
+        mib(source.peak_rss),
         f"{kustomize.cpu_seconds:.1f}+{kustomize.children_cpu_seconds:.1f}",
         f"{row.load_before:.2f}>{row.load_after:.2f}",
     ]
@@ -924,13 +924,13 @@ def _ratio_cells(weir: Row, flux: Row) -> list[str]:
     def usage(row: Row, name: str) -> Usage:
         return row.usage[name]
 
-    def memory_ratio(name: str, which: str) -> str:
+    def memoryratio(name: str, which: str) -> str:
         mine: Memory = getattr(usage(weir, name), which)
         theirs: Memory = getattr(usage(flux, name), which)
-        own = _ratio(mine.own, theirs.own)
+        own = ratio(mine.own, theirs.own)
         if mine.with_children - mine.own < 0.5:
             return own
-        return f"{own} ({_ratio(mine.with_children, theirs.with_children)})"
+        return f"{own} ({ratio(mine.with_children, theirs.with_children)})"
 
     def cpu(row: Row) -> float:
         kustomize = usage(row, "kustomize-controller")
@@ -939,16 +939,16 @@ def _ratio_cells(weir: Row, flux: Row) -> list[str]:
     return [
         str(weir.size),
         "weir/flux",
-        _ratio(weir.all_ready_seconds, flux.all_ready_seconds),
-        _ratio(weir.first_ready_seconds, flux.first_ready_seconds),
+        ratio(weir.all_ready_seconds, flux.all_ready_seconds),
+        ratio(weir.first_ready_seconds, flux.first_ready_seconds),
         "",
-        _ratio(weir.mean_reconcile_seconds, flux.mean_reconcile_seconds),
-        _ratio(weir.requests_per_kustomization, flux.requests_per_kustomization),
-        memory_ratio("kustomize-controller", "idle_rss"),
-        memory_ratio("kustomize-controller", "peak_rss"),
-        memory_ratio("source-controller", "idle_rss"),
-        memory_ratio("source-controller", "peak_rss"),
-        _ratio(cpu(weir), cpu(flux)),
+        ratio(weir.mean_reconcile_seconds, flux.mean_reconcile_seconds),
+        ratio(weir.requests_per_kustomization, flux.requests_per_kustomization),
+        memoryratio("kustomize-controller", "idle_rss"),
+        memoryratio("kustomize-controller", "peak_rss"),
+        memoryratio("source-controller", "idle_rss"),
+        memoryratio("source-controller", "peak_rss"),
+        ratio(cpu(weir), cpu(flux)),
         "",
     ]
 
