@@ -247,6 +247,13 @@ async def the_helm_release_follows_a_push(
         lambda d: greeting(d) == "hello from weir, upgraded by a push",
         timeout=60,
     )
+
+    # Helm applies the objects, then waits for them: the release is deployed after that.
+    def upgraded(obj: dict[str, Any]) -> bool:
+        latest = ((obj.get("status") or {}).get("history") or [{}])[0]
+        return bool(latest.get("version", 0) > 1 and latest.get("status") == "deployed")
+
+    await wait_for_object(client, HelmRelease.info, "staging", "hello", upgraded, timeout=60)
     history = await asyncio.to_thread(helm_history, kubeconfig, output)
     assert history[0] == (1, "superseded", "Install complete")
     assert history[-1][1:] == ("deployed", "Upgrade complete")
