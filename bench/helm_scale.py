@@ -62,6 +62,7 @@ from kustomize_scale import (
     log_tail,
     memory,
     mib,
+    print_requests,
     processes_running,
     ratio,
     ready_condition,
@@ -536,6 +537,11 @@ def print_rows(rows: list[Row], flux: dict[str, FluxController]) -> None:
     print(
         "Flux's published figures: fluxcd/flux-benchmark, 16-core runner, Kind, helm-controller"
         " with 2 CPUs and --concurrent=10, the podinfo chart from an OCI repository"
+    )
+    largest = max(row.size for row in rows)
+    print_requests(
+        f"API requests per HelmRelease, N={largest}",
+        {row.controllers: (row.requests, row.size) for row in rows if row.size == largest},
     )
 
 

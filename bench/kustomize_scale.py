@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -704,6 +704,19 @@ async def apiserver_requests(plane: ControlPlane) -> Counter[str]:
     return counts
 
 
+def print_requests(title: str, columns: Mapping[str, tuple[Counter[str], int]]) -> None:
+    """One column per controller set: its requests by kind, each divided by its N."""
+    print(f"\n{title}, during the measured window (every client's; under 0.05 left out):")
+    print(f"{'':>40}" + "".join(f"{name:>8}" for name in columns))
+    kinds: Counter[str] = Counter()
+    for requests, _ in columns.values():
+        kinds.update(requests)
+    for kind, _ in kinds.most_common():
+        counts = [requests[kind] / size for requests, size in columns.values()]
+        if max(counts) >= 0.05:
+            print(f"{kind:>40}" + "".join(f"{count:>8.2f}" for count in counts))
+
+
 @dataclass(frozen=True)
 class Run:
     """What one measurement runs: a controller set, a flag set and N."""
@@ -983,18 +996,10 @@ def print_rows(rows: list[Row], kustomize_flags: Sequence[str]) -> None:
             continue
         largest = max(row.size for row in group)
         by_set = {row.controllers: row for row in group if row.size == largest}
-        print(
-            f"\nAPI requests per Kustomization, N={largest}, {flags} flags, during the measured"
-            " window (every client's; under 0.05 left out):"
+        print_requests(
+            f"API requests per Kustomization, N={largest}, {flags} flags",
+            {name: (row.requests, row.size) for name, row in by_set.items()},
         )
-        print(f"{'':>40}" + "".join(f"{name:>8}" for name in by_set))
-        kinds: Counter[str] = Counter()
-        for row in by_set.values():
-            kinds.update(row.requests)
-        for kind, _ in kinds.most_common():
-            counts = [row.requests[kind] / row.size for row in by_set.values()]
-            if max(counts) >= 0.05:
-                print(f"{kind:>40}" + "".join(f"{count:>8.2f}" for count in counts))
     print(
         "\nCPU seconds during the measured window (own+children's); children: the most alive"
         " at once (sampled), and the VmHWM summed over those alive at the end:"

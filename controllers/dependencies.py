@@ -153,13 +153,13 @@ def dependents_to_requeue(
     target = (meta.get("namespace"), meta.get("name"))
     keys = []
     for dependent in dependents:
-        if not new_revision and is_ready(dependent):
+        # dependsOn first: most objects have none, and this runs over all of them per change.
+        refs = (dependent.get("spec") or {}).get("dependsOn")
+        if not refs or (not new_revision and is_ready(dependent)):
             continue
         own = (dependent.get("metadata") or {}).get("namespace")
-        for ref in (dependent.get("spec") or {}).get("dependsOn") or []:
-            if (ref.get("namespace") or own, ref.get("name")) == target:
-                keys.append(object_key(dependent))
-                break
+        if any((ref.get("namespace") or own, ref.get("name")) == target for ref in refs):
+            keys.append(object_key(dependent))
     return keys
 
 

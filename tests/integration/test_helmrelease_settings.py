@@ -15,6 +15,7 @@ import pytest
 
 from controllers.binaries import find_binary
 from controllers.envtest import ControlPlane
+from controllers.kinds import CONFIG_MAP
 from controllers.kube import KubeClient
 from tests.helmcli import helm_env
 from tests.integration.harness import wait_for_deletion
@@ -163,6 +164,52 @@ async def test_disable_schema_validation_lets_values_the_schema_refuses_through(
         (1, "superseded", "strict-1.0.0"),
         (2, "deployed", "strict-1.0.0"),
     ]
+
+
+# A ConfigMap with a field the API server does not know, when the values ask for it.
+UNKNOWN_FIELD_TEMPLATE = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-extra
+data:
+  greeting: hello
+{{- if .Values.bogus }}
+bogus: true
+{{- end }}
+"""
+
+
+async def test_objects_with_unknown_fields_are_refused_whatever_disable_openapi_validation(
+    kube: KubeClient,
+    namespace: str,
+    controllers: Controllers,
+    charts: ChartRepository,
+    plain: str,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    # weir never runs Helm's client-side OpenAPI probe (helm.options): the API server checks
+    # every object strictly instead, with or without disableOpenAPIValidation.
+    charts.helm("create", "fields")
+    (charts.work / "fields" / "templates" / "extra.yaml").write_text(UNKNOWN_FIELD_TEMPLATE)
+    charts.add("fields", "1.0.0")
+    await kube.create(HELMREPO, helmrepository("charts", namespace, plain))
+    obj = helmrelease("app", namespace, values={"bogus": True})
+    obj["spec"]["chart"] = chart_spec("fields")
+    obj["spec"]["install"] = {"disableOpenAPIValidation": True}
+    await kube.create(HR, obj)
+
+    failed = await controllers.wait_for(
+        kube, HR, namespace, "app", failed_with("InstallFailed"), "install refused", 150
+    )
+    message = (condition(failed, "Released") or {})["message"]
+    assert ".bogus: field not declared in schema" in message, message
+
+    await kube.patch(HR, namespace, "app", {"spec": {"values": {"bogus": False}}})
+    await controllers.wait_for(kube, HR, namespace, "app", ready, "installed", timeout=150)
+    extra = await kube.get(CONFIG_MAP, namespace, "app-extra")
+    assert extra["data"] == {"greeting": "hello"}
 
 
 async def test_preserve_values_keeps_values_set_by_hand(
