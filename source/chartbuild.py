@@ -25,7 +25,7 @@ import yaml
 
 from controllers.artifact import ArtifactError, extract_tarball
 from controllers.safeyaml import YAMLLoadError, load
-from source.semver import parse_version
+from controllers.semver import parse_version
 
 __all__ = [
     "ChartBuildError",

@@ -33,8 +33,8 @@ import helm_python
 
 from controllers.artifact import ArtifactError, extract_tarball
 from controllers.safeyaml import YAMLLoadError, load
+from controllers.semver import InvalidConstraint, parse_constraints, parse_version
 from source.chartbuild import ChartBuildError, merge_files, package, write_values
-from source.semver import InvalidConstraint, parse_constraints, parse_version
 
 __all__ = [
     "Dependency",

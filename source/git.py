@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controllers import child
-from source import semver
+from controllers import child, semver
 from source.api_v1 import GitRepositoryRef
 from source.httpsbridge import https_bridge, needs_bridge
 

@@ -46,6 +46,7 @@ from controllers.artifact import ArtifactError, extract_tarball, fetch_file
 from controllers.download import BodyTooLarge, save_body
 from controllers.reconcile import Reconciler, Result, RunContext, Step, Watch
 from controllers.safeyaml import YAMLLoadError, load
+from controllers.semver import InvalidConstraint, Version, parse_constraints, parse_version
 from controllers.tls import system_context
 from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository
 from source.chartbuild import ChartBuildError, package, repackage, values_files, with_metadata
@@ -70,7 +71,6 @@ from source.conditions import (
 from source.helmindex import MAX_INDEX_SIZE, InvalidIndex, load_index
 from source.helmoci import pull_oci_chart, registry_client, resolve_chart
 from source.helmrepository import Connection, repository_connection, shown_url
-from source.semver import InvalidConstraint, Version, parse_constraints, parse_version
 from source.storage import ArtifactStorage
 from source.storage_step import reconcile_storage, store_artifact
 

@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from controllers.safeyaml import Limits, Loader, YAMLLoadError, load
-from source.semver import Version, parse_version
+from controllers.semver import Version, parse_version
 
 __all__ = ["MAX_INDEX_SIZE", "InvalidIndex", "index_json", "load_index"]
 

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controllers.oci.client import RegistryClient
+from controllers.oci.credentials import Credentials, credentials_from_secret, tls_context
+from controllers.oci.errors import AuthenticationError, InvalidReference, OCIError
+from controllers.oci.manifest import select_layer, select_manifest
+from controllers.oci.reference import Repository, parse_repository
 from controllers.reconcile import RunContext
 from controllers.secrets import SecretError, read_secret
+from controllers.semver import InvalidConstraint, parse_constraints, parse_version
 from source.api_v1 import HelmRepository
 from source.conditions import AUTH_FAILED, UNSUPPORTED, URL_INVALID, FetchError
-from source.oci.client import RegistryClient
-from source.oci.credentials import Credentials, credentials_from_secret, tls_context
-from source.oci.errors import AuthenticationError, InvalidReference, OCIError
-from source.oci.manifest import select_layer, select_manifest
-from source.oci.reference import Repository, parse_repository
-from source.semver import InvalidConstraint, parse_constraints, parse_version
 
 __all__ = [
     "HELM_CHART_CONTENT",

@@ -22,6 +22,11 @@ from controllers.api import Artifact, parse_duration
 from controllers.artifact import DEFAULT_MAX_SIZE, ArtifactError, extract_tarball
 from controllers.kinds import SERVICE_ACCOUNT
 from controllers.kube import KubeClient
+from controllers.oci.client import RegistryClient
+from controllers.oci.credentials import Credentials, credentials_from_secret, tls_context
+from controllers.oci.errors import AuthenticationError, InvalidReference, OCIError
+from controllers.oci.manifest import select_layer, select_manifest
+from controllers.oci.reference import Repository, parse_repository
 from controllers.reconcile import Reconciler, Result, RunContext, Stalling, Step
 from controllers.secrets import SecretError, read_secret
 from source.api_v1 import OCIRepository
@@ -41,11 +46,7 @@ from source.conditions import (
     fetching,
     mark_new_revision,
 )
-from source.oci.client import RegistryClient
-from source.oci.credentials import Credentials, credentials_from_secret, tls_context
-from source.oci.errors import AuthenticationError, InvalidReference, OCIError
-from source.oci.manifest import select_layer, select_manifest
-from source.oci.reference import PullRef, Repository, needs_tags, parse_repository, resolve_ref
+from source.oci.reference import PullRef, needs_tags, resolve_ref
 from source.secrets import proxy_url
 from source.storage import ArtifactStorage
 from source.storage_step import keep_artifact, reconcile_storage, record_artifact, store_artifact

@@ -15,19 +15,22 @@ import httpx
 import pytest
 import yaml
 
-from hack.generate_crds import CRDS_DIR
-from source import semver
-from source.api_v1 import OCIRepository, OCIRepositoryRef
-from source.oci.client import MAX_MANIFEST_SIZE, RegistryClient
-from source.oci.credentials import (
+from controllers import semver
+from controllers.oci.client import MAX_MANIFEST_SIZE, RegistryClient
+from controllers.oci.credentials import (
     Credentials,
     credentials_from_secret,
     docker_config_credentials,
     tls_context,
 )
-from source.oci.errors import AuthenticationError, ContentError, InvalidReference, RegistryError
-from source.oci.headers import Challenge, next_link, parse_challenge
-from source.oci.manifest import (
+from controllers.oci.errors import (
+    AuthenticationError,
+    ContentError,
+    InvalidReference,
+    RegistryError,
+)
+from controllers.oci.headers import Challenge, next_link, parse_challenge
+from controllers.oci.manifest import (
     FLUX_CONFIG,
     FLUX_CONTENT,
     OCI_INDEX,
@@ -37,7 +40,10 @@ from source.oci.manifest import (
     select_layer,
     select_manifest,
 )
-from source.oci.reference import PullRef, Repository, needs_tags, parse_repository, resolve_ref
+from controllers.oci.reference import Repository, parse_repository
+from hack.generate_crds import CRDS_DIR
+from source.api_v1 import OCIRepository, OCIRepositoryRef
+from source.oci.reference import PullRef, needs_tags, resolve_ref
 
 HOST = "registry.example:5000"
 DIGEST = "sha256:" + "a" * 64

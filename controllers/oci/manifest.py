@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from source.oci.errors import ContentError
-from source.oci.reference import DIGEST
+from controllers.oci.errors import ContentError
+from controllers.oci.reference import DIGEST
 
 __all__ = [
     "DOCKER_MANIFEST",

@@ -14,9 +14,9 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controllers.oci.errors import AuthenticationError
+from controllers.oci.reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 from controllers.tls import TLSConfigError, context_from_secret
-from source.oci.errors import AuthenticationError
-from source.oci.reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 
 __all__ = [
     "Credentials",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from source.oci.errors import RegistryError
+from controllers.oci.errors import RegistryError
 
 __all__ = ["Challenge", "next_link", "parse_challenge"]
 

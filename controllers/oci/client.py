@@ -25,12 +25,12 @@ from typing import Self
 import httpx
 
 from controllers.download import BodyTooLarge, save_body
+from controllers.oci.credentials import Credentials
+from controllers.oci.errors import AuthenticationError, ContentError, RegistryError
+from controllers.oci.headers import Challenge, next_link, parse_challenge
+from controllers.oci.manifest import MANIFEST_MEDIA_TYPES, Descriptor, Manifest, parse_manifest
+from controllers.oci.reference import DIGEST, Repository
 from controllers.tls import system_context
-from source.oci.credentials import Credentials
-from source.oci.errors import AuthenticationError, ContentError, RegistryError
-from source.oci.headers import Challenge, next_link, parse_challenge
-from source.oci.manifest import MANIFEST_MEDIA_TYPES, Descriptor, Manifest, parse_manifest
-from source.oci.reference import DIGEST, Repository
 
 __all__ = [
     "MAX_MANIFEST_SIZE",
