@@ -7,8 +7,9 @@ npm's in ways users rely on, so they are reproduced here rather than approximate
 - ``,`` or whitespace means AND, ``||`` means OR; ``1.2 - 1.4.5`` is ``>= 1.2, <= 1.4.5``;
 - ``x``, ``X`` and ``*`` are wildcards; a bare or ``=`` version with a wildcard means ``~``;
 - operators ``=``, ``!=``, ``>``, ``<``, ``>=``, ``=>``, ``<=``, ``=<``, ``~``, ``~>``, ``^``;
-- a prerelease version satisfies a comparator only when that comparator has a prerelease
-  itself: ``>= 6.1.x-0`` takes every prerelease from 6.1.0-0 up, ``>= 6.1.0`` none.
+- a prerelease version satisfies an AND group only when a comparator of the group has a
+  prerelease: ``>= 6.1.x-0`` takes every prerelease from 6.1.0-0 up, ``>= 6.1.0`` none, and
+  ``>=1.2.0-0 <2.0.0`` takes 1.2.0-rc.1 (Masterminds v3.2 and later, as Flux uses).
 
 Versions order as SemVer 2.0 says (build metadata ignored); ``Version.original`` is the tag.
 """
@@ -123,9 +124,8 @@ class _Comparator:
     minor_dirty: bool = False
     patch_dirty: bool = False
 
-    def check(self, version: Version) -> bool:
-        # A prerelease only satisfies comparators that ask for prereleases (Masterminds #21).
-        if version.prerelease and not self.version.prerelease:
+    def check(self, version: Version, include_prerelease: bool) -> bool:
+        if version.prerelease and not include_prerelease:
             return False
         return _OPERATORS[self.operator](self, version)
 
@@ -138,7 +138,13 @@ class Constraints:
     text: str
 
     def check(self, version: Version) -> bool:
-        return any(all(c.check(version) for c in group) for group in self.groups)
+        # A prerelease satisfies an AND group only when one of its comparators asks for
+        # prereleases (Masterminds v3.2+, which Flux uses: v3.5.0); then every comparator of
+        # the group takes prereleases.
+        return any(
+            all(c.check(version, any(o.version.prerelease for o in group)) for c in group)
+            for group in self.groups
+        )
 
     def __contains__(self, version: object) -> bool:
         return isinstance(version, Version) and self.check(version)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import enum
-import functools
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field, field_validator
 
+from controllers import goregexp
 from controllers.api import KubeModel, parse_time
 from notification.api_v1beta3 import Alert
 
@@ -241,20 +241,10 @@ class Pattern(Protocol):
     def search(self, text: str) -> object | None: ...
 
 
-@functools.lru_cache(maxsize=1024)
 def compile_pattern(pattern: str) -> Pattern:
-    """``pattern`` compiled by RE2, as Go's ``regexp.Compile`` would; ``ValueError`` with RE2's
+    """``pattern`` compiled by RE2 (``controllers.goregexp``); ``ValueError`` with RE2's
     reason if it does not compile."""
-    import re2  # type: ignore[import-untyped]  # imported once an Alert has a message filter
-
-    options = re2.Options()
-    options.log_errors = False  # RE2 would print the error to stderr, past structlog
-    try:
-        compiled: Pattern = re2.compile(pattern, options)
-    except re2.error as err:
-        detail = err.args[0] if err.args else b""
-        text = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
-        raise ValueError(text) from None
+    compiled: Pattern = goregexp.compile_pattern(pattern)
     return compiled
 
 

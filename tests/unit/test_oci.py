@@ -413,10 +413,17 @@ VERSIONS = ["0.9.0", "1.0.0", "1.0.1", "1.1.0", "1.2.0-rc.1", "2.0.0-rc.1", "2.0
             ["1.0.0", "1.0.1", "1.1.0", "1.2.0-rc.1", "2.0.0-rc.1", "2.0.0", "6.1.1-rc.1"],
             id="prerelease-comparator-takes-every-prerelease",
         ),
+        # Checked against Masterminds v3.5.0 (Flux's): one comparator asking for prereleases
+        # opens its whole AND group to them.
         pytest.param(
             ">=1.0.0-0 <2.0.0",
-            ["1.0.0", "1.0.1", "1.1.0"],
-            id="every-comparator-must-ask-for-prereleases",
+            ["1.0.0", "1.0.1", "1.1.0", "1.2.0-rc.1", "2.0.0-rc.1"],
+            id="one-comparator-asking-for-prereleases-opens-the-group",
+        ),
+        pytest.param(
+            ">=1.0.0-0 <2.0.0 || >=6.0.0",
+            ["1.0.0", "1.0.1", "1.1.0", "1.2.0-rc.1", "2.0.0-rc.1"],
+            id="only-its-own-group",
         ),
         pytest.param(">= 6.1.x-0", ["6.1.1-rc.1"], id="flux-docs-example"),
     ],
