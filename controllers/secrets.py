@@ -18,11 +18,12 @@ import base64
 import binascii
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from controllers.kinds import SECRET
 from controllers.kube import ApiError, KubeClient
 
-__all__ = ["SecretData", "SecretError", "SecretNotFound", "read_secret"]
+__all__ = ["SecretData", "SecretError", "SecretNotFound", "proxy_url", "read_secret"]
 
 
 class SecretError(Exception):
@@ -128,3 +129,20 @@ async def read_secret(client: KubeClient, namespace: str, name: str) -> SecretDa
     if secret is None:
         raise SecretNotFound(ref)
     return SecretData(namespace, name, secret.get("data") or {})
+
+
+def proxy_url(data: Mapping[str, str], name: str) -> str:
+    """The proxy URL from Flux's proxy Secret (``spec.proxySecretRef``): ``address``, optional
+    ``username``/``password``."""
+    address = data.get("address")
+    if not address:
+        raise SecretError(
+            name, "has no 'address'", message=f"proxy secret '{name}' has no 'address'"
+        )
+    if not data.get("username"):
+        return address
+    scheme, _, rest = address.partition("://")
+    # Quoted: a password with '@' or '/' must not change where the URL points.
+    user = quote(data["username"], safe="")
+    password = quote(data.get("password", ""), safe="")
+    return f"{scheme}://{user}:{password}@{rest}"

@@ -35,7 +35,7 @@ from typing import BinaryIO
 from controllers.api import parse_duration
 from controllers.kube import KubeClient
 from controllers.reconcile import Reconciler, Result, RunContext, Step
-from controllers.secrets import SecretError, SecretNotFound, read_secret
+from controllers.secrets import SecretError, SecretNotFound, proxy_url, read_secret
 from controllers.tls import TLSConfigError, context_from_secret
 from source.api_v1 import Bucket
 from source.conditions import (
@@ -53,7 +53,6 @@ from source.conditions import (
 )
 from source.ignore import IGNORE_FILE, IgnoreRules, InvalidIgnoreFile
 from source.s3 import S3Client, S3Error, S3Object
-from source.secrets import proxy_url
 from source.storage import ArtifactStorage
 from source.storage_step import keep_artifact, reconcile_storage, record_artifact, store_artifact
 

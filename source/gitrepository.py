@@ -19,15 +19,15 @@ from pathlib import Path
 
 from controllers.api import Artifact, parse_duration
 from controllers.artifact import ArtifactError, extract_tarball
-from controllers.kube import KubeClient
+from controllers.git.credentials import read_credentials
+from controllers.git.remote import check_auth
 from controllers.reconcile import ReconcileError, Reconciler, Result, RunContext, Stalling, Step
-from controllers.secrets import SecretError, read_secret
+from controllers.secrets import read_secret
 from source import git
 from source.api_v1 import GitRepository, GitRepositoryInclude, GitRepositoryStatus
 from source.conditions import (
     ARTIFACT_IN_STORAGE,
     ARTIFACT_OUTDATED,
-    AUTH_FAILED,
     FETCH_FAILED,
     INCLUDE_UNAVAILABLE,
     SOURCE_VERIFIED,
@@ -37,7 +37,6 @@ from source.conditions import (
     fetching,
     mark_new_revision,
 )
-from source.secrets import proxy_url
 from source.storage import ArtifactStorage, StorageError
 from source.storage_step import (
     collect_garbage,
@@ -130,8 +129,13 @@ class GitRepositoryReconciler(Reconciler[GitRepository, GitRunState]):
         timeout = parse_duration(spec.timeout or "60s")
         with fetching(ctx):
             try:
-                auth, proxy = await _credentials(ctx.client, obj)
-                _check_auth(spec.url, auth)
+                auth, proxy = await read_credentials(
+                    ctx.client,
+                    obj.metadata.namespace or "",
+                    spec.secret_ref.name if spec.secret_ref else None,
+                    spec.proxy_secret_ref.name if spec.proxy_secret_ref else None,
+                )
+                check_auth(spec.url, auth)
                 ref = spec.ref
                 heads = None
                 if ref is None or not ref.commit:
@@ -268,33 +272,3 @@ def _inside(root: Path, relative: str, what: str) -> Path:
     if not path.is_relative_to(root.resolve()):
         raise StorageError(f"{what} {relative!r} leaves the artifact")
     return path
-
-
-async def _credentials(client: KubeClient, obj: GitRepository) -> tuple[dict[str, str], str | None]:
-    """The ``secretRef`` Secret's data (every value as text: the git worker gets them as JSON)
-    and the ``proxySecretRef`` proxy URL; an unusable Secret fails authentication."""
-    spec, namespace = obj.spec, obj.metadata.namespace or ""
-    try:
-        auth = (
-            dict(await read_secret(client, namespace, spec.secret_ref.name))
-            if spec.secret_ref
-            else {}
-        )
-        proxy = None
-        if spec.proxy_secret_ref is not None:
-            data = await read_secret(client, namespace, spec.proxy_secret_ref.name)
-            proxy = proxy_url(data, data.ref)
-    except SecretError as err:
-        raise git.GitError(str(err), reason=AUTH_FAILED) from None
-    return auth, proxy
-
-
-def _check_auth(url: str, auth: dict[str, str]) -> None:
-    if ("tls.crt" in auth) != ("tls.key" in auth):
-        raise git.GitError(
-            "a client certificate needs both tls.crt and tls.key", reason=AUTH_FAILED
-        )
-    if url.startswith("ssh://") and auth.get("identity") and not auth.get("known_hosts"):
-        raise git.GitError(
-            "SSH authentication requires 'known_hosts' in the secret", reason=AUTH_FAILED
-        )

@@ -28,7 +28,7 @@ from controllers.oci.errors import AuthenticationError, InvalidReference, OCIErr
 from controllers.oci.manifest import select_layer, select_manifest
 from controllers.oci.reference import Repository, parse_repository
 from controllers.reconcile import Reconciler, Result, RunContext, Stalling, Step
-from controllers.secrets import SecretError, read_secret
+from controllers.secrets import SecretError, proxy_url, read_secret
 from source.api_v1 import OCIRepository
 from source.conditions import (
     ARTIFACT_IN_STORAGE,
@@ -47,7 +47,6 @@ from source.conditions import (
     mark_new_revision,
 )
 from source.oci.reference import PullRef, needs_tags, resolve_ref
-from source.secrets import proxy_url
 from source.storage import ArtifactStorage
 from source.storage_step import keep_artifact, reconcile_storage, record_artifact, store_artifact
 

@@ -24,11 +24,18 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from controllers.cel import CelError
+from controllers.githost import (
+    BITBUCKET_API,
+    GITHUB_ACCEPT,
+    GITHUB_API_VERSION,
+    api_root,
+    parse_git_address,
+)
 from notification.api_v1beta3 import Alert
 from notification.providers.event import (
     PROGRESSING,
@@ -54,64 +61,12 @@ __all__ = [
 ]
 
 COMMIT_STATUS_TYPES = frozenset({"github", "gitlab", "gitea", "bitbucket"})
-GITHUB_API = "https://api.github.com"
-BITBUCKET_API = "https://api.bitbucket.org/2.0"
 # What Flux's Bitbucket notifier sets as each status's link.
 BITBUCKET_LINK = "https://bitbucket.org"
-# go-github's headers.
-GITHUB_ACCEPT = "application/vnd.github.v3+json"
-GITHUB_API_VERSION = "2022-11-28"
 # How many of a commit's statuses are looked at for a duplicate (Flux's page size).
 STATUS_PAGE = 50
 
 _SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
-# scp-like SSH addresses: [user@]host:path (no scheme).
-_SCP = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
-
-
-def parse_git_address(address: str) -> tuple[str, str]:
-    """``(scheme://host[:port], owner/repo)`` of a repository address; ``ValueError`` (its
-    message without the address) when it is none."""
-    address = address.strip()
-    if "://" in address:
-        parts = urlsplit(address)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https", "ssh"):
-            raise ValueError(f"scheme '{scheme}' is not http, https or ssh")
-        try:
-            host, port = parts.hostname, parts.port
-        except ValueError:
-            raise ValueError("the port is not a number") from None
-        if not host:
-            raise ValueError("it has no host")
-        if ":" in host:
-            host = f"[{host}]"
-        if scheme == "ssh":
-            # An SSH port says nothing about where the HTTPS API is.
-            scheme, port = "https", None
-        root = f"{scheme}://{host}" + (f":{port}" if port else "")
-        path = parts.path
-    elif match := _SCP.match(address):
-        root, path = f"https://{match['host']}", match["path"]
-    else:
-        raise ValueError("it is not a URL (https://host/owner/repo) or git@host:owner/repo")
-    repository = path.strip("/").removesuffix(".git")
-    if not repository:
-        raise ValueError("it names no repository")
-    return root, repository
-
-
-def api_root(type_: str, host: str) -> str:
-    """The API base URL of ``type_`` for a repository on ``host`` (``scheme://host``)."""
-    if type_ == "github":
-        if urlsplit(host).hostname == "github.com":
-            return GITHUB_API
-        return f"{host}/api/v3"
-    if type_ == "gitlab":
-        return f"{host}/api/v4"
-    if type_ == "gitea":
-        return f"{host}/api/v1"
-    return BITBUCKET_API
 
 
 def commit_sha(revision: str) -> str | None:

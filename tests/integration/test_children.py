@@ -211,7 +211,7 @@ async def test_a_cancelled_git_operation_leaves_no_git_worker() -> None:
     async with SilentServer() as server:
         call = git.list_heads(f"{server.url}/repo.git", {}, proxy=None, timeout=120)
         task = await started(call, server.wait_connected())
-        tree = Tree.of_child(os.getpid(), "source.gitworker")
+        tree = Tree.of_child(os.getpid(), "controllers.git.worker")
         await cancel_and_check(task, tree)
 
 
@@ -299,7 +299,7 @@ async def test_a_controller_stopped_mid_reconcile_leaves_no_git_worker(
             await kube.create(GITREPO, repository)
             await server.wait_connected()
             assert controller.process is not None
-            tree = Tree.of_child(controller.process.pid, "source.gitworker")
+            tree = Tree.of_child(controller.process.pid, "controllers.git.worker")
         finally:
             code = await controller.stop()
         try:

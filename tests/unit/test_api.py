@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from controllers.api import CustomResource, format_duration, parse_duration
-from controllers.secrets import SecretError
+from controllers.secrets import SecretError, proxy_url
 from source.api_v1 import GitRepository
-from source.secrets import proxy_url
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -49,7 +49,7 @@ class Bridge:
     errors: list[str] = field(default_factory=list)
 
 
-def needs_bridge(url: str, auth: dict[str, str], proxy: str | None) -> bool:
+def needs_bridge(url: str, auth: Mapping[str, str], proxy: str | None) -> bool:
     """Whether libgit2 needs the bridge: a client certificate, or any proxy."""
     http = url.startswith(("http://", "https://"))
     return http and (proxy is not None or (url.startswith("https://") and "tls.crt" in auth))
@@ -57,7 +57,7 @@ def needs_bridge(url: str, auth: dict[str, str], proxy: str | None) -> bool:
 
 @contextlib.asynccontextmanager
 async def https_bridge(
-    url: str, auth: dict[str, str], *, proxy: str | None, timeout: float
+    url: str, auth: Mapping[str, str], *, proxy: str | None, timeout: float
 ) -> AsyncIterator[Bridge]:
     """Yield a Bridge whose ``http://127.0.0.1`` URL reaches ``url``. Unusable TLS settings
     in ``auth`` raise :class:`controllers.tls.TLSConfigError`, a ``ValueError``."""

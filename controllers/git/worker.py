@@ -1,4 +1,4 @@
-"""One Git operation with pygit2, run in a child process: ``python -m source.gitworker``.
+"""One Git operation with pygit2, run in a child process: ``python -m controllers.git.worker``.
 
 libgit2's TLS trust store, home directory (where it finds ``.ssh/known_hosts``) and timeouts
 are process-wide, and a libgit2 call cannot be interrupted; one process per operation gives
@@ -7,7 +7,12 @@ or when the reconcile is cancelled (``controllers.child``).
 
 The request arrives as JSON on stdin (so credentials never appear in argv), the answer goes
 to stdout as JSON: ``{"heads": {...}}`` or ``{"commit": ..., "message": ...}``, or
-``{"error": ..., "reason": ...}``.
+``{"error": ..., "reason": ...}`` (with ``"rejected": true`` for a push the remote refused
+because a branch moved).
+
+Operations: ``list_heads`` and ``checkout`` read (GitRepository); ``clone``, ``stage`` and
+``push`` write (ImageUpdateAutomation): clone a branch to a work tree the parent edits, stage
+every change and give the parent the commit to sign, then store the commit and push it.
 """
 
 from __future__ import annotations
@@ -93,20 +98,7 @@ def checkout(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
     remote = repo.remotes.create_anonymous(request["url"])
     refspecs = [request["refspec"]] if request.get("refspec") else ["+refs/heads/*:refs/heads/*"]
     depth = int(request.get("depth") or 0)
-    try:
-        remote.fetch(
-            refspecs,
-            callbacks=Callbacks(request.get("auth") or {}),
-            proxy=request.get("proxy"),
-            depth=depth,
-        )
-    except pygit2.GitError as err:
-        # Some transports (local, dumb HTTP) cannot fetch shallow: fetch everything instead.
-        if not depth or "shallow" not in str(err):
-            raise
-        remote.fetch(
-            refspecs, callbacks=Callbacks(request.get("auth") or {}), proxy=request.get("proxy")
-        )
+    _fetch(remote, refspecs, request, depth)
     fetched = None
     if request.get("local_ref"):
         fetched = pygit2.Oid(hex=str(repo.references[request["local_ref"]].target))
@@ -147,6 +139,130 @@ def _tag_signature(
     return raw[at:].decode(errors="replace"), raw[:at].decode(errors="replace")
 
 
+def clone(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """Fetch the checkout target (and the push branch when the remote has it, ``push_ref``),
+    put local branch ``branch`` at the push branch's head, else at the target, and check it
+    out into ``dest``."""
+    dest = Path(request["dest"])
+    repo = pygit2.init_repository(str(dest))
+    remote = repo.remotes.create_anonymous(request["url"])
+    # Remote-tracking names: the local branch made below must not be a fetch target.
+    refspecs = [f"+{request['refname']}:refs/weir/target"] if request.get("refname") else []
+    if not refspecs:
+        refspecs = ["+refs/heads/*:refs/remotes/origin/*"]
+    if request.get("push_ref"):
+        refspecs.append(f"+{request['push_ref']}:refs/weir/push")
+    _fetch(remote, refspecs, request, int(request.get("depth") or 0))
+    if request.get("commit"):
+        target = request["commit"]
+    else:
+        target = str(repo.references["refs/weir/target"].target)
+    try:
+        commit = repo.revparse_single(target).peel(pygit2.Commit)
+    except (KeyError, ValueError) as err:
+        raise pygit2.GitError(f"commit '{target}' not found in the fetched history") from err
+    start = commit
+    if request.get("push_ref"):
+        start = repo.revparse_single("refs/weir/push").peel(pygit2.Commit)
+    branch = repo.branches.local.create(request["branch"], start, force=True)
+    repo.checkout_tree(start.tree, strategy=CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
+    repo.set_head(branch.name)
+    return {"commit": str(commit.id), "head": str(start.id)}
+
+
+def stage(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """Stage every change under the work tree (new, changed, deleted; ignored files stay out)
+    and give back the commit to make, unsigned: ``{"changed": false}`` when the tree is the
+    head's."""
+    repo = pygit2.Repository(request["dest"])
+    index = repo.index
+    index.add_all()
+    # add_all leaves files deleted from the work tree in the index.
+    for path, flags in repo.status().items():
+        if flags & pygit2.enums.FileStatus.WT_DELETED:
+            index.remove(path)
+    index.write()
+    tree = index.write_tree()
+    head = repo.head.peel(pygit2.Commit)
+    if tree == head.tree_id:
+        return {"changed": False}
+    author, committer = _signature(request["author"]), _signature(request["committer"])
+    buffer = repo.create_commit_string(author, committer, request["message"], tree, [head.id])
+    return {"changed": True, "buffer": buffer}
+
+
+def _signature(person: dict[str, Any]) -> pygit2.Signature:
+    # libgit2 refuses an empty name, which Flux's author allows: the email stands in for it.
+    name = person["name"] or person["email"]
+    return pygit2.Signature(name, person["email"], int(person["time"]), 0)
+
+
+class PushCallbacks(Callbacks):
+    """Also keeps what the remote said about each ref it refused."""
+
+    def __init__(self, auth: dict[str, Any]) -> None:
+        super().__init__(auth)
+        self.refused: list[tuple[str, str]] = []
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message is not None:
+            self.refused.append((refname, message))
+
+
+class Rejected(Exception):
+    """The remote refused a ref because it moved (not a fast-forward, or a lost race)."""
+
+
+# libgit2's own checks before anything is sent (GIT_ENONFASTFORWARD), and what git's
+# receive-pack answers when the ref moved under the push.
+_MOVED = ("non-fastforward", "non-fast-forward", "not present locally", "fetch first", "stale")
+_LOST_RACE = ("failed to lock", "cannot lock", "failed to update ref")
+
+
+def push(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """Store the commit (``buffer`` and its ``signature``, if any) as the head of ``branch``
+    and push ``specs`` in one push: libgit2 checks every ref is a fast-forward before it sends
+    anything, so a moved branch fails the whole push."""
+    repo = pygit2.Repository(request["dest"])
+    if request.get("signature"):
+        oid = repo.create_commit_with_signature(request["buffer"], request["signature"])
+    else:
+        oid = repo.odb.write(pygit2.enums.ObjectType.COMMIT, request["buffer"])
+    repo.references.create(f"refs/heads/{request['branch']}", oid, force=True)
+    remote = repo.remotes.create_anonymous(request["url"])
+    callbacks = PushCallbacks(request.get("auth") or {})
+    options = [f"{key}={value}" if value else key for key, value in request["options"].items()]
+    try:
+        remote.push(
+            request["specs"],
+            callbacks=callbacks,
+            proxy=request.get("proxy"),
+            push_options=options or None,
+        )
+    except pygit2.GitError as err:
+        if any(word in str(err).lower() for word in _MOVED):
+            raise Rejected(f"push rejected: {err}") from err
+        raise
+    if callbacks.refused:
+        refname, message = callbacks.refused[0]
+        text = f"push to '{refname}' rejected: {message}"
+        if any(word in message.lower() for word in _MOVED + _LOST_RACE):
+            raise Rejected(text)
+        raise pygit2.GitError(text)
+    return {"commit": str(oid)}
+
+
+def _fetch(remote: pygit2.Remote, refspecs: list[str], request: dict[str, Any], depth: int) -> None:
+    auth, proxy = request.get("auth") or {}, request.get("proxy")
+    try:
+        remote.fetch(refspecs, callbacks=Callbacks(auth), proxy=proxy, depth=depth)
+    except pygit2.GitError as err:
+        # Some transports (local, dumb HTTP) cannot fetch shallow: fetch everything instead.
+        if not depth or "shallow" not in str(err):
+            raise
+        remote.fetch(refspecs, callbacks=Callbacks(auth), proxy=proxy)
+
+
 def _classify(message: str) -> str:
     lowered = message.lower()
     words = ("authentication", "credentials", "401", "403", "permission denied", "unauthorized")
@@ -155,13 +271,21 @@ def _classify(message: str) -> str:
 
 def main() -> int:
     request = json.load(sys.stdin)
-    operations = {"list_heads": list_heads, "checkout": checkout}
+    operations = {
+        "list_heads": list_heads,
+        "checkout": checkout,
+        "clone": clone,
+        "stage": stage,
+        "push": push,
+    }
     with tempfile.TemporaryDirectory(prefix="weir-git-") as scratch:
         home = Path(scratch) / "home"
         home.mkdir(mode=0o700)
         try:
             _configure(request, home)
             answer = operations[request["op"]](request, Path(scratch))
+        except Rejected as err:
+            answer = {"error": str(err), "reason": GIT_FAILED, "rejected": True}
         except (pygit2.GitError, KeyError, ValueError, OSError) as err:
             message = str(err) or type(err).__name__
             answer = {"error": message, "reason": _classify(message)}
