@@ -4,7 +4,8 @@
 # every command below to the ones they do run.
 
 # The Go binaries the controllers run (the kustomize controller's build worker and sops; the
-# kustomize CLI, which the helm controller's post-renderer runs), from the modules pinned in
+# kustomize CLI, which the helm controller's post-renderer runs; gotemplate, which renders the
+# image automation controller's commit messages), from the modules pinned in
 # hack/tools/ and with the command `python -m controllers.envtest build` runs (controllers/envtest.py,
 # go_build_command). Same Debian release as the final stage: the binaries link its libc.
 FROM golang:1.26-bookworm AS go
@@ -14,6 +15,9 @@ RUN go build -trimpath -ldflags "-s -w" -o /out/ sigs.k8s.io/kustomize/kustomize
 WORKDIR /src/hack/tools/sops
 COPY hack/tools/sops/ ./
 RUN go build -trimpath -ldflags "-s -w" -o /out/ github.com/getsops/sops/v3/cmd/sops
+WORKDIR /src/hack/tools/gotemplate
+COPY hack/tools/gotemplate/ ./
+RUN go build -trimpath -ldflags "-s -w" -o /out/ github.com/weir/hack/tools/gotemplate
 
 FROM python:3.11-slim-bookworm
 # gpg verifies commit signatures (spec.verify) and decrypts SOPS PGP keys, as in hack/setup.sh.
@@ -31,11 +35,13 @@ RUN pip install --no-cache-dir .
 COPY --from=go /out/buildworker /usr/local/bin/kustomize-build-worker
 COPY --from=go /out/kustomize /usr/local/bin/kustomize
 COPY --from=go /out/sops /usr/local/bin/sops
+COPY --from=go /out/gotemplate /usr/local/bin/gotemplate
 # Where controllers/binaries.py looks first. HOME: the root filesystem is read-only and /tmp is
 # the pod's emptyDir.
 ENV WEIR_KUSTOMIZE_BUILD_WORKER=/usr/local/bin/kustomize-build-worker \
     WEIR_KUSTOMIZE=/usr/local/bin/kustomize \
     WEIR_SOPS=/usr/local/bin/sops \
+    WEIR_GOTEMPLATE=/usr/local/bin/gotemplate \
     HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

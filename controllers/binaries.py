@@ -1,7 +1,8 @@
 """Where the binaries weir builds from pinned Go modules are found (lookup only, no building).
 
-The kustomize controller runs two of them (the kustomize build worker and sops); the tests and
-the local control plane run the rest (helm, for one, lints and renders ``charts/weir``). For a
+The kustomize controller runs two of them (the kustomize build worker and sops), the image
+automation controller one (gotemplate, which renders commit messages as Flux does); the tests
+and the local control plane run the rest (helm, for one, lints and renders ``charts/weir``). For a
 binary ``name`` the lookup order is:
 
 1. ``WEIR_<NAME>`` (e.g. ``WEIR_SOPS``, ``WEIR_KUBE_APISERVER``), a path;
@@ -31,6 +32,7 @@ _KUSTOMIZE_MODULE = _REPO_ROOT / "hack" / "tools" / "kustomize"
 _SOPS_MODULE = _REPO_ROOT / "hack" / "tools" / "sops"
 _HELM_MODULE = _REPO_ROOT / "hack" / "tools" / "helm"
 _GITEA_MODULE = _REPO_ROOT / "hack" / "tools" / "gitea"
+_GOTEMPLATE_MODULE = _REPO_ROOT / "hack" / "tools" / "gotemplate"
 BUILT = {
     "etcd": (_CONTROL_PLANE_MODULE / "etcd", "go.etcd.io/etcd/server/v3"),
     "kube-apiserver": (_CONTROL_PLANE_MODULE, "k8s.io/kubernetes/cmd/kube-apiserver"),
@@ -50,6 +52,9 @@ BUILT = {
     "sops": (_SOPS_MODULE, "github.com/getsops/sops/v3/cmd/sops"),
     "age-keygen": (_SOPS_MODULE, "filippo.io/age/cmd/age-keygen"),
     "helm": (_HELM_MODULE, "helm.sh/helm/v4/cmd/helm"),
+    # The image automation controller's commit message renderer: weir's own Go code on Go's
+    # text/template and Sprig, as Flux renders messageTemplate.
+    "gotemplate": (_GOTEMPLATE_MODULE, "github.com/weir/hack/tools/gotemplate"),
     # The tests' Git host; built from its own downloaded module directory (see module.txt).
     "gitea": (_GITEA_MODULE, "code.gitea.io/gitea"),
 }

@@ -78,8 +78,8 @@ class ControlPlaneError(RuntimeError):
 
 def ensure_binaries() -> dict[str, Path]:
     """Find every binary in ``BUILT`` (the control plane's, MinIO, kustomize, the build worker,
-    sops, age-keygen, helm, Gitea), building from their pinned Go modules the ones that are
-    missing."""
+    sops, age-keygen, helm, Gitea, gotemplate), building from their pinned Go modules the ones
+    that are missing."""
     missing = [name for name in BUILT if not find_binary(name)]
     if missing and not shutil.which("go"):
         raise ControlPlaneError(

@@ -54,6 +54,7 @@ fi
 # tests (tests/s3/go.mod, about 2.5 more minutes). kustomize and the kustomize build worker
 # (hack/tools/kustomize), sops and age-keygen for SOPS decryption (hack/tools/sops/go.mod, about
 # 3 more minutes), helm to lint and render charts/weir (hack/tools/helm/go.mod, about 1m40s),
-# and Gitea, the tests' Git host (hack/tools/gitea/module.txt, about 3m15s).
+# Gitea, the tests' Git host (hack/tools/gitea/module.txt, about 3m15s), and gotemplate, which
+# renders image automation commit messages (hack/tools/gotemplate/go.mod, seconds).
 # Prints what it builds; once everything is cached, only checks.
 .venv/bin/python -m controllers.envtest build

@@ -22,8 +22,8 @@ from kustomize.buildworker import WORKER_BINARY
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 # The Go-built binaries a controller runs (the rest are the tests' own): the helm controller's
-# post-renderer runs the kustomize CLI.
-CONTROLLER_BINARIES = {WORKER_BINARY, "sops", "kustomize"}
+# post-renderer runs the kustomize CLI, the image automation controller gotemplate.
+CONTROLLER_BINARIES = {WORKER_BINARY, "sops", "kustomize", "gotemplate"}
 SOURCE_ROOT = "/src"
 
 
