@@ -29,6 +29,7 @@ API_MODULES = (
     "helm.api_v2",
     "notification.api_v1",
     "notification.api_v1beta3",
+    "image_automation.api_v1",
 )
 
 CRDS_DIR = REPO_ROOT / "crds"

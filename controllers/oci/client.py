@@ -130,9 +130,18 @@ class RegistryClient:
             )
         return parse_manifest(raw, digest, response.headers.get("Content-Type"))
 
-    async def tags(self) -> list[str]:
-        """Every tag of the repository, following ``Link: <...>; rel="next"`` pages."""
-        url: str | None = f"{self.repository.base_url}/tags/list"
+    async def tags(self, *, page_size: int | None = None) -> list[str]:
+        """Every tag of the repository, following ``Link: <...>; rel="next"`` pages.
+
+        ``page_size`` asks for pages of at most that many tags (the API's ``n``); by
+        default the registry chooses. The registry's ``Link`` decides the next page either
+        way."""
+        first = f"{self.repository.base_url}/tags/list"
+        if page_size is not None:
+            if page_size < 1:
+                raise ValueError("page_size must be at least 1")
+            first += f"?n={page_size}"
+        url: str | None = first
         tags: list[str] = []
         for _ in range(MAX_TAG_PAGES):
             if url is None:

@@ -21,6 +21,7 @@ from controllers.conditions import kstatus_violations
 from controllers.envtest import ControlPlane, ControlPlaneError, ensure_binaries, free_port
 from controllers.kube import KubeClient
 from helm.api_v2 import HelmRelease
+from image_automation.api_v1 import ImagePolicy, ImageRepository
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
@@ -195,6 +196,8 @@ RECONCILED_KINDS = (
     Kustomization.info,
     Receiver.info,
     HelmRelease.info,
+    ImageRepository.info,
+    ImagePolicy.info,
 )
 
 
