@@ -357,7 +357,8 @@ class Controller(Generic[T, S]):
             cached = informer.get(key) if informer is not None else None
             if raw is None or _resource_version(cached or {}) == _resource_version(raw):
                 # The informer holds what the API does (a relist may have jumped past our write).
-                del self._unseen_writes[key]
+                # observe() may have seen it during the read, hence pop.
+                self._unseen_writes.pop(key, None)
         else:
             raw = await _read_through(self.client, informer, self.info, namespace or None, name)
         if raw is None:
