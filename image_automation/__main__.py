@@ -15,6 +15,7 @@ from controllers.cmd import build_parser, main
 from controllers.reconcile import Reconciler
 from image_automation.imagepolicy import ImagePolicyReconciler
 from image_automation.imagerepository import ImageRepositoryReconciler
+from image_automation.imageupdateautomation import ImageUpdateAutomationReconciler
 from image_automation.tags import TagStore
 
 NAME = "image-automation-controller"
@@ -40,6 +41,7 @@ def reconcilers(args: argparse.Namespace) -> list[Reconciler[Any]]:
             no_cross_namespace_refs=args.no_cross_namespace_refs,
             requeue_dependency=args.requeue_dependency,
         ),
+        ImageUpdateAutomationReconciler(no_cross_namespace_refs=args.no_cross_namespace_refs),
     ]
 
 

@@ -57,6 +57,8 @@ __all__ = [
     "NamespaceSelector",
     "NamespacedObjectReference",
     "NumericalPolicy",
+    "PullRequestProvider",
+    "PullRequestSpec",
     "PushSpec",
     "ReflectionPolicy",
     "ScanResult",
@@ -85,6 +87,7 @@ ImageRepositoryProvider = Literal["generic", "aws", "azure", "gcp"]
 ReflectionPolicy = Literal["Always", "IfNotPresent", "Never"]
 SortOrder = Literal["asc", "desc"]
 SigningKeyType = Literal["gpg", "ssh"]
+PullRequestProvider = Literal["gitea", "github"]
 
 
 # References and selectors (fluxcd/pkg apis/meta and apis/acl, metav1.LabelSelector)
@@ -523,6 +526,39 @@ class CommitSpec(KubeModel):
     )
 
 
+class PullRequestSpec(KubeModel):
+    """weir's extension of ``spec.git.push``: propose changes as pull requests instead of
+    pushing them to the checkout branch. Without it, the automation pushes as Flux does."""
+
+    provider: PullRequestProvider = Field(
+        description="The Git host's API: 'gitea' or 'github' (github.com or GitHub Enterprise)."
+    )
+    secret_ref: LocalObjectReference = Field(
+        description="Secret in the automation's namespace with the API token in 'token' (or "
+        "'password'), and optionally 'ca.crt', 'tls.crt' and 'tls.key' for the API's TLS. "
+        "The token needs write access to the repository's pull requests (Gitea: scope "
+        "write:repository; GitHub: 'Pull requests: read and write')."
+    )
+    address: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The API's base URL, e.g. 'https://git.example.com/api/v1' for a Gitea "
+        "served under a path; derived from the GitRepository's URL when unset "
+        "(Gitea: <host>/api/v1; GitHub: api.github.com, GitHub Enterprise: <host>/api/v3).",
+    )
+    base: str | None = Field(
+        default=None,
+        description="The branch the pull requests target; the checkout branch when unset.",
+    )
+    title: str | None = Field(
+        default=None,
+        description="Template of the pull requests' titles, given the same values as "
+        "messageTemplate; when unset, 'Update <image> to <tag>' for a pull request of one "
+        "policy, the commit message's first line otherwise. The body is the commit message "
+        "and the list of changes.",
+    )
+
+
 class PushSpec(KubeModel):
     """Where commits are pushed."""
 
@@ -536,6 +572,13 @@ class PushSpec(KubeModel):
     )
     options: dict[str, str] | None = Field(
         default=None, description="Push options sent to the Git server."
+    )
+    pull_request: PullRequestSpec | None = Field(
+        default=None,
+        description="weir extension: push to a branch of its own and open (or update) a pull "
+        "request against the base branch instead. One pull request per ImagePolicy, from "
+        "branch 'image-updates/<policy>', or one for every change from spec.git.push.branch "
+        "when it is set.",
     )
 
 

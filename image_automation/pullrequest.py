@@ -34,12 +34,11 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
-from pydantic import Field
 
-from controllers.api import KubeModel, LocalObjectReference
 from controllers.githost import GITHUB_API_VERSION, api_root, parse_git_address
 from controllers.secrets import SecretData, SecretError
 from controllers.tls import TLSConfigError, context_from_secret, system_context
+from image_automation.api_v1 import PullRequestProvider as Provider
 
 __all__ = [
     "PROVIDERS",
@@ -50,13 +49,11 @@ __all__ = [
     "PullRequestClient",
     "PullRequestError",
     "PullRequestOutcome",
-    "PullRequestSpec",
     "host_for",
 ]
 
 log = structlog.get_logger()
 
-Provider = Literal["gitea", "github"]
 PROVIDERS: tuple[Provider, ...] = ("gitea", "github")
 Action = Literal["created", "updated", "unchanged", "declined"]
 
@@ -74,38 +71,6 @@ MAX_TITLE_CHARS = 255
 MAX_BODY_CHARS = 65_536
 # What of a host's error message goes into ours.
 MESSAGE_CHARS = 300
-
-
-class PullRequestSpec(KubeModel):
-    """weir's extension of ``spec.git.push``: open or update a pull request from the pushed
-    branch instead of only pushing it. Without it, the automation pushes as Flux does."""
-
-    provider: Provider = Field(
-        description="The Git host's API: 'gitea' or 'github' (github.com or GitHub Enterprise)."
-    )
-    secret_ref: LocalObjectReference = Field(
-        description="Secret in the automation's namespace with the API token in 'token' (or "
-        "'password'), and optionally 'ca.crt', 'tls.crt' and 'tls.key' for the API's TLS. "
-        "The token needs write access to the repository's pull requests (Gitea: scope "
-        "write:repository; GitHub: 'Pull requests: read and write')."
-    )
-    address: str | None = Field(
-        default=None,
-        pattern=r"^https?://",
-        description="The API's base URL, e.g. 'https://git.example.com/api/v1' for a Gitea "
-        "served under a path; derived from the GitRepository's URL when unset "
-        "(Gitea: <host>/api/v1; GitHub: api.github.com, GitHub Enterprise: <host>/api/v3).",
-    )
-    base: str | None = Field(
-        default=None,
-        description="The branch the pull request targets; the checkout branch when unset.",
-    )
-    title: str | None = Field(
-        default=None,
-        description="Template of the pull request's title, given the same values as "
-        "messageTemplate; the commit message's first line when unset. The body is the "
-        "commit message.",
-    )
 
 
 class PullRequestError(Exception):
@@ -314,7 +279,7 @@ class PullRequestClient:
         body = body[:MAX_BODY_CHARS]
         existing = await self.find_open(head, base)
         if existing is None and head_sha is not None:
-            closed = await self._newest_closed(head, base)
+            closed = await self.newest_closed(head, base)
             if closed is not None and not closed.merged and closed.head_sha == head_sha:
                 return PullRequestOutcome("declined", closed)
         if existing is None:
@@ -354,7 +319,7 @@ class PullRequestClient:
             )
         return await self._edit(number, {"state": "closed"})
 
-    async def _newest_closed(self, head: str, base: str) -> PullRequest | None:
+    async def newest_closed(self, head: str, base: str) -> PullRequest | None:
         """The most recently closed pull request from ``head`` to ``base`` on the first page,
         or None: an older one says nothing about the commit the branch is at now."""
         async for item in self._pages("closed", head, base, max_pages=1):

@@ -21,7 +21,7 @@ from controllers.conditions import kstatus_violations
 from controllers.envtest import ControlPlane, ControlPlaneError, ensure_binaries, free_port
 from controllers.kube import KubeClient
 from helm.api_v2 import HelmRelease
-from image_automation.api_v1 import ImagePolicy, ImageRepository
+from image_automation.api_v1 import ImagePolicy, ImageRepository, ImageUpdateAutomation
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from source.api_v1 import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
@@ -198,6 +198,7 @@ RECONCILED_KINDS = (
     HelmRelease.info,
     ImageRepository.info,
     ImagePolicy.info,
+    ImageUpdateAutomation.info,
 )
 
 
