@@ -286,6 +286,13 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
         assert git_spec is not None
         assert git_spec.push is not None
         base = pull_request.base or self._push_branch(source, None)
+        if git_spec.push.branch == base:
+            # The branch is rebuilt from the base and force-pushed: never the base itself.
+            raise Stalling(
+                f"spec.git.push.branch '{base}' is the pull requests' base branch: name a "
+                "branch of the automation's own, or leave it unset for one per ImagePolicy",
+                reason=INVALID_SOURCE_CONFIG,
+            )
         with tempfile.TemporaryDirectory(prefix="automation-") as work:
             cloned = await self._clone(source, base, Path(work) / "base")
             groups = self._groups(obj, cloned.path, ctx.state.refs, git_spec.push.branch)

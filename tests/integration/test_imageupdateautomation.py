@@ -307,3 +307,32 @@ async def test_a_push_that_lost_a_race_is_made_again_on_the_new_head(
     assert show(git_repos, setup.repo, head, "NOTES.md") == b"someone else\n"
     expected = files(setup.image, "1.1.0", namespace)
     assert show(git_repos, setup.repo, head, "apps/deploy.yaml") == expected["apps/deploy.yaml"]
+
+
+async def test_a_pull_request_branch_that_is_the_base_is_refused(
+    kube: KubeClient,
+    namespace: str,
+    oci_registry: OCIRegistries,
+    git_https: GitHTTPServer,
+    git_repos: GitRepos,
+    automation: ImageUpdateAutomationReconciler,
+) -> None:
+    setup = Setup(kube, namespace, oci_registry.plain, git_https)
+    await push_tags(setup.registry, setup.image_path, ["1.1.0"])
+    await setup.create(git_repos)
+    initial = git_repos.resolve(setup.repo, "main")
+    pull_request = {"provider": "gitea", "secretRef": {"name": "token"}}
+    patch = {"spec": {"git": {"push": {"branch": "main", "pullRequest": pull_request}}}}
+    await kube.patch(IUA, namespace, "auto", patch)
+
+    def stalled(obj: dict[str, Any]) -> bool:
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        found: dict[str, Any] = next((c for c in conditions if c["type"] == "Stalled"), {})
+        return found.get("reason") == "InvalidSourceConfiguration"
+
+    obj = await wait_for_object(kube, IUA, namespace, "auto", stalled)
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert "is the pull requests' base branch" in ready["message"]
+    # Nothing force-pushed over main (the patch may have raced the first run's push).
+    head = git_repos.resolve(setup.repo, "main")
+    assert head == initial or log(git_repos, setup.repo, head or "", "%P") == f"{initial}\n"
