@@ -33,6 +33,7 @@ from source.conditions import (
     SOURCE_VERIFIED,
     STORAGE_OPERATION_FAILED,
     SUCCEEDED,
+    UNSUPPORTED,
     FetchError,
     fetching,
     mark_new_revision,
@@ -128,6 +129,13 @@ class GitRepositoryReconciler(Reconciler[GitRepository, GitRunState]):
         spec, run = obj.spec, ctx.state
         timeout = parse_duration(spec.timeout or "60s")
         with fetching(ctx):
+            if spec.provider not in (None, "generic"):
+                raise FetchError(
+                    f"the '{spec.provider}' provider is not supported yet; use 'generic' with "
+                    "credentials in spec.secretRef",
+                    UNSUPPORTED,
+                    stalled=True,
+                )
             try:
                 auth, proxy = await read_credentials(
                     ctx.client,

@@ -779,3 +779,26 @@ async def test_through_an_http_proxy(
     refused = await failed(kube, namespace, "bad-proxy")
     assert "wrong" not in refused["message"]
     assert http_proxy.password not in refused["message"]
+
+
+async def test_a_cloud_provider_is_refused_until_the_spec_changes(
+    kube: KubeClient,
+    namespace: str,
+    source: Source,
+    git_daemon: GitDaemon,
+    git_repos: GitRepos,
+) -> None:
+    # weir has no GitHub App, Azure or AWS credentials: saying so beats fetching anonymously.
+    name = f"provider-{namespace}"
+    git_repos.create(name)
+    git_repos.commit(name, {"app.yaml": "good\n"}, "good")
+    obj = gitrepository("app", namespace, git_daemon.url(name))
+    obj["spec"]["provider"] = "github"
+    await kube.create(GITREPO, obj)
+    condition = await failed(kube, namespace, "app")
+    assert condition["reason"] == "UnsupportedConfiguration"
+    assert "'github' provider is not supported" in condition["message"]
+    current = await kube.get(GITREPO, namespace, "app")
+    stalled = next(c for c in current["status"]["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True"
+    assert "artifact" not in current["status"]
