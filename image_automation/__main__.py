@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-cross-namespace-refs",
         action="store_true",
-        help="refuse references to ImageRepositories in other namespaces",
+        help="refuse references to ImageRepositories and GitRepositories in other namespaces",
     )
     return p
 

@@ -26,6 +26,7 @@ One step:
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,13 @@ from image_automation.api_v1 import (
     PullRequestSpec,
 )
 from image_automation.message import CommitMessageError, render_message
-from image_automation.pullrequest import PullRequestClient, PullRequestError, host_for
+from image_automation.pullrequest import (
+    PullRequestClient,
+    PullRequestError,
+    as_posted,
+    host_for,
+    same_text,
+)
 from image_automation.setters import Update, update_with_setters
 from image_automation.update_result import Result as Changes
 from image_automation.update_result import template_data
@@ -87,6 +94,8 @@ READY_MESSAGE = "repository up-to-date"
 PUSH_ATTEMPTS = 3
 DEFAULT_GIT_TIMEOUT = 60.0
 PULL_REQUEST_BRANCH_PREFIX = "image-updates/"
+# Skipped files named in a warning, at most.
+MAX_PROBLEM_FILES = 5
 
 
 @dataclass
@@ -199,6 +208,13 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
                 reason=SOURCE_MANAGER_FAILED,
             )
         spec = repository.get("spec") or {}
+        if spec.get("provider") not in (None, "generic"):
+            raise Stalling(
+                f"GitRepository '{namespace}/{ref.name}' uses the '{spec['provider']}' "
+                "provider, which weir does not support yet; use 'generic' with credentials in "
+                "its spec.secretRef",
+                reason=INVALID_SOURCE_CONFIG,
+            )
         secret = (spec.get("secretRef") or {}).get("name")
         proxy = (spec.get("proxySecretRef") or {}).get("name")
         try:
@@ -230,7 +246,7 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
         for attempt in range(1, PUSH_ATTEMPTS + 1):
             with tempfile.TemporaryDirectory(prefix="automation-") as work:
                 cloned = await self._clone(source, branch, Path(work) / "repo")
-                update = self._apply(obj, cloned.path, ctx.state.refs)
+                update = self._apply(obj, cloned.path, ctx.state.refs, ctx)
                 if not update.files:
                     obj.status.observed_source_revision = cloned.revision
                     return READY_MESSAGE
@@ -286,6 +302,12 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
         assert git_spec is not None
         assert git_spec.push is not None
         base = pull_request.base or self._push_branch(source, None)
+        if git_spec.push.refspec:
+            raise Stalling(
+                "spec.git.push.refspec cannot be used with spec.git.push.pullRequest: the "
+                "changes go to the pull requests' branches only",
+                reason=INVALID_SOURCE_CONFIG,
+            )
         if git_spec.push.branch == base:
             # The branch is rebuilt from the base and force-pushed: never the base itself.
             raise Stalling(
@@ -293,20 +315,31 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
                 "branch of the automation's own, or leave it unset for one per ImagePolicy",
                 reason=INVALID_SOURCE_CONFIG,
             )
+        # Both the changes and the pull requests' branches start from the base branch.
+        source = dataclasses.replace(source, ref=GitRepositoryRef(branch=base))
         with tempfile.TemporaryDirectory(prefix="automation-") as work:
             cloned = await self._clone(source, base, Path(work) / "base")
-            groups = self._groups(obj, cloned.path, ctx.state.refs, git_spec.push.branch)
+            groups, settled = self._groups(
+                ctx, obj, cloned.path, ctx.state.refs, git_spec.push.branch
+            )
             obj.status.observed_source_revision = cloned.revision
-        if not groups:
+        if not groups and not settled:
             return READY_MESSAGE
         host = await self._host(ctx, obj, source, pull_request)
         signing = await self._signing_key(ctx, obj)
         outcomes = []
         async with PullRequestClient(host) as prs:
+            for head in settled:
+                note = await self._close_settled(prs, head, base)
+                if note:
+                    ctx.notify(cond.SUCCEEDED, note)
+                    outcomes.append(note)
             for head, refs, changes in groups:
                 message = await self._message(obj, changes, git_spec.commit.message_template)
                 body = f"{message.rstrip()}\n\n{_change_list(obj, changes)}"
                 title = await self._title(obj, pull_request, changes, refs, message)
+                # Compared as the host keeps them (one line, cut to its limits).
+                title, body = as_posted(title, body)
                 try:
                     open_pr = await prs.find_open(head, base)
                     if open_pr is not None and _same(open_pr.title, title, open_pr.body, body):
@@ -314,7 +347,7 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
                         continue
                     if open_pr is None:
                         closed = await prs.newest_closed(head, base)
-                        if closed and not closed.merged and _same_text(closed.body, body):
+                        if closed and not closed.merged and same_text(closed.body, body):
                             outcomes.append(f"pull request {closed.url} was declined")
                             continue
                     pushed = await self._push_proposal(obj, source, head, refs, message, signing)
@@ -334,24 +367,45 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
 
     def _groups(
         self,
+        ctx: RunContext[AutomationRunState],
         obj: ImageUpdateAutomation,
         root: Path,
         refs: Mapping[str, ImageRef],
         branch: str | None,
-    ) -> list[tuple[str, dict[str, ImageRef], Changes]]:
+    ) -> tuple[list[tuple[str, dict[str, ImageRef], Changes]], list[str]]:
         """What to propose, against the base branch checked out at ``root``: (head branch,
-        the policies it carries, their changes); one group per policy with a change, or one
-        for all of them when the push branch is set."""
+        the policies it carries, their changes), one group per policy with a change or one
+        for all of them when the push branch is set; and the head branches with nothing left
+        to propose (an open pull request of theirs is closed)."""
         if branch:
-            update = self._apply(obj, root, refs)
-            return [(branch, dict(refs), update.result)] if update.files else []
-        groups = []
-        for key, ref in refs.items():
-            update = self._apply(obj, root, {key: ref})
+            update = self._apply(obj, root, refs, ctx)
             if update.files:
-                name = key.split(":", 1)[1]
-                groups.append((f"{PULL_REQUEST_BRANCH_PREFIX}{name}", {key: ref}, update.result))
-        return groups
+                return [(branch, dict(refs), update.result)], []
+            return [], [branch]
+        groups, settled = [], []
+        for key, ref in refs.items():
+            update = self._apply(obj, root, {key: ref}, ctx)
+            head = f"{PULL_REQUEST_BRANCH_PREFIX}{key.split(':', 1)[1]}"
+            if update.files:
+                groups.append((head, {key: ref}, update.result))
+            else:
+                settled.append(head)
+        return groups, settled
+
+    async def _close_settled(self, prs: PullRequestClient, head: str, base: str) -> str | None:
+        """Close the open pull request from ``head`` whose change the base already has (merged
+        elsewhere, or written by hand): nothing is left to review."""
+        try:
+            found = await prs.find_open(head, base)
+            if found is None:
+                return None
+            comment = f"The base branch '{base}' has this change already: nothing to propose."
+            await prs.close(found.number, comment)
+        except PullRequestError as err:
+            raise ReconcileError(
+                f"failed to close a settled pull request: {err}", reason=PULL_REQUEST_FAILED
+            ) from None
+        return f"closed pull request {found.url}: the base branch has its change"
 
     async def _push_proposal(
         self,
@@ -379,6 +433,7 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
                     message=message,
                     timeout=source.timeout,
                     signing=signing,
+                    push_options=git_spec.push.options if git_spec.push else None,
                 )
             except git.GitError as err:
                 raise ReconcileError(
@@ -411,14 +466,30 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
             ) from None
 
     def _apply(
-        self, obj: ImageUpdateAutomation, root: Path, refs: Mapping[str, ImageRef]
+        self,
+        obj: ImageUpdateAutomation,
+        root: Path,
+        refs: Mapping[str, ImageRef],
+        ctx: RunContext[AutomationRunState] | None = None,
     ) -> Update:
-        """The setters' edits under ``update.path`` of the clone at ``root``."""
+        """The setters' edits under ``update.path`` of the clone at ``root``; with ``ctx``, the
+        files that could not be read as YAML are reported (a warning event)."""
         path = _update_root(obj, root)
         try:
-            return update_with_setters(path, refs)
+            update = update_with_setters(path, refs)
         except (OSError, ValueError) as err:
             raise ReconcileError(f"failed to apply policies: {err}", reason=UPDATE_FAILED) from None
+        if ctx is not None and update.problem_files:
+            shown = ", ".join(update.problem_files[:MAX_PROBLEM_FILES])
+            more = len(update.problem_files) - MAX_PROBLEM_FILES
+            ctx.log.warning("files skipped", files=update.problem_files[:MAX_PROBLEM_FILES])
+            ctx.warn(
+                UPDATE_FAILED,
+                "files with setter markers that are not valid YAML were left as they are: "
+                + shown
+                + (f" and {more} more" if more > 0 else ""),
+            )
+        return update
 
     async def _message(
         self, obj: ImageUpdateAutomation, changes: Changes, template: str | None
@@ -435,7 +506,8 @@ class ImageUpdateAutomationReconciler(Reconciler[ImageUpdateAutomation, Automati
         try:
             return await render_message(template or "", data)
         except CommitMessageError as err:
-            reason = REMOVED_TEMPLATE_FIELD if "removed" in str(err) else INVALID_MESSAGE_TEMPLATE
+            removed = "which the API no longer has" in str(err)
+            reason = REMOVED_TEMPLATE_FIELD if removed else INVALID_MESSAGE_TEMPLATE
             raise Stalling(f"failed to update source: {err}", reason=reason) from None
 
     async def _title(
@@ -535,12 +607,8 @@ def _change_list(obj: ImageUpdateAutomation, changes: Changes) -> str:
     return "\n".join(lines)
 
 
-def _same_text(a: str, b: str) -> bool:
-    return a.replace("\r\n", "\n").strip() == b.replace("\r\n", "\n").strip()
-
-
 def _same(title_a: str, title_b: str, body_a: str, body_b: str) -> bool:
-    return title_a.strip() == title_b.strip() and _same_text(body_a, body_b)
+    return title_a.strip() == title_b.strip() and same_text(body_a, body_b)
 
 
 def _seconds(duration: str | None) -> float | None:

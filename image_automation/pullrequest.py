@@ -49,7 +49,9 @@ __all__ = [
     "PullRequestClient",
     "PullRequestError",
     "PullRequestOutcome",
+    "as_posted",
     "host_for",
+    "same_text",
 ]
 
 log = structlog.get_logger()
@@ -273,10 +275,9 @@ class PullRequestClient:
         """Keep one open pull request from ``head`` to ``base`` with ``title`` and ``body``.
         With ``head_sha`` (the commit ``head`` points at), a pull request closed unmerged at
         that commit is respected: nothing is opened (``declined``)."""
-        title = _first_line(title)[:MAX_TITLE_CHARS]
+        title, body = as_posted(title, body)
         if not title:
             raise PullRequestError("the pull request's title is empty")
-        body = body[:MAX_BODY_CHARS]
         existing = await self.find_open(head, base)
         if existing is None and head_sha is not None:
             closed = await self.newest_closed(head, base)
@@ -293,7 +294,7 @@ class PullRequestClient:
             else:
                 log.info("pull request opened", number=created.number, head=head, base=base)
                 return PullRequestOutcome("created", created)
-        if existing.title == title and _same_text(existing.body, body):
+        if existing.title == title and same_text(existing.body, body):
             return PullRequestOutcome("unchanged", existing)
         updated = await self._edit(existing.number, {"title": title, "body": body})
         log.info("pull request updated", number=updated.number, head=head, base=base)
@@ -538,11 +539,17 @@ def _pull_request(item: Any) -> PullRequest:
     )
 
 
+def as_posted(title: str, body: str) -> tuple[str, str]:
+    """``title`` and ``body`` as a host keeps them: the title's first line, each cut to the
+    hosts' limits."""
+    return _first_line(title)[:MAX_TITLE_CHARS], body[:MAX_BODY_CHARS]
+
+
+def same_text(a: str, b: str) -> bool:
+    """Equal but for line endings and surrounding blank space, which hosts may change."""
+    return a.replace("\r\n", "\n").strip() == b.replace("\r\n", "\n").strip()
+
+
 def _first_line(title: str) -> str:
     lines = title.strip().splitlines()
     return lines[0].strip() if lines else ""
-
-
-def _same_text(a: str, b: str) -> bool:
-    """Equal but for line endings and surrounding blank space, which hosts may change."""
-    return a.replace("\r\n", "\n").strip() == b.replace("\r\n", "\n").strip()

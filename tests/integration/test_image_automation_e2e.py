@@ -18,8 +18,13 @@ import pytest
 from controllers.envtest import ControlPlane
 from controllers.kinds import SECRET
 from controllers.kube import KubeClient
-from controllers.reconcile import REQUESTED_AT
+from controllers.reconcile import REQUESTED_AT, Reconciler
+from image_automation.imagepolicy import ImagePolicyReconciler
+from image_automation.imagerepository import ImageRepositoryReconciler
+from image_automation.imageupdateautomation import ImageUpdateAutomationReconciler
+from image_automation.tags import TagStore
 from tests.gitea import GiteaError, GiteaServer
+from tests.integration.harness import options, running, wait_for_object
 from tests.integration.kinds import DEPLOYMENT, GITREPO, KS, git_repository, kustomization
 from tests.integration.processes import (
     ControllerProcess,
@@ -238,3 +243,97 @@ async def test_a_tag_becomes_a_pull_request_that_once_merged_is_applied(
         await asyncio.sleep(0.5)
         obj = await kube.get(IUA, namespace, "staging")
     assert open_pulls() == []
+
+
+async def test_declined_and_settled_pull_requests_are_left_closed(
+    kube: KubeClient,
+    namespace: str,
+    gitea: GiteaServer,
+    oci_registry: OCIRegistries,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    registry, path = oci_registry.plain, f"{namespace}/app"
+    image = f"{registry.host}/{path}"
+    repo = f"fleet-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(gitea.create_repository, repo)
+    deploy = DEPLOY.format(image=image, tag="1.0.0", ns=namespace)
+    work = tmp_path / "work"
+    base = await asyncio.to_thread(
+        push_files, work, gitea.clone_url(repo), {"apps/deploy.yaml": deploy}
+    )
+    await asyncio.to_thread(gitea.wait_for_push, repo, base)
+    await push_tags(registry, path, ["1.0.0", "1.1.0"])
+    token = {"username": gitea.owner, "password": gitea.token, "token": gitea.token}
+    await kube.create(
+        SECRET, {"metadata": {"name": "gitea", "namespace": namespace}, "stringData": token}
+    )
+    url = f"{gitea.url}/{gitea.owner}/{repo}.git"
+    await kube.create(
+        GITREPO,
+        git_repository(
+            "app", namespace, url=url, ref={"branch": "main"}, secretRef={"name": "gitea"}
+        ),
+    )
+    await kube.create(IMGREPO, image_repository("app", namespace, registry, path))
+    await kube.create(IMGPOL, image_policy("app", namespace, {"semver": {"range": ">=1.0.0"}}))
+    spec = {
+        "sourceRef": {"kind": "GitRepository", "name": "app"},
+        "interval": "10m",
+        "git": {
+            "commit": {"author": {"name": "Weir Bot", "email": "bot@weir.invalid"}},
+            "push": {"pullRequest": {"provider": "gitea", "secretRef": {"name": "gitea"}}},
+        },
+        "update": {"path": "./apps"},
+    }
+    body: dict[str, Any] = {"apiVersion": IUA.api_version, "kind": IUA.kind}
+    body["metadata"] = {"name": "staging", "namespace": namespace}
+    store = TagStore(field_manager="image-automation-controller")
+    reconcilers: list[Reconciler[Any, Any]] = [
+        ImageRepositoryReconciler(store),
+        ImagePolicyReconciler(store),
+        ImageUpdateAutomationReconciler(),
+    ]
+    opts = options(control_plane, namespace, name="image-automation-controller")
+
+    def pulls(state: str) -> list[dict[str, Any]]:
+        return gitea.pull_requests(repo, state=state)
+
+    async def run_again(value: str) -> None:
+        patch = {"metadata": {"annotations": {REQUESTED_AT: value}}}
+        await kube.patch(IUA, namespace, "staging", patch)
+
+        def handled(obj: dict[str, Any]) -> bool:
+            return (obj.get("status") or {}).get("lastHandledReconcileAt") == value
+
+        await wait_for_object(kube, IUA, namespace, "staging", handled, timeout=WAIT)
+
+    async with running(opts, reconcilers):
+        await kube.create(IUA, {**body, "spec": spec})
+        opened = (await eventually(lambda: pulls("open"), "a pull request"))[0]
+
+        # Declined: closed without merging, it is not opened again for the same change.
+        closing = f"/repos/{gitea.owner}/{repo}/pulls/{opened['number']}"
+        await asyncio.to_thread(gitea.api, "PATCH", closing, {"state": "closed"})
+        await run_again("after-decline")
+        assert pulls("open") == []
+
+        # A newer tag is a new proposal; then main gets it by hand: the proposal is closed.
+        await push_tags(registry, path, ["1.2.0"])
+        patch = {"metadata": {"annotations": {REQUESTED_AT: "1.2.0"}}}
+        await kube.patch(IMGREPO, namespace, "app", patch)
+        newer = (await eventually(lambda: pulls("open"), "a pull request for 1.2.0"))[0]
+        assert newer["title"] == f"Update {image} to 1.2.0"
+        by_hand = DEPLOY.format(image=image, tag="1.2.0", ns=namespace)
+        (work / "apps/deploy.yaml").write_text(by_hand)
+        git(work, "commit", "--quiet", "-am", "by hand")
+        git(work, "push", "--quiet", gitea.clone_url(repo), "HEAD:refs/heads/main")
+        await asyncio.to_thread(gitea.wait_for_push, repo, git(work, "rev-parse", "HEAD"))
+        await run_again("after-hand-edit")
+
+    assert pulls("open") == []
+    comments = gitea.api("GET", f"/repos/{gitea.owner}/{repo}/issues/{newer['number']}/comments")
+    assert any("has this change already" in c["body"] for c in comments)
+    assert [p["number"] for p in pulls("closed")] == sorted(
+        [opened["number"], newer["number"]], reverse=True
+    )
