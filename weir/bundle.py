@@ -17,7 +17,10 @@ controller brings what Flux gives it: its two Services (``notification-controlle
 ``webhook-receiver`` for webhooks), ``--events-addr`` naming the first on every other controller
 of the install, and the ``allow-webhooks`` NetworkPolicy for the receiver port. The helm
 controller is ``cluster_admin`` and takes the lockdown flags but ``--no-remote-bases``, and
-keeps Helm's homes in its ``/tmp``. The ones to come bring theirs: ``--no-cross-namespace-refs``.
+keeps Helm's homes in its ``/tmp``. The image automation controller (Flux's
+image-reflector-controller and image-automation-controller in one process) is an ``extra``: as
+``flux install`` leaves Flux's image controllers out unless ``--components-extra`` names them,
+the default components are Flux's four, and ``flux_names`` lets Flux's two names choose it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from controllers.api import CustomResource
 from controllers.crd import render_crd
 from helm.api_v2 import HelmRelease
+from image_automation.api_v1 import ImagePolicy, ImageRepository, ImageUpdateAutomation
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from notification.api_v1beta3 import Alert, Provider
@@ -41,6 +45,7 @@ __all__ = [
     "COMPONENT_LABEL",
     "DEFAULT_COMPONENTS",
     "DEFAULT_IMAGE_REPOSITORY",
+    "EXTRA_COMPONENTS",
     "INSTANCE_LABEL",
     "LOCKDOWN_FLAGS",
     "PART_OF",
@@ -49,6 +54,7 @@ __all__ = [
     "BundleOptions",
     "Component",
     "Server",
+    "component_named",
     "crds",
     "render",
 ]
@@ -114,6 +120,11 @@ class Component:
     cpu_request: str = "100m"
     env: tuple[tuple[str, str], ...] = ()
     """Environment variables of its container beyond the runtime's, (name, value)."""
+    extra: bool = False
+    """Installed only when asked for (Flux's ``--components-extra``), not by default."""
+    flux_names: tuple[str, ...] = ()
+    """Flux's names of the controllers this one stands for, when they are not its own: a
+    Flux user's ``--components-extra`` names them."""
 
 
 def _rule(group: str, resources: Sequence[str], verbs: Sequence[str]) -> dict[str, Any]:
@@ -205,9 +216,45 @@ COMPONENTS: dict[str, Component] = {
             ),
             events_endpoint=True,
         ),
+        Component(
+            "image-automation-controller",
+            "image_automation",
+            (ImageRepository, ImagePolicy, ImageUpdateAutomation),
+            reads=(
+                # Registry credentials and TLS, Git credentials, signing keys and Git host
+                # tokens: read one at a time, never listed.
+                _rule("", ["secrets"], ["get"]),
+                # An ImageRepository's serviceAccountName, for its imagePullSecrets.
+                _rule("", ["serviceaccounts"], ["get"]),
+                # Each ImageRepository's full tag list, in a ConfigMap of its own
+                # (image_automation.tags): written whole (update) and deleted with it.
+                _rule("", ["configmaps"], ["get", "create", "update", "delete"]),
+                # The GitRepository an automation clones and pushes to: watched, to run again
+                # when it changes.
+                _rule("source.toolkit.fluxcd.io", ["gitrepositories"], ["get", "list", "watch"]),
+                # An ImageRepository's accessFrom selects the namespaces by their labels.
+                _rule("", ["namespaces"], ["get"]),
+            ),
+            lockdown=("no_cross_namespace_refs",),
+            extra=True,
+            flux_names=("image-reflector-controller", "image-automation-controller"),
+        ),
     )
 }
-DEFAULT_COMPONENTS = tuple(COMPONENTS)
+DEFAULT_COMPONENTS = tuple(name for name, component in COMPONENTS.items() if not component.extra)
+"""``flux install``'s: every component but the extras."""
+EXTRA_COMPONENTS = tuple(name for name, component in COMPONENTS.items() if component.extra)
+
+
+def component_named(name: str) -> Component | None:
+    """The component of that name, weir's or Flux's (``image-reflector-controller``); None
+    when there is none."""
+    if name in COMPONENTS:
+        return COMPONENTS[name]
+    for component in COMPONENTS.values():
+        if name in component.flux_names:
+            return component
+    return None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,14 @@ from controllers.kube import KubeClient
 from tests.helmcli import helm_env as helm_environment
 from tests.integration.harness import dry_run_apply, wait_for_deletion
 from tests.integration.kinds import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, DEPLOYMENT
-from weir.bundle import INSTANCE_LABEL, PART_OF, PART_OF_LABEL, BundleOptions, render
+from weir.bundle import (
+    DEFAULT_COMPONENTS,
+    INSTANCE_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    BundleOptions,
+    render,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +112,7 @@ def assert_same_objects(chart: list[dict[str, Any]], bundle: list[dict[str, Any]
             ],
             id="least",
         ),
+        pytest.param(["--set=imageAutomationController.create=true"], id="with-image-automation"),
     ],
 )
 def test_the_chart_passes_helm_lint_strict(helm_env: dict[str, str], settings: list[str]) -> None:
@@ -194,6 +202,28 @@ def test_the_chart_passes_helm_lint_strict(helm_env: dict[str, str], settings: l
             id="source-and-notification-lockdown-domain",
         ),
         pytest.param(
+            {**LOCKDOWN, "imageAutomationController": {"create": True}},
+            BundleOptions(
+                namespace="images",
+                components=(*DEFAULT_COMPONENTS, "image-automation-controller"),
+                no_cross_namespace_refs=True,
+                no_remote_bases=True,
+                default_service_account="default",
+            ),
+            id="with-image-automation-lockdown",
+        ),
+        pytest.param(
+            {
+                "sourceController": {"create": False},
+                "kustomizeController": {"create": False},
+                "helmController": {"create": False},
+                "notificationController": {"create": False},
+                "imageAutomationController": {"create": True},
+            },
+            BundleOptions(components=("image-automation-controller",)),
+            id="only-image-automation-controller",
+        ),
+        pytest.param(
             {
                 "image": {"repository": "registry.example/weir", "tag": "dev"},
                 "logLevel": "debug",
@@ -240,14 +270,6 @@ def test_what_the_chart_alone_can_leave_out(
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        *(
-            pytest.param(
-                {controller: {"create": True}},
-                f"{controller}.create: weir has no such controller yet",
-                id=controller,
-            )
-            for controller in ("imageAutomationController",)
-        ),
         # values.schema.json
         pytest.param(
             {"logLevel": "verbose"},

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import helm.__main__
+import image_automation.__main__
 import kustomize.__main__
 import notification.__main__
 import source.__main__
@@ -18,10 +19,13 @@ from hack.generate_crds import CRDS_DIR
 from helm.launch import HELM_HOME_VARIABLES
 from weir.bundle import (
     COMPONENTS,
+    DEFAULT_COMPONENTS,
+    EXTRA_COMPONENTS,
     INSTANCE_LABEL,
     PART_OF,
     PART_OF_LABEL,
     BundleOptions,
+    component_named,
     crds,
     render,
 )
@@ -30,6 +34,8 @@ SOURCE = ("source-controller",)
 BOTH = ("source-controller", "kustomize-controller")
 NOTIFICATION = ("notification-controller",)
 HELM = ("helm-controller",)
+IMAGE = ("image-automation-controller",)
+EVERY = tuple(COMPONENTS)
 LOCKED = BundleOptions(
     no_cross_namespace_refs=True, no_remote_bases=True, default_service_account="default"
 )
@@ -45,6 +51,17 @@ OPTIONS = [
     pytest.param(BundleOptions(namespace="weir-system", concurrent=8), id="other-namespace"),
     pytest.param(BundleOptions(watch_all_namespaces=False, network_policy=False), id="scoped"),
     pytest.param(LOCKED, id="lockdown"),
+    pytest.param(BundleOptions(components=IMAGE), id="image-only"),
+    pytest.param(BundleOptions(components=EVERY), id="every-component"),
+    pytest.param(
+        BundleOptions(
+            components=EVERY,
+            no_cross_namespace_refs=True,
+            no_remote_bases=True,
+            default_service_account="default",
+        ),
+        id="every-component-lockdown",
+    ),
 ]
 
 
@@ -54,6 +71,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     # helm.__main__.parser: the lockdown flags the bundle gives it (see the report).
     "helm-controller": lambda: helm.__main__.parser(),
     "notification-controller": notification.__main__.parser,
+    "image-automation-controller": image_automation.__main__.parser,
 }
 
 
@@ -317,6 +335,9 @@ def test_the_lockdown_flags_but_no_remote_bases_reach_the_helm_controller(
             id="both",
         ),
         pytest.param(NOTIFICATION, {"Receiver", "Alert", "Provider"}, id="notification"),
+        pytest.param(
+            IMAGE, {"ImageRepository", "ImagePolicy", "ImageUpdateAutomation"}, id="image"
+        ),
     ],
 )
 def test_the_crds_are_those_of_the_chosen_components(
@@ -332,7 +353,7 @@ def test_the_crds_are_those_of_crds_dir_with_the_install_labels() -> None:
         crd["metadata"]["name"]: crd
         for crd in (yaml.safe_load(path.read_text()) for path in CRDS_DIR.glob("*.yaml"))
     }
-    rendered = {crd["metadata"]["name"]: crd for crd in crds(BundleOptions())}
+    rendered = {crd["metadata"]["name"]: crd for crd in crds(BundleOptions(components=EVERY))}
 
     assert rendered.keys() == on_disk.keys()
     for name, crd in rendered.items():
@@ -376,8 +397,8 @@ def test_the_bundle_is_fresh_each_time_and_dumps_without_anchors() -> None:
 
 
 def test_an_unknown_component_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown component 'image-automation-controller'"):
-        render(BundleOptions(components=("image-automation-controller",)))
+    with pytest.raises(ValueError, match="unknown component 'source-watcher'"):
+        render(BundleOptions(components=("source-watcher",)))
 
 
 def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -503,3 +524,104 @@ def test_no_cross_namespace_refs_reaches_the_notification_controller(
     )
     # The other lockdown flags are the kustomize and helm controllers'.
     assert not [a for a in args if a.startswith(("--no-remote-bases", "--default-service-account"))]
+
+
+def test_the_defaults_are_flux_installs_four_and_the_image_controller_is_an_extra() -> None:
+    assert DEFAULT_COMPONENTS == (
+        "source-controller",
+        "kustomize-controller",
+        "helm-controller",
+        "notification-controller",
+    )
+    assert EXTRA_COMPONENTS == IMAGE
+    kinds = {crd["spec"]["names"]["kind"] for crd in crds(BundleOptions())}
+    assert not [kind for kind in kinds if kind.startswith("Image")]
+
+
+@pytest.mark.parametrize(
+    ("name", "component"),
+    [
+        pytest.param("image-reflector-controller", "image-automation-controller", id="reflector"),
+        pytest.param("image-automation-controller", "image-automation-controller", id="automation"),
+        pytest.param("source-controller", "source-controller", id="own-name"),
+    ],
+)
+def test_flux_names_choose_weirs_image_controller(name: str, component: str) -> None:
+    found = component_named(name)
+
+    assert found is not None
+    assert found.name == component
+    assert component_named("source-watcher") is None
+
+
+def test_the_image_controller_gets_its_kinds_and_what_it_reads_writes_only_its_configmaps() -> None:
+    objects = render(BundleOptions(components=(*SOURCE, *IMAGE)))
+    (role_name,) = cluster_roles_of(objects, "image-automation-controller")
+    permissions = granted(named(objects, "ClusterRole", role_name))
+    image = "image.toolkit.fluxcd.io"
+
+    assert not [p for p in permissions if "*" in p[1]]
+    assert {group for group, _, _ in permissions} == {
+        image,
+        "",
+        "source.toolkit.fluxcd.io",
+        "<none>",
+    }
+    own = {(resource, verb) for group, resource, verb in permissions if group == image}
+    for plural in ("imagerepositories", "imagepolicies", "imageupdateautomations"):
+        assert {(plural, verb) for verb in ("get", "list", "watch", "patch")} <= own
+        assert (f"{plural}/status", "patch") in own
+    core = {(resource, verb) for group, resource, verb in permissions if group == ""}
+    assert core == {
+        ("secrets", "get"),
+        ("serviceaccounts", "get"),
+        ("namespaces", "get"),
+        ("configmaps", "get"),
+        ("configmaps", "create"),
+        ("configmaps", "update"),
+        ("configmaps", "delete"),
+        ("events", "create"),
+    }
+    # It reads GitRepositories; their status is the source controller's.
+    source = {(r, v) for g, r, v in permissions if g == "source.toolkit.fluxcd.io"}
+    assert source == {("gitrepositories", verb) for verb in ("get", "list", "watch")}
+    assert "image-automation-controller" not in {
+        s["name"]
+        for s in named(objects, "ClusterRoleBinding", "source-controller-flux-system")["subjects"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param(BundleOptions(components=IMAGE), False, id="off"),
+        pytest.param(
+            BundleOptions(
+                components=IMAGE,
+                no_cross_namespace_refs=True,
+                no_remote_bases=True,
+                default_service_account="default",
+            ),
+            True,
+            id="lockdown",
+        ),
+    ],
+)
+def test_no_cross_namespace_refs_reaches_the_image_controller(
+    options: BundleOptions, expected: bool
+) -> None:
+    objects = render(options)
+    args = container(objects, "image-automation-controller")["args"]
+
+    parsed = parsed_args(objects, "image-automation-controller", options.namespace)
+
+    assert parsed.no_cross_namespace_refs is expected
+    assert not [a for a in args if a.startswith(("--no-remote-bases", "--default-service-account"))]
+    assert not [a for a in args if a.startswith("--events-addr")]
+
+
+def test_with_the_notification_controller_the_image_controller_sends_it_events() -> None:
+    objects = render(BundleOptions(components=EVERY))
+    args = parsed_args(objects, "image-automation-controller", "flux-system")
+
+    assert args.events_addr == "http://notification-controller.flux-system.svc.cluster.local./"

@@ -33,14 +33,17 @@ def complete(words: str) -> list[str]:
         pytest.param("weir re", ["reconcile", "resume"], id="verbs"),
         pytest.param("weir get k", ["kustomization"], id="kinds"),
         pytest.param(
-            "weir get source ", ["bucket", "chart", "git", "helm", "oci"], id="source-kinds"
+            "weir get source ", ["all", "bucket", "chart", "git", "helm", "oci"], id="source-kinds"
+        ),
+        pytest.param(
+            "weir get images ", ["all", "policy", "repository", "update"], id="image-kinds"
         ),
         pytest.param("weir bootstrap git --pri", ["--private-key-file"], id="options"),
         pytest.param("weir get alert", ["alert", "alert-provider"], id="notification-kinds"),
         # Alerts and Providers have no status: nothing to wait for, no reconcile command.
         pytest.param(
             "weir reconcile ",
-            ["helmrelease", "kustomization", "receiver", "source"],
+            ["helmrelease", "image", "kustomization", "receiver", "source"],
             id="reconciled",
         ),
         pytest.param("weir trigger ", ["receiver"], id="trigger"),

@@ -4,7 +4,7 @@
 talks to the cluster and fails; ``kinds`` says which kinds the commands know; each other
 module adds its commands to the root group. A kind is added by registering it in ``kinds``
 (``get``, ``reconcile``, ``suspend``, ``resume`` and ``export`` then know it) and, if it can
-be created, with a ``create`` command.
+be created, with a ``create`` command (``create_image`` holds the image automation kinds').
 """
 
 from weir.cli import (
@@ -12,6 +12,7 @@ from weir.cli import (
     build,
     check,
     create,
+    create_image,
     diff,
     events,
     export,
@@ -35,6 +36,7 @@ __all__ = [
     "build",
     "check",
     "create",
+    "create_image",
     "diff",
     "events",
     "export",

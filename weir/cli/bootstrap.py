@@ -20,7 +20,7 @@ from weir import bootstrap as repository
 from weir.bundle import WEIR_VERSION, BundleOptions, render
 from weir.cli.app import CliError, Exit, Session, cluster_command, err_console, main, note
 from weir.cli.create import apply_and_wait
-from weir.cli.install import COMPONENTS_OPTION, install_objects
+from weir.cli.install import components_options, install_objects
 from weir.cli.kinds import group_of
 from weir.cli.secret import apply_secret, git_secret_data, secret_manifest
 
@@ -65,7 +65,7 @@ def _read(path: Path | None) -> str | None:
 @click.option("-p", "--password", help="HTTPS password or token.")
 @click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False), help="CA for HTTPS.")
 @click.option("--silent", is_flag=True, help="do not stop to ask that a new deploy key be added.")
-@COMPONENTS_OPTION
+@components_options
 @cluster_command
 async def git(
     session: Session,

@@ -15,7 +15,7 @@ from controllers.discovery import RestMapper
 from controllers.kube import KubeClient
 from weir.bundle import BundleOptions, crds
 from weir.cli.app import CliError, Session, cluster_command, fail, main, note
-from weir.cli.install import COMPONENTS_OPTION, established, rollout_problem
+from weir.cli.install import components_options, established, rollout_problem
 
 __all__ = ["MIN_KUBERNETES", "check", "kubernetes_version"]
 
@@ -96,7 +96,7 @@ async def _check_crds(client: KubeClient, mapper: RestMapper, options: BundleOpt
 
 @main.command()
 @click.option("--pre", is_flag=True, help="only the prerequisites (the Kubernetes version).")
-@COMPONENTS_OPTION
+@components_options
 @cluster_command
 async def check(session: Session, pre: bool, components: tuple[str, ...]) -> None:
     """Check that the cluster can run weir (--pre), and that weir's controllers and CRDs are

@@ -29,15 +29,15 @@ from weir.cli.app import CliError, Exit, Session, cluster_command, err_console, 
 from weir.cli.kinds import Kind, find_kind, group_of
 from weir.cli.output import ready_of, to_yaml
 
-__all__ = ["apply_and_wait", "create", "report_judged"]
+__all__ = ["EXPORT", "INTERVAL", "apply_and_wait", "create", "create_object", "report_judged"]
 
 FIELD_MANAGER = "weir"
 
 
 @group_of(main)
 def create() -> None:
-    """Create or update sources, Kustomizations, HelmReleases, Receivers, Alerts and
-    Providers, or print them (--export).
+    """Create or update sources, Kustomizations, HelmReleases, Receivers, Alerts, Providers
+    and image automation objects, or print them (--export).
 
     \b
     Examples:
@@ -46,6 +46,7 @@ def create() -> None:
       weir create helmrelease podinfo --source=HelmRepository/podinfo --chart=podinfo
       weir create receiver github --type=github --event=push --secret-ref=webhook-token \\
         --resource=GitRepository/podinfo
+      weir create image policy podinfo --image-ref=podinfo --select-semver='>=1.0.0'
     """
 
 
@@ -160,7 +161,7 @@ def _reconciled(obj: dict[str, Any], generation: int | None) -> bool:
     return False
 
 
-async def _create(
+async def create_object(
     session: Session,
     model: type[CustomResource],
     name: str,
@@ -217,7 +218,7 @@ async def git(
         "secretRef": {"name": secret_ref} if secret_ref else None,
         "ignore": "\n".join(ignore_paths) or None,
     }
-    await _create(session, GitRepository, name, spec, export)
+    await create_object(session, GitRepository, name, spec, export)
 
 
 @source.command("oci")
@@ -257,7 +258,7 @@ async def oci(
         "secretRef": {"name": secret_ref} if secret_ref else None,
         "insecure": insecure or None,
     }
-    await _create(session, OCIRepository, name, spec, export)
+    await create_object(session, OCIRepository, name, spec, export)
 
 
 @source.command("bucket")
@@ -306,7 +307,7 @@ async def bucket(
         "secretRef": {"name": secret_ref} if secret_ref else None,
         "insecure": insecure or None,
     }
-    await _create(session, Bucket, name, spec, export)
+    await create_object(session, Bucket, name, spec, export)
 
 
 @source.command("helm")
@@ -362,7 +363,7 @@ async def helm(
         "secretRef": {"name": secret_ref} if secret_ref else None,
         "passCredentials": pass_credentials or None,
     }
-    await _create(session, HelmRepository, name, spec, export)
+    await create_object(session, HelmRepository, name, spec, export)
 
 
 _SOURCE_KINDS = {"git": "GitRepository", "oci": "OCIRepository", "bucket": "Bucket"}
@@ -439,7 +440,7 @@ async def kustomization(
         "serviceAccountName": service_account,
         "timeout": health_check_timeout,
     }
-    await _create(session, Kustomization, name, spec, export)
+    await create_object(session, Kustomization, name, spec, export)
 
 
 create.add_aliases("kustomization", ("ks", "kustomizations"))
@@ -628,7 +629,7 @@ async def helmrelease(
             for text in _split(values_from)
         ],
     }
-    await _create(session, HelmRelease, name, spec, export)
+    await create_object(session, HelmRelease, name, spec, export)
 
 
 create.add_aliases("helmrelease", ("hr", "helmreleases"))
@@ -722,7 +723,7 @@ async def receiver(
         "resources": targets,
         "secretRef": {"name": secret_ref},
     }
-    obj = await _create(session, Receiver, name, spec, export)
+    obj = await create_object(session, Receiver, name, spec, export)
     path = ((obj or {}).get("status") or {}).get("webhookPath")
     if path:
         note(f"✔ webhook path: {path}")
@@ -770,7 +771,7 @@ async def alert(
         "eventSeverity": event_severity,
         "eventSources": sources,
     }
-    await _create(session, Alert, name, spec, export)
+    await create_object(session, Alert, name, spec, export)
 
 
 @create.command("alert-provider")
@@ -819,7 +820,7 @@ async def alert_provider(
         "address": address,
         "secretRef": {"name": secret_ref} if secret_ref else None,
     }
-    await _create(session, Provider, name, spec, export)
+    await create_object(session, Provider, name, spec, export)
 
 
 create.add_aliases("alert-provider", ("alert-providers",))

@@ -34,8 +34,7 @@ def get() -> None:
 
 
 def _headers(kind: Kind, session: Session) -> list[str]:
-    revision = ["REVISION"] if kind.revision is not None else []
-    headers = ["NAME", *revision, "SUSPENDED", "READY", "MESSAGE"]
+    headers = ["NAME", *(header for header, _ in kind.table_columns), "READY", "MESSAGE"]
     return ["NAMESPACE", *headers] if session.all_namespaces else headers
 
 
@@ -57,9 +56,7 @@ async def _rows(
         name = str(meta.get("name"))
         if prefixed:
             name = f"{kind.info.kind.lower()}/{name}"
-        suspended = "True" if (obj.get("spec") or {}).get("suspend") else "False"
-        revision = [kind.revision_of(obj)] if kind.revision is not None else []
-        row = [name, *revision, suspended, ready, message]
+        row = [name, *(value(obj) for _, value in kind.table_columns), ready, message]
         rows.append([str(meta.get("namespace") or ""), *row] if session.all_namespaces else row)
     return rows
 
@@ -138,20 +135,11 @@ def _make(kind: Kind) -> click.Command:
 attach(get, _make)
 
 
-@get.command("all")
-@OUTPUT_OPTION
-@click.option("-w", "--watch", is_flag=True, help="keep printing changes.")
-@cluster_command
-async def get_all(session: Session, output: str, watch: bool) -> None:
-    """Show the objects of every kind weir serves, one table per kind.
-
-    \b
-    Example:
-      weir get all -A
-    """
+async def _show_all(session: Session, kinds: Sequence[Kind], output: str, watch: bool) -> None:
+    """The objects of ``kinds``, one table per kind that has some."""
     client = await session.client()
     found = []
-    for kind in KINDS:
+    for kind in kinds:
         try:
             found.append((kind, *await _objects(client, kind, session, None)))
         except NotFound:
@@ -167,3 +155,40 @@ async def get_all(session: Session, output: str, watch: bool) -> None:
         print_table(_headers(kind, session), rows)
     if watch:
         await _watch(client, [(kind, version) for kind, _, version in found], session, None, True)
+
+
+@get.command("all")
+@OUTPUT_OPTION
+@click.option("-w", "--watch", is_flag=True, help="keep printing changes.")
+@cluster_command
+async def get_all(session: Session, output: str, watch: bool) -> None:
+    """Show the objects of every kind weir serves, one table per kind.
+
+    \b
+    Example:
+      weir get all -A
+    """
+    await _show_all(session, KINDS, output, watch)
+
+
+def _make_group_all(group: str) -> click.Command:
+    kinds = [kind for kind in KINDS if len(kind.words) == 2 and kind.words[0] == group]
+
+    @click.command(
+        "all",
+        help=f"Show the objects of every {group} kind, one table per kind.\n\n"
+        f"\b\nExample:\n  weir get {group}s all -A",
+    )
+    @OUTPUT_OPTION
+    @click.option("-w", "--watch", is_flag=True, help="keep printing changes.")
+    @cluster_command
+    async def command(session: Session, output: str, watch: bool) -> None:
+        await _show_all(session, kinds, output, watch)
+
+    return command
+
+
+# As flux get sources all, flux get images all.
+for _name, _group in get.commands.items():
+    if isinstance(_group, click.Group):
+        _group.add_command(_make_group_all(_name))

@@ -8,9 +8,10 @@ Deployment has rolled out. Applying the same bundle again changes nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -21,18 +22,20 @@ from weir.bundle import (
     COMPONENTS,
     DEFAULT_COMPONENTS,
     DEFAULT_IMAGE_REPOSITORY,
+    EXTRA_COMPONENTS,
     WEIR_VERSION,
     BundleOptions,
+    component_named,
     render,
 )
 from weir.cli.app import CliError, Exit, Session, cluster_command, err_console, main, note
 from weir.cli.output import to_yaml
 
 __all__ = [
-    "COMPONENTS_OPTION",
     "CRD_KIND",
     "Target",
     "apply_objects",
+    "components_options",
     "established",
     "install",
     "install_objects",
@@ -45,21 +48,68 @@ FIELD_MANAGER = "weir"
 CRD_KIND = "CustomResourceDefinition"
 
 
+def _names(value: str, choices: Sequence[str]) -> tuple[str, ...]:
+    """weir's component names for the comma-separated ``value``, each one of ``choices``
+    (weir's names or Flux's, ``component_named``); ``click.BadParameter`` otherwise."""
+    names = []
+    for word in (word.strip() for word in value.split(",")):
+        component = component_named(word) if word in choices else None
+        if word and component is None:
+            raise click.BadParameter(
+                f"{word!r}: choose among {', '.join(choices)}, comma-separated"
+            )
+        if component is not None:
+            names.append(component.name)
+    return tuple(dict.fromkeys(names))
+
+
 def _components(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
-    unknown = [name for name in names if name not in COMPONENTS]
-    if unknown or not names:
+    names = _names(value, tuple(dict.fromkeys((*COMPONENTS, *_FLUX_EXTRAS))))
+    if not names:
         raise click.BadParameter(f"choose among {', '.join(COMPONENTS)}, comma-separated")
     return names
 
 
-COMPONENTS_OPTION = click.option(
-    "--components",
-    default=",".join(DEFAULT_COMPONENTS),
-    show_default=True,
-    callback=_components,
-    help="the controllers, comma-separated.",
-)
+def _extras(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    return _names(value, tuple(dict.fromkeys((*_FLUX_EXTRAS, *EXTRA_COMPONENTS))))
+
+
+# Flux's names of the extra components: a Flux user's --components-extra works unchanged.
+_FLUX_EXTRAS = tuple(name for extra in EXTRA_COMPONENTS for name in COMPONENTS[extra].flux_names)
+
+Decorated = TypeVar("Decorated", bound=Callable[..., Any])
+
+
+def components_options(command: Decorated) -> Decorated:
+    """``--components`` and ``--components-extra``, as ``flux install`` takes them, passed to
+    ``command`` together as ``components``: weir's names of the chosen controllers."""
+
+    @functools.wraps(command)
+    def merged(
+        *args: Any, components: tuple[str, ...], components_extra: tuple[str, ...], **kwargs: Any
+    ) -> Any:
+        return command(
+            *args, components=tuple(dict.fromkeys((*components, *components_extra))), **kwargs
+        )
+
+    with_extras = click.option(
+        "--components-extra",
+        default="",
+        callback=_extras,
+        help="controllers beyond --components, comma-separated: "
+        f"{', '.join(_FLUX_EXTRAS)} (Flux's names; weir runs both in one "
+        f"{', '.join(EXTRA_COMPONENTS)}).",
+    )(merged)
+    return cast(
+        Decorated,
+        click.option(
+            "--components",
+            default=",".join(DEFAULT_COMPONENTS),
+            show_default=True,
+            callback=_components,
+            help="the controllers, comma-separated.",
+        )(with_extras),
+    )
 
 
 @dataclass(frozen=True)
@@ -180,7 +230,7 @@ def _deployment_problem(deployment: dict[str, Any] | None) -> str | None:
 
 
 @main.command()
-@COMPONENTS_OPTION
+@components_options
 @click.option("--export", is_flag=True, help="print the manifests instead of applying them.")
 @click.option(
     "--image-repository",
@@ -247,6 +297,7 @@ async def install(session: Session, export: bool, **flags: Any) -> None:
     Examples:
       weir install
       weir install --components=source-controller --export > weir.yaml
+      weir install --components-extra=image-reflector-controller,image-automation-controller
       weir install -n weir-system --no-cross-namespace-refs --default-service-account=default
     """
     # The flags are named as BundleOptions' fields.

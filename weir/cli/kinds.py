@@ -2,11 +2,11 @@
 
 A kind is named by one or two words, as ``flux`` names them: ``kustomization`` (also
 ``kustomizations``, ``ks``), ``source git`` (also ``sources``, ``gitrepository``...),
-``helmrelease`` (also ``hr``), ``alert-provider``. Each verb (``get``, ``reconcile``,
-``suspend``, ``resume``, ``export``) builds one command per kind with ``attach``; adding a
-kind to ``KINDS`` adds it to every verb (``reconcile`` only to the kinds a controller
-reconciles: not Alerts and Providers, which have no status in Flux's v1beta3 and are judged
-by the commands instead).
+``helmrelease`` (also ``hr``), ``alert-provider``, ``image policy`` (also ``images``,
+``imagepolicy``). Each verb (``get``, ``reconcile``, ``suspend``, ``resume``, ``export``)
+builds one command per kind with ``attach``; adding a kind to ``KINDS`` adds it to every verb
+(``reconcile`` only to the kinds a controller reconciles: not Alerts and Providers, which have
+no status in Flux's v1beta3 and are judged by the commands instead).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import click
 from controllers.api import ResourceInfo
 from controllers.kube import KubeClient
 from helm.api_v2 import HelmRelease
+from image_automation.api_v1 import ImagePolicy, ImageRepository, ImageUpdateAutomation
 from kustomize.api_v1 import Kustomization
 from notification.api_v1 import Receiver
 from notification.api_v1beta3 import Alert, Provider
@@ -31,6 +32,7 @@ __all__ = [
     "KINDS",
     "RECONCILED",
     "AliasedGroup",
+    "Column",
     "Judge",
     "Kind",
     "attach",
@@ -40,6 +42,25 @@ __all__ = [
 
 Judge = Callable[[KubeClient, Sequence[dict[str, Any]]], Awaitable[list[tuple[str, str]]]]
 """(Ready, message) of each object of a kind without status, judged by the command."""
+
+Column = tuple[str, Callable[[dict[str, Any]], str]]
+"""A column of ``weir get``: its header and the value of an object."""
+
+
+def _suspended(obj: dict[str, Any]) -> str:
+    return "True" if (obj.get("spec") or {}).get("suspend") else "False"
+
+
+def _status_field(*path: str) -> Callable[[dict[str, Any]], str]:
+    """The value at ``status.<path>``, "" where it is not set."""
+
+    def value(obj: dict[str, Any]) -> str:
+        found: Any = obj.get("status") or {}
+        for key in path:
+            found = (found or {}).get(key) if isinstance(found, dict) else None
+        return "" if found is None else str(found)
+
+    return value
 
 
 def _artifact_revision(obj: dict[str, Any]) -> str:
@@ -117,6 +138,19 @@ class Kind:
     release: bool = False
     """Takes Flux's one-off requests to force a release and reset its failure counts
     (``weir reconcile --force``, ``--reset``)."""
+    columns: tuple[Column, ...] | None = None
+    """What ``get`` shows between NAME and READY, as ``flux get`` shows the kind; None for
+    REVISION (when it has a revision) and SUSPENDED."""
+
+    @property
+    def table_columns(self) -> tuple[Column, ...]:
+        """The columns ``get`` shows between NAME and READY."""
+        if self.columns is not None:
+            return self.columns
+        revision: tuple[Column, ...] = (
+            (("REVISION", self.revision_of),) if self.revision is not None else ()
+        )
+        return (*revision, ("SUSPENDED", _suspended))
 
     @property
     def title(self) -> str:
@@ -182,12 +216,43 @@ KINDS: tuple[Kind, ...] = (
     Kind(Receiver.info, ("receiver",), ("receivers",), None),
     Kind(Alert.info, ("alert",), ("alerts",), None, judge=judge_alerts),
     Kind(Provider.info, ("alert-provider",), ("alert-providers",), None, judge=judge_providers),
+    # As flux get images shows them: when each last scanned or ran, the policy's choice.
+    Kind(
+        ImageRepository.info,
+        ("image", "repository"),
+        ("imagerepository", "imagerepositories", "imagerepo"),
+        None,
+        columns=(
+            ("LAST SCAN", _status_field("lastScanResult", "scanTime")),
+            ("SUSPENDED", _suspended),
+        ),
+    ),
+    Kind(
+        ImagePolicy.info,
+        ("image", "policy"),
+        ("imagepolicy", "imagepolicies"),
+        None,
+        columns=(
+            ("IMAGE", _status_field("latestRef", "name")),
+            ("TAG", _status_field("latestRef", "tag")),
+        ),
+    ),
+    Kind(
+        ImageUpdateAutomation.info,
+        ("image", "update"),
+        ("imageupdateautomation", "imageupdateautomations", "imageupdate"),
+        None,
+        columns=(
+            ("LAST RUN", _status_field("lastAutomationRunTime")),
+            ("SUSPENDED", _suspended),
+        ),
+    ),
 )
 RECONCILED = tuple(kind for kind in KINDS if kind.reconciled)
 """The kinds a controller reconciles: ``weir reconcile`` knows these."""
 
 # Other spellings of a first word.
-_GROUP_ALIASES = {"source": ("sources",)}
+_GROUP_ALIASES = {"source": ("sources",), "image": ("images",)}
 
 
 def find_kind(kind: str) -> Kind | None:

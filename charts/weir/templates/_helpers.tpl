@@ -131,15 +131,45 @@ The controllers, in the order weir install lays them out (COMPONENTS in weir/bun
       networkPolicy: allow-webhooks
   eventsEndpoint: true
   env: []
+- name: image-automation-controller
+  values: imageAutomationController
+  package: image_automation
+  kinds:
+    - group: image.toolkit.fluxcd.io
+      plurals: [imagerepositories, imagepolicies, imageupdateautomations]
+      statuses: [imagerepositories, imagepolicies, imageupdateautomations]
+  reads:
+    # Registry credentials and TLS, Git credentials, signing keys and Git host tokens: read
+    # one at a time, never listed.
+    - apiGroups: [""]
+      resources: [secrets]
+      verbs: [get]
+    # An ImageRepository's serviceAccountName, for its imagePullSecrets.
+    - apiGroups: [""]
+      resources: [serviceaccounts]
+      verbs: [get]
+    # Each ImageRepository's full tag list, in a ConfigMap of its own.
+    - apiGroups: [""]
+      resources: [configmaps]
+      verbs: [get, create, update, delete]
+    # The GitRepository an automation clones and pushes to, watched.
+    - apiGroups: [source.toolkit.fluxcd.io]
+      resources: [gitrepositories]
+      verbs: [get, list, watch]
+    # An ImageRepository's accessFrom selects the namespaces by their labels.
+    - apiGroups: [""]
+      resources: [namespaces]
+      verbs: [get]
+  clusterAdmin: false
+  lockdown: [noCrossNamespaceRefs]
+  artifactStorage: false
+  servers: []
+  eventsEndpoint: false
+  env: []
 {{- end }}
 
 {{/* The components whose create value is true, as a YAML list (use with fromYamlArray). */}}
 {{- define "weir.enabled" -}}
-{{- range tuple "imageAutomationController" }}
-{{- if (index $.Values . | default dict).create }}
-{{- fail (printf "%s.create: weir has no such controller yet" .) }}
-{{- end }}
-{{- end }}
 {{- $enabled := list }}
 {{- range (include "weir.components" . | fromYamlArray) }}
 {{- if (index $.Values .values).create }}
