@@ -20,8 +20,10 @@ COPY hack/tools/gotemplate/ ./
 RUN go build -trimpath -ldflags "-s -w" -o /out/ github.com/weir/hack/tools/gotemplate
 
 FROM python:3.11-slim-bookworm
-# gpg verifies commit signatures (spec.verify) and decrypts SOPS PGP keys, as in hack/setup.sh.
-RUN apt-get update && apt-get install -y --no-install-recommends gnupg && rm -rf /var/lib/apt/lists/*
+# gpg verifies commit signatures (spec.verify), decrypts SOPS PGP keys and signs the image
+# automation's commits; ssh-keygen signs them with SSH keys. As in hack/setup.sh.
+RUN apt-get update && apt-get install -y --no-install-recommends gnupg openssh-client \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY controllers/ controllers/

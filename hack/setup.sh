@@ -23,6 +23,8 @@ command -v git >/dev/null || packages+=(git)
 # gpg verifies commit signatures (spec.verify) and decrypts SOPS PGP keys.
 command -v gpg >/dev/null && command -v gpgconf >/dev/null || packages+=(gnupg)
 [ "$go" = no ] || command -v go >/dev/null || packages+=(golang-go)
+# ssh-keygen signs the image automation's commits with SSH keys.
+command -v ssh-keygen >/dev/null || packages+=(openssh-client)
 # sshd serves the Git repositories of the GitRepository tests over ssh://.
 [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
 # A real forward proxy for proxySecretRef tests.
