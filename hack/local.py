@@ -3,7 +3,10 @@
 
 With no arguments the repository is a new example fleet, ``hack/example-fleet/`` (an app
 with a base and two overlays, as teams lay them out, a HelmRelease of a chart kept in the same
-repository beside it, and ``clusters/local`` selecting the staging overlay). With
+repository beside it, and ``clusters/local`` selecting the staging overlay and automating its
+image: a local registry, Debian's ``docker-registry``, holds two builds of the app, and the
+image automation controller commits the newer one to the staging overlay, which is then
+applied). With
 ``--repo PATH|URL`` it is a copy of your own repository (weir never pushes to the original),
 and ``--path`` names the cluster directory to bootstrap (``clusters/<name>``).
 
@@ -32,14 +35,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controllers.binaries import find_binary
-from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port
-from controllers.kube import KubeClient
-from helm.api_v2 import HelmRelease
-from kustomize.api_v1 import Kustomization
-from weir.bundle import COMPONENTS, BundleOptions, render
+# Run as a script, Python puts hack/ on sys.path, not the repository root: the example's
+# registry is the test suite's (tests/registry.py), which is not an installed package.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from controllers.binaries import find_binary  # noqa: E402
+from controllers.envtest import ControlPlane, ControlPlaneError, die_with_parent, free_port  # noqa: E402
+from controllers.kube import KubeClient  # noqa: E402
+from helm.api_v2 import HelmRelease  # noqa: E402
+from kustomize.api_v1 import Kustomization  # noqa: E402
+from tests.registry import FLUX_CONTENT, Blob, RegistryServer, tar_gz  # noqa: E402
+from weir.bundle import COMPONENTS, DEFAULT_COMPONENTS, BundleOptions, render  # noqa: E402
 
 NAMESPACE = "flux-system"
+# The embedded default runs every controller built so far, the image automation one included
+# (an extra component in an install, as in Flux).
+IMAGE_AUTOMATION = "image-automation-controller"
+LOCAL_COMPONENTS = (*DEFAULT_COMPONENTS, IMAGE_AUTOMATION)
+# The example's image in the local registry, and its builds (the newest 6.x is automated).
+EXAMPLE_IMAGE = "weir-example/podinfo"
+EXAMPLE_TAGS = ("6.7.1", "6.7.2")
 EXAMPLE_FLEET = Path(__file__).resolve().parent / "example-fleet"
 ALL_READY_SECONDS = 180
 GIT_ENV = {
@@ -50,14 +67,17 @@ GIT_ENV = {
 }
 
 
-def example_fleet() -> dict[str, str]:
+def example_fleet(registry: str) -> dict[str, str]:
     """The files of the example fleet (``hack/example-fleet/``) by their path in it: an app
     (podinfo: ConfigMap, Deployment, Service) with staging and production overlays, beside it
     a HelmRelease of the repository's own chart ``charts/hello`` with its values in a watched
     ConfigMap, and the cluster directory ``clusters/local`` whose Kustomization applies the
-    staging overlay."""
+    staging overlay and whose image automation keeps its image at the newest build in the
+    registry at ``registry`` (host:port, written where the files say REGISTRY_HOST)."""
     return {
-        path.relative_to(EXAMPLE_FLEET).as_posix(): path.read_text()
+        path.relative_to(EXAMPLE_FLEET).as_posix(): path.read_text().replace(
+            "REGISTRY_HOST", registry
+        )
         for path in sorted(EXAMPLE_FLEET.rglob("*"))
         if path.is_file()
     }
@@ -77,9 +97,9 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def fleet_repository(root: Path, repo: str | None) -> Path:
+def fleet_repository(root: Path, repo: str | None, registry: str) -> Path:
     """The bare repository weir follows: kept from an earlier start; else a copy of ``repo``
-    (a path or a URL); else the example fleet."""
+    (a path or a URL); else the example fleet (its images in the registry at ``registry``)."""
     bare = root / "fleet.git"
     if bare.exists():
         return bare
@@ -89,7 +109,7 @@ def fleet_repository(root: Path, repo: str | None) -> Path:
     else:
         with tempfile.TemporaryDirectory(prefix="weir-fleet-") as scratch:
             work = Path(scratch)
-            for name, content in example_fleet().items():
+            for name, content in example_fleet(registry).items():
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).write_text(content)
             _git("init", "--quiet", "-b", "main", cwd=work)
@@ -120,7 +140,7 @@ def controller_commands(
     receiver ``receiver_port``; the source controller's artifact server ``storage_port``."""
     commands = {}
     events_port = free_port()
-    for deployment in render(BundleOptions(namespace=NAMESPACE)):
+    for deployment in render(BundleOptions(namespace=NAMESPACE, components=LOCAL_COMPONENTS)):
         if deployment["kind"] != "Deployment":
             continue
         name = deployment["metadata"]["name"]
@@ -158,9 +178,10 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         with ControlPlane(base / "cluster") as plane:
-            bare = fleet_repository(base / "git", args.repo)
             processes: list[subprocess.Popen[bytes]] = []
+            registry = start_registry(base / "registry")
             try:
+                bare = fleet_repository(base / "git", args.repo, registry.host)
                 url = serve(bare, processes)
                 receiver = start_controllers(base, plane, processes)
                 run_bootstrap(plane, bare, url, args.path, receiver, example=args.repo is None)
@@ -171,10 +192,28 @@ def main() -> int:
                 for process in reversed(processes):
                     process.terminate()
                     process.wait()
+                registry.stop()
         return 0
     except ControlPlaneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def start_registry(workdir: Path) -> RegistryServer:
+    """Debian's ``docker-registry`` on the same loopback port at each start (the example's
+    manifests name it), holding the example's builds."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    registry = RegistryServer("example", workdir, port=remembered_port(workdir / "port"))
+    try:
+        registry.start()
+        layer = Blob(FLUX_CONTENT, tar_gz({"README": "podinfo, as the example builds it\n"}))
+        for tag in EXAMPLE_TAGS:
+            asyncio.run(registry.push(EXAMPLE_IMAGE, [tag], [layer]))
+    except Exception as err:
+        registry.stop()
+        raise ControlPlaneError(f"the example's registry did not start: {err}") from err
+    print(f"► image registry at {registry.host}: {EXAMPLE_IMAGE} {', '.join(EXAMPLE_TAGS)}")
+    return registry
 
 
 def remembered_port(remembered: Path) -> int:
@@ -324,6 +363,7 @@ def run_bootstrap(
         f"--url={url}",
         f"--branch={default_branch(bare)}",
         f"--path={path}",
+        f"--components-extra={IMAGE_AUTOMATION}",
         *cluster,
     ]
     if subprocess.run(bootstrap, check=False).returncode != 0:
@@ -346,6 +386,11 @@ def next_steps(plane: ControlPlane, bare: Path, receiver: str, *, example: bool)
     helm = find_binary("helm")
     if example and helm:
         lines.append(f"  {helm} history hello -n staging   # the release as Helm sees it")
+    if example:
+        lines += [
+            "  .venv/bin/weir get images all -A   # and the image automation's commit:",
+            f"  git --git-dir={bare} log --author=weir-bot --format='%an: %s'",
+        ]
     lines.append(f"  git clone {bare} fleet && cd fleet")
     if example:
         lines += [

@@ -340,8 +340,12 @@ class RegistryServer:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log_path = self.workdir / "registry.log"
-        for _ in range(3):
-            self.port = free_port()
+        preset = self.port
+        for attempt in range(3):
+            # A port given beforehand is kept (its users have it written down): tried once.
+            if preset and attempt:
+                break
+            self.port = preset or free_port()
             config = self.workdir / "config.yml"
             config.write_text(yaml.safe_dump(self._config()))
             with log_path.open("ab") as log:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from controllers.api import ResourceInfo
 from controllers.kube import KubeClient
 from controllers.reconcile import REQUESTED_AT
 from helm.api_v2 import HelmRelease
@@ -226,13 +227,36 @@ async def the_helm_release_follows_a_push(
 ) -> None:
     """The example's HelmRelease is Ready with its Deployment; a pushed change of its values
     (the ConfigMap ``hello-values``) upgrades the release, through the whole loop."""
+    # The image automation's commit is a new chart version (reconcileStrategy Revision): wait
+    # until the release has caught up with the HelmChart's artifact and is deployed.
+    chart_info = ResourceInfo(
+        group="source.toolkit.fluxcd.io", version="v1", kind="HelmChart", plural="helmcharts"
+    )
+
+    async def settled(obj: dict[str, Any]) -> bool:
+        chart = await client.get(chart_info, "flux-system", "staging-hello")
+        artifact = (chart.get("status") or {}).get("artifact") or {}
+        status = obj.get("status") or {}
+        latest = (status.get("history") or [{}])[0]
+        return (
+            is_ready(obj)
+            and latest.get("status") == "deployed"
+            and status.get("lastAttemptedRevision") == artifact.get("revision")
+        )
+
+    deadline = asyncio.get_running_loop().time() + 120
     release = await client.get(HelmRelease.info, "staging", "hello")
-    assert is_ready(release), release.get("status")
+    while not await settled(release):
+        assert asyncio.get_running_loop().time() < deadline, release.get("status")
+        await asyncio.sleep(0.5)
+        release = await client.get(HelmRelease.info, "staging", "hello")
     deployment = await client.get(DEPLOYMENT, "staging", "hello")
     assert greeting(deployment) == "hello from weir, through Helm"
-    assert await asyncio.to_thread(helm_history, kubeconfig, output) == [
-        (1, "deployed", "Install complete")
-    ]
+    # Installed, then upgraded once per commit of the repository (the chart's reconcileStrategy
+    # is Revision), the image automation's included.
+    before = await asyncio.to_thread(helm_history, kubeconfig, output)
+    assert before[0][2] == "Install complete", before
+    assert before[-1][1] == "deployed", before
 
     await asyncio.to_thread(push_new_greeting, kubeconfig.parent.parent)
     cluster = (f"--kubeconfig={kubeconfig}", "--namespace=flux-system")
@@ -251,16 +275,55 @@ async def the_helm_release_follows_a_push(
     # Helm applies the objects, then waits for them: the release is deployed after that.
     def upgraded(obj: dict[str, Any]) -> bool:
         latest = ((obj.get("status") or {}).get("history") or [{}])[0]
-        return bool(latest.get("version", 0) > 1 and latest.get("status") == "deployed")
+        return bool(latest.get("version", 0) > len(before) and latest.get("status") == "deployed")
 
     await wait_for_object(client, HelmRelease.info, "staging", "hello", upgraded, timeout=60)
     history = await asyncio.to_thread(helm_history, kubeconfig, output)
     assert history[0] == (1, "superseded", "Install complete")
+    assert len(history) > len(before)
     assert history[-1][1:] == ("deployed", "Upgrade complete")
+
+
+def bot_commits(bare: Path) -> list[str]:
+    log = subprocess.run(
+        ["git", f"--git-dir={bare}", "log", "--author=weir-bot", "--format=%s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return log.stdout.splitlines()
+
+
+async def the_image_automation_commits_the_newer_build(
+    kubeconfig: Path, client: KubeClient, output: str
+) -> None:
+    """The example's registry holds podinfo 6.7.1 and 6.7.2: the image automation commits
+    6.7.2 to the staging overlay, and the staging Deployment runs it once applied."""
+    found = re.search(r"image registry at (127\.0\.0\.1:\d+)", output)
+    assert found, output
+    image = f"{found[1]}/weir-example/podinfo"
+    bare = kubeconfig.parent.parent / "git" / "fleet.git"
+    deadline = asyncio.get_running_loop().time() + 120
+    while not (commits := await asyncio.to_thread(bot_commits, bare)):
+        assert asyncio.get_running_loop().time() < deadline, "no commit of the image automation"
+        await asyncio.sleep(1)
+    assert commits == ["staging: 6.7.1 -> 6.7.2"]  # newName already names the registry
+
+    cluster = (f"--kubeconfig={kubeconfig}", "--namespace=flux-system")
+    done = await run_weir("reconcile", "kustomization", "apps", "--with-source", *cluster)
+    assert done.code == 0, done.err
+
+    def runs_the_newer_build(deployment: dict[str, Any]) -> bool:
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        return bool(containers[0]["image"] == f"{image}:6.7.2")
+
+    await wait_for_object(client, DEPLOYMENT, "staging", "podinfo", runs_the_newer_build, 60)
 
 
 async def the_printed_next_steps(kubeconfig: Path, client: KubeClient, output: str) -> None:
     await trigger_the_printed_receiver(kubeconfig, client, output)
+    # Before the push below: the automation pushes to the same branch.
+    await the_image_automation_commits_the_newer_build(kubeconfig, client, output)
     await the_helm_release_follows_a_push(kubeconfig, client, output)
 
 
