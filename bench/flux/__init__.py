@@ -1,5 +1,6 @@
-"""Flux's source-controller, kustomize-controller and helm-controller as released, for the
-benchmarks to run beside weir's controllers.
+"""Flux's source-controller, kustomize-controller, helm-controller, image-reflector-controller
+and image-automation-controller as released, for the benchmarks to run beside weir's
+controllers.
 
 Each is built once from its pinned Go module (``bench/flux/<name>/go.mod``: the controller's own
 requirements and replace lines) into weir's cache, ``<cache>/flux-<name>-<hash of go.mod>/``:
@@ -68,6 +69,13 @@ FLUX_CONTROLLERS = (
     FluxController("kustomize-controller", "github.com/fluxcd/kustomize-controller"),
     # v1.6.2, not v1.6.3: see bench/flux/helm-controller/go.mod.
     FluxController("helm-controller", "github.com/fluxcd/helm-controller", "v1.6.2"),
+    FluxController(
+        "image-reflector-controller", "github.com/fluxcd/image-reflector-controller", "v1.2.0"
+    ),
+    # v1.2.0, not v1.2.1: see bench/flux/image-automation-controller/go.mod.
+    FluxController(
+        "image-automation-controller", "github.com/fluxcd/image-automation-controller", "v1.2.0"
+    ),
 )
 
 
