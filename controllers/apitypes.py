@@ -1,14 +1,25 @@
 """API types several weir kinds embed, as Flux keeps them in fluxcd/pkg (``apis/meta``,
-``apis/kustomize``): one definition, so a Kustomization's and a HelmRelease's ``patches``,
-``images``, ``healthCheckExprs`` and Secret key references cannot drift apart."""
+``apis/kustomize``, ``apis/acl``) and Kubernetes in metav1: one definition, so a
+Kustomization's and a HelmRelease's ``patches``, ``images``, ``healthCheckExprs`` and Secret key
+references, and the sources' and image repositories' ``accessFrom``, cannot drift apart."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from controllers.api import KubeModel
 
-__all__ = ["CustomHealthCheck", "Image", "Patch", "SecretKeyReference", "Selector"]
+__all__ = [
+    "AccessFrom",
+    "CustomHealthCheck",
+    "Image",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "NamespaceSelector",
+    "Patch",
+    "SecretKeyReference",
+    "Selector",
+]
 
 
 class SecretKeyReference(KubeModel):
@@ -70,4 +81,44 @@ class CustomHealthCheck(KubeModel):
     )
     failed: str | None = Field(
         default=None, description="CEL expression true when the object has failed."
+    )
+
+
+class NamespaceSelector(KubeModel):
+    """Namespaces whose objects may refer to this one, by label."""
+
+    match_labels: dict[str, str] | None = Field(
+        default=None, description="Labels a namespace must have, all of them."
+    )
+
+
+class AccessFrom(KubeModel):
+    """Cross-namespace access control list."""
+
+    namespace_selectors: list[NamespaceSelector] = Field(
+        description="Namespaces allowed to refer to this object; any one must match."
+    )
+
+
+class LabelSelectorRequirement(KubeModel):
+    """One expression of a label selector: a key, an operator and values."""
+
+    key: str = Field(description="The label key the requirement applies to.")
+    operator: str = Field(description="In, NotIn, Exists or DoesNotExist.")
+    values: list[str] | None = Field(
+        default=None,
+        description="Values for In and NotIn (not empty); empty for Exists and DoesNotExist.",
+    )
+
+
+class LabelSelector(KubeModel):
+    """metav1.LabelSelector: every requirement must hold; empty selects everything."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
+    match_labels: dict[str, str] | None = Field(
+        default=None, description="Labels an object must have, all of them."
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None, description="Label requirements an object must meet, all of them."
     )

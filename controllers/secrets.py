@@ -20,10 +20,19 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from controllers.kinds import SECRET
+from controllers.kinds import SECRET, SERVICE_ACCOUNT
 from controllers.kube import ApiError, KubeClient
+from controllers.oci.credentials import Credentials, credentials_from_secret
+from controllers.oci.errors import AuthenticationError
 
-__all__ = ["SecretData", "SecretError", "SecretNotFound", "proxy_url", "read_secret"]
+__all__ = [
+    "SecretData",
+    "SecretError",
+    "SecretNotFound",
+    "proxy_url",
+    "read_secret",
+    "registry_credentials",
+]
 
 
 class SecretError(Exception):
@@ -146,3 +155,32 @@ def proxy_url(data: Mapping[str, str], name: str) -> str:
     user = quote(data["username"], safe="")
     password = quote(data.get("password", ""), safe="")
     return f"{scheme}://{user}:{password}@{rest}"
+
+
+async def registry_credentials(
+    client: KubeClient,
+    namespace: str,
+    host: str,
+    *,
+    secret_name: str | None,
+    service_account_name: str | None,
+) -> Credentials | None:
+    """Credentials for registry ``host`` from the Secret ``secret_name`` (a docker-config or
+    basic-auth Secret), then from the image pull secrets of ``service_account_name``, in that
+    order, as Flux's OCIRepository and ImageRepository look for them; None for anonymous
+    access. An unusable Secret raises ``SecretError``, a missing ServiceAccount
+    ``AuthenticationError``."""
+    names = [secret_name] if secret_name else []
+    if service_account_name:
+        account = await client.get_or_none(SERVICE_ACCOUNT, namespace, service_account_name)
+        if account is None:
+            raise AuthenticationError(
+                f"service account '{namespace}/{service_account_name}' not found"
+            )
+        names += [ref["name"] for ref in account.get("imagePullSecrets") or [] if ref.get("name")]
+    for name in names:
+        data = await read_secret(client, namespace, name)
+        credentials = credentials_from_secret(data, host, data.ref)
+        if credentials is not None:
+            return credentials
+    return None

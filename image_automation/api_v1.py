@@ -27,12 +27,15 @@ from controllers.api import (
     ResourceStatus,
     parse_duration,
 )
+from controllers.apitypes import (
+    AccessFrom,
+    LabelSelector,
+)
 from controllers.crd import AGE_COLUMN
 
 __all__ = [
     "DEFAULT_EXCLUSION_LIST",
     "GROUP",
-    "AccessFrom",
     "AlphabeticalPolicy",
     "CommitSpec",
     "CommitUser",
@@ -52,9 +55,6 @@ __all__ = [
     "ImageUpdateAutomation",
     "ImageUpdateAutomationSpec",
     "ImageUpdateAutomationStatus",
-    "LabelSelector",
-    "LabelSelectorRequirement",
-    "NamespaceSelector",
     "NamespacedObjectReference",
     "NumericalPolicy",
     "PullRequestProvider",
@@ -99,46 +99,6 @@ class NamespacedObjectReference(KubeModel):
     name: str = Field(description="Name of the referent.")
     namespace: str | None = Field(
         default=None, description="Namespace of the referent; the referrer's when unset."
-    )
-
-
-class NamespaceSelector(KubeModel):
-    """Namespaces whose objects may refer to this one, by label."""
-
-    match_labels: dict[str, str] | None = Field(
-        default=None, description="Labels a namespace must have, all of them."
-    )
-
-
-class AccessFrom(KubeModel):
-    """Cross-namespace access control list."""
-
-    namespace_selectors: list[NamespaceSelector] = Field(
-        description="Namespaces allowed to refer to this object; any one must match."
-    )
-
-
-class LabelSelectorRequirement(KubeModel):
-    """One expression of a label selector: a key, an operator and values."""
-
-    key: str = Field(description="The label key the requirement applies to.")
-    operator: str = Field(description="In, NotIn, Exists or DoesNotExist.")
-    values: list[str] | None = Field(
-        default=None,
-        description="Values for In and NotIn (not empty); empty for Exists and DoesNotExist.",
-    )
-
-
-class LabelSelector(KubeModel):
-    """metav1.LabelSelector: every requirement must hold; empty selects everything."""
-
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
-
-    match_labels: dict[str, str] | None = Field(
-        default=None, description="Labels an object must have, all of them."
-    )
-    match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, description="Label requirements an object must meet, all of them."
     )
 
 

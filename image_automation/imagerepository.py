@@ -28,15 +28,12 @@ from dataclasses import dataclass
 
 from controllers import conditions as cond
 from controllers.api import format_duration, parse_time, time_now
-from controllers.kinds import SERVICE_ACCOUNT
 from controllers.kube import KubeClient
 from controllers.oci.client import RegistryClient
 from controllers.oci.credentials import (
-    Credentials,
-    credentials_from_secret,
     tls_context,
 )
-from controllers.oci.errors import AuthenticationError, InvalidReference, OCIError
+from controllers.oci.errors import InvalidReference, OCIError
 from controllers.reconcile import (
     REQUESTED_AT,
     ReconcileError,
@@ -46,7 +43,7 @@ from controllers.reconcile import (
     Stalling,
     Step,
 )
-from controllers.secrets import SecretError, proxy_url, read_secret
+from controllers.secrets import SecretError, proxy_url, read_secret, registry_credentials
 from image_automation.api_v1 import ImageRepository, ScanResult
 from image_automation.scan import (
     ImageName,
@@ -237,7 +234,13 @@ async def registry_client(
     an AuthenticationFailed error when a Secret or ServiceAccount is unusable."""
     spec, namespace = obj.spec, obj.metadata.namespace or ""
     try:
-        credentials = await _credentials(client, obj, image.repository.host)
+        credentials = await registry_credentials(
+            client,
+            obj.metadata.namespace or "",
+            image.repository.host,
+            secret_name=spec.secret_ref.name if spec.secret_ref else None,
+            service_account_name=spec.service_account_name,
+        )
         tls = None
         if spec.cert_secret_ref is not None:
             data = await read_secret(client, namespace, spec.cert_secret_ref.name)
@@ -255,27 +258,3 @@ async def registry_client(
     return RegistryClient(
         image.repository, credentials, tls=tls, proxy=proxy, timeout=obj.timeout_seconds
     )
-
-
-async def _credentials(client: KubeClient, obj: ImageRepository, host: str) -> Credentials | None:
-    """Credentials for ``host`` from spec.secretRef, then from the image pull secrets of
-    spec.serviceAccountName; None for anonymous access."""
-    namespace = obj.metadata.namespace or ""
-    names: list[str] = []
-    if obj.spec.secret_ref is not None:
-        names.append(obj.spec.secret_ref.name)
-    if obj.spec.service_account_name:
-        account = await client.get_or_none(
-            SERVICE_ACCOUNT, namespace, obj.spec.service_account_name
-        )
-        if account is None:
-            raise AuthenticationError(
-                f"service account '{namespace}/{obj.spec.service_account_name}' not found"
-            )
-        names += [ref["name"] for ref in account.get("imagePullSecrets") or [] if ref.get("name")]
-    for name in names:
-        data = await read_secret(client, namespace, name)
-        credentials = credentials_from_secret(data, host, data.ref)
-        if credentials is not None:
-            return credentials
-    return None

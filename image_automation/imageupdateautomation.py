@@ -35,6 +35,7 @@ from typing import Any
 
 from controllers import conditions as cond
 from controllers.api import ResourceInfo, object_key, parse_duration, time_now
+from controllers.apitypes import LabelSelector
 from controllers.git.credentials import read_credentials
 from controllers.kube import ApiError
 from controllers.reconcile import (
@@ -53,7 +54,6 @@ from image_automation.api_v1 import (
     ImagePolicy,
     ImageRef,
     ImageUpdateAutomation,
-    LabelSelector,
     PullRequestSpec,
 )
 from image_automation.message import CommitMessageError, render_message

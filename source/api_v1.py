@@ -25,11 +25,11 @@ from controllers.api import (
     ResourceStatus,
     parse_duration,
 )
+from controllers.apitypes import AccessFrom
 from controllers.crd import AGE_COLUMN
 
 __all__ = [
     "GROUP",
-    "AccessFrom",
     "Bucket",
     "BucketProvider",
     "BucketSTSProvider",
@@ -56,7 +56,6 @@ __all__ = [
     "HelmRepositoryStatus",
     "HelmRepositoryType",
     "LocalHelmChartSourceReference",
-    "NamespaceSelector",
     "OCILayerOperation",
     "OCILayerSelector",
     "OCIProvider",
@@ -637,22 +636,6 @@ HelmRepositoryProvider = Literal["generic", "aws", "azure", "gcp"]
 # Flux's HelmRepository.GetTimeout and GetRequeueAfter when the field is unset (or 0s).
 HELM_REPOSITORY_DEFAULT_TIMEOUT = "60s"
 HELM_REPOSITORY_DEFAULT_INTERVAL = "1m"
-
-
-class NamespaceSelector(KubeModel):
-    """Namespaces whose objects may refer to this one, by label."""
-
-    match_labels: dict[str, str] | None = Field(
-        default=None, description="Labels a namespace must have, all of them."
-    )
-
-
-class AccessFrom(KubeModel):
-    """Cross-namespace access control list; provisional and not enforced, as in Flux."""
-
-    namespace_selectors: list[NamespaceSelector] = Field(
-        description="Namespaces allowed to refer to this object; any one must match."
-    )
 
 
 class HelmRepositorySpec(KubeModel):

@@ -20,15 +20,13 @@ from pathlib import Path
 
 from controllers.api import Artifact, parse_duration
 from controllers.artifact import DEFAULT_MAX_SIZE, ArtifactError, extract_tarball
-from controllers.kinds import SERVICE_ACCOUNT
-from controllers.kube import KubeClient
 from controllers.oci.client import RegistryClient
-from controllers.oci.credentials import Credentials, credentials_from_secret, tls_context
+from controllers.oci.credentials import tls_context
 from controllers.oci.errors import AuthenticationError, InvalidReference, OCIError
 from controllers.oci.manifest import select_layer, select_manifest
 from controllers.oci.reference import Repository, parse_repository
 from controllers.reconcile import Reconciler, Result, RunContext, Stalling, Step
-from controllers.secrets import SecretError, proxy_url, read_secret
+from controllers.secrets import SecretError, proxy_url, read_secret, registry_credentials
 from source.api_v1 import OCIRepository
 from source.conditions import (
     ARTIFACT_IN_STORAGE,
@@ -206,7 +204,13 @@ class OCIRepositoryReconciler(Reconciler[OCIRepository, OCIRunState]):
     ) -> RegistryClient:
         spec, namespace = obj.spec, obj.metadata.namespace or ""
         try:
-            credentials = await _credentials(ctx.client, namespace, obj, repository.host)
+            credentials = await registry_credentials(
+                ctx.client,
+                namespace,
+                repository.host,
+                secret_name=obj.spec.secret_ref.name if obj.spec.secret_ref else None,
+                service_account_name=obj.spec.service_account_name,
+            )
         except SecretError as err:
             message = f"failed to get credential: {err}"
             raise FetchError(message, AUTH_FAILED) from None
@@ -324,29 +328,3 @@ def _new_artifact_message(obj: OCIRepository, artifact: Artifact) -> str:
             f"origin revision '{metadata[REVISION_ANNOTATION]}'"
         )
     return message
-
-
-async def _credentials(
-    client: KubeClient, namespace: str, obj: OCIRepository, host: str
-) -> Credentials | None:
-    """Credentials for ``host`` from spec.secretRef, then the image pull secrets of
-    spec.serviceAccountName, in that order; None for anonymous access. An unusable Secret
-    raises ``SecretError``, anything else ``OCIError``."""
-    names: list[str] = []
-    if obj.spec.secret_ref is not None:
-        names.append(obj.spec.secret_ref.name)
-    if obj.spec.service_account_name:
-        account = await client.get_or_none(
-            SERVICE_ACCOUNT, namespace, obj.spec.service_account_name
-        )
-        if account is None:
-            raise AuthenticationError(
-                f"service account '{namespace}/{obj.spec.service_account_name}' not found"
-            )
-        names += [ref["name"] for ref in account.get("imagePullSecrets") or [] if ref.get("name")]
-    for name in names:
-        data = await read_secret(client, namespace, name)
-        credentials = credentials_from_secret(data, host, data.ref)
-        if credentials is not None:
-            return credentials
-    return None

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from image_automation.api_v1 import LabelSelector
+from controllers.apitypes import LabelSelector
 from image_automation.imageupdateautomation import (
     automations_of_changed_policy,
     automations_of_changed_repository,
