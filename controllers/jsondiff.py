@@ -7,6 +7,7 @@ selectors those rules target objects with.
   anything outside ``metadata`` and ``status``;
 - :class:`IgnoreRules`: JSON pointers (RFC 6901) per selector; :meth:`IgnoreRules.paths_for`
   the pointers that apply to one object; :func:`remove_pointers` takes them out of a copy;
+  :func:`lookup_pointer` and :func:`replace_pointer` read and overwrite the field one names;
 - :class:`ObjectSelector`: Flux's selector (anchored regular expressions for group, version,
   kind, name, namespace; label selector expressions for labels and annotations).
 
@@ -32,8 +33,10 @@ __all__ = [
     "Operation",
     "compare",
     "escape_pointer",
+    "lookup_pointer",
     "parse_label_selector",
     "remove_pointers",
+    "replace_pointer",
 ]
 
 IGNORE_ROOT = ""
@@ -95,6 +98,45 @@ def remove_pointers(obj: dict[str, Any], pointers: Iterable[str]) -> None:
                 index = _index(last, len(parent))
                 if index is not None:
                     del parent[index]
+
+
+def lookup_pointer(obj: Any, pointer: str) -> tuple[bool, Any]:
+    """``(True, value)`` for the field ``pointer`` names in ``obj``, ``(False, None)`` when any
+    part of it is not there (a field whose value is null is there)."""
+    node = obj
+    for token in _tokens(pointer):
+        if isinstance(node, dict):
+            if token not in node:
+                return False, None
+            node = node[token]
+        elif isinstance(node, list):
+            index = _index(token, len(node))
+            if index is None:
+                return False, None
+            node = node[index]
+        else:
+            return False, None
+    return True, node
+
+
+def replace_pointer(obj: dict[str, Any], pointer: str, value: Any) -> None:
+    """Set the field ``pointer`` names in ``obj`` to a copy of ``value``, in place: a JSON
+    patch ``replace``, so the field must be there. Raises ``KeyError`` when it is not, and
+    :class:`InvalidRule` for the root or a malformed pointer."""
+    tokens = _tokens(pointer)
+    if not tokens:
+        raise InvalidRule("cannot replace the whole document")
+    found, parent = lookup_pointer(obj, "".join(f"/{escape_pointer(t)}" for t in tokens[:-1]))
+    last = tokens[-1]
+    if found and isinstance(parent, dict) and last in parent:
+        parent[last] = copy.deepcopy(value)
+        return
+    if found and isinstance(parent, list):
+        index = _index(last, len(parent))
+        if index is not None:
+            parent[index] = copy.deepcopy(value)
+            return
+    raise KeyError(f"replace operation does not apply: doc is missing path: {pointer}")
 
 
 def _index(token: str, length: int) -> int | None:

@@ -23,6 +23,7 @@ from controllers.configwatch import config_watches
 from controllers.discovery import RestMapper
 from controllers.health import HealthCheckError, custom_checks, wait_for
 from controllers.inventory import ObjectRef
+from controllers.jsondiff import InvalidRule
 from controllers.kube import KubeClient
 from controllers.manager import Options
 from controllers.reconcile import (
@@ -40,6 +41,7 @@ from controllers.wait import wait_until
 from kustomize import history
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
 from kustomize.apply.errors import PruneError
+from kustomize.apply.ignore import compile_ignore_rules
 from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ResourceManager
 from kustomize.build import BuildError, build
 from kustomize.buildworker import BuildWorkers, find_build_worker
@@ -337,8 +339,14 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
     ) -> None:
         """Apply in stages, record the inventory, prune what left it."""
         run = ctx.state
+        try:
+            ignore = compile_ignore_rules(obj.spec.ignore)
+        except InvalidRule as err:
+            # Flux retries this apply failure; it cannot succeed until the spec changes.
+            raise Stalling(f"invalid ignore rule: {err}", reason=cond.FAILED) from None
         manager = self._manager(target, obj)
-        applied = await manager.apply_all_staged(run.objects, ApplyOptions(force=obj.spec.force))
+        options = ApplyOptions(force=obj.spec.force, ignore=ignore)
+        applied = await manager.apply_all_staged(run.objects, options)
         run.applied = applied.refs()
         old = _entries(obj)
         new = inventory.entries_for(run.applied)

@@ -14,6 +14,9 @@ Flux's ssa package (fluxcd/pkg ``ApplyAllStaged``) does:
    of what is not unchanged, as field manager ``kustomize-controller`` with ``force=true``.
 3. Taking over: before applying, the fields of ``kubectl`` and of earlier writers are
    reassigned to our ``Apply`` entry (``kustomize.apply.managedfields``).
+4. ``spec.ignore`` (``ApplyOptions.ignore``): the ignored fields do not count as drift, and
+   when an object is applied anyway they are left to their other writer
+   (``kustomize.apply.ignore``).
 
 What is guaranteed about validation: before anything is written, every object is dry-run,
 except those that cannot be yet because they depend on this very set (objects of a kind
@@ -44,6 +47,7 @@ from controllers import health
 from controllers.api import ResourceInfo
 from controllers.discovery import RestMapper, UnknownKind
 from controllers.inventory import ObjectRef, sort_key
+from controllers.jsondiff import IgnoreRules
 from controllers.kube import JSON_PATCH, ApiError, KubeClient
 from controllers.ssa import (
     any_in_metadata,
@@ -63,6 +67,7 @@ from kustomize.apply.annotations import (
 )
 from kustomize.apply.changeset import Action, ChangeSet, ChangeSetEntry
 from kustomize.apply.errors import ApplyError, ObjectFailure, PruneError
+from kustomize.apply.ignore import ignored_paths, resolve_ignored, without_ignored
 from kustomize.apply.managedfields import cleanup_patch
 
 __all__ = [
@@ -87,10 +92,12 @@ _CONSISTENT_READS = 3
 class ApplyOptions:
     """``force``: recreate objects on immutable-field errors (``spec.force``).
     ``wait_timeout``: how long to wait for the definitions and classes of a stage (Flux: 60s).
+    ``ignore``: the fields ``spec.ignore`` leaves out of drift detection and apply.
     """
 
     force: bool = False
     wait_timeout: float = 60.0
+    ignore: IgnoreRules = field(default_factory=IgnoreRules)
 
 
 class Stage(StrEnum):
@@ -131,10 +138,18 @@ def _without_metadata_and_status(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
-def _drifted(existing: Mapping[str, Any] | None, dry_run: Mapping[str, Any]) -> bool:
-    """Flux's ``hasDrifted``: labels, annotations, or anything but metadata and status."""
+def _drifted(
+    existing: Mapping[str, Any] | None,
+    dry_run: Mapping[str, Any],
+    ignore: IgnoreRules | None = None,
+) -> bool:
+    """Flux's ``hasDriftedWithIgnore``: labels, annotations, or anything but metadata and
+    status, the ignored fields left out of both."""
     if existing is None:
         return True
+    paths = ignored_paths(ignore, dry_run) if ignore else []
+    if paths:
+        existing, dry_run = without_ignored(existing, paths), without_ignored(dry_run, paths)
     live, wanted = existing.get("metadata") or {}, dry_run.get("metadata") or {}
     for key in ("labels", "annotations"):
         if (live.get(key) or {}) != (wanted.get(key) or {}):
@@ -267,7 +282,9 @@ class ResourceManager:
         options = options or ApplyOptions()
         items = [self._item(i, obj) for i, obj in enumerate(objects)]
         planned = await self._preflight(items, options)
-        diffs = [_as_diff(item, plan) for item, plan in zip(items, planned, strict=True)]
+        diffs = [
+            _as_diff(item, plan, options.ignore) for item, plan in zip(items, planned, strict=True)
+        ]
         diffs.sort(key=lambda diff: (_STAGES.index(stage_of(diff.desired)), sort_key(diff.ref)))
         return diffs
 
@@ -393,7 +410,7 @@ class ResourceManager:
         cleanup = cleanup_patch(item.obj, existing, self._field_manager)
         if not _resource_version(dry_run):
             action = Action.CREATED
-        elif cleanup or _drifted(existing, dry_run):
+        elif cleanup or _drifted(existing, dry_run, options.ignore):
             action = Action.CONFIGURED
         else:
             action = Action.UNCHANGED
@@ -449,8 +466,17 @@ class ResourceManager:
                 )
             except ApiError as err:
                 raise failure(f"metadata.managedFields cleanup failed: {err.message}") from err
+        payload = item.obj
+        if plan.action == Action.CONFIGURED and plan.existing and plan.dry_run:
+            paths = ignored_paths(options.ignore, plan.dry_run)
+            try:
+                payload = resolve_ignored(
+                    item.obj, plan.existing, plan.dry_run, paths, self._field_manager
+                )
+            except KeyError as err:
+                raise failure(f"apply failed: {err.args[0]}") from err
         try:
-            await self._apply(info, item.obj, dry_run=False)
+            await self._apply(info, payload, dry_run=False)
         except ApiError as err:
             raise failure(f"apply failed: {err.message}") from err
 
@@ -498,14 +524,19 @@ class ResourceManager:
         return Action.DELETED
 
 
-def _as_diff(item: _Item, plan: _Plan | None) -> ObjectDiff:
+def _as_diff(item: _Item, plan: _Plan | None, ignore: IgnoreRules) -> ObjectDiff:
     if plan is None:  # deferred: what it depends on does not exist yet, so neither does it
         return ObjectDiff(item.ref, Action.CREATED, item.obj)
     if plan.action != Action.CONFIGURED:
         return ObjectDiff(item.ref, plan.action, item.obj)
-    if plan.dry_run is None or not _drifted(plan.existing, plan.dry_run):
+    if plan.dry_run is None or plan.existing is None:
         return ObjectDiff(item.ref, Action.UNCHANGED, item.obj)
-    return ObjectDiff(item.ref, Action.CONFIGURED, item.obj, plan.existing, plan.dry_run)
+    if not _drifted(plan.existing, plan.dry_run, ignore):
+        return ObjectDiff(item.ref, Action.UNCHANGED, item.obj)
+    # As Flux's Diff: the ignored fields are not shown either.
+    paths = ignored_paths(ignore, plan.dry_run)
+    live, merged = without_ignored(plan.existing, paths), without_ignored(plan.dry_run, paths)
+    return ObjectDiff(item.ref, Action.CONFIGURED, item.obj, live, merged)
 
 
 def _resource_version(obj: Mapping[str, Any] | None) -> str:

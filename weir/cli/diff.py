@@ -6,7 +6,8 @@ server-side apply exactly as the controller plans an apply (``kustomize.apply``:
 ``► Kind/namespace/name created``, ``drifted`` followed by a unified diff of the live object
 and the dry-run result (server fields left out, Secret values masked as Flux masks them), or
 ``skipped``; and, with ``spec.prune``, ``deleted`` for what the inventory lists and the build no
-longer has. Unchanged objects are not shown.
+longer has. Unchanged objects are not shown. The fields ``spec.ignore`` names are neither
+compared nor shown (as Flux 2.9).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from rich.text import Text
 
 from controllers import inventory
 from controllers.discovery import RestMapper
+from controllers.jsondiff import InvalidRule
 from kustomize.apply.changeset import Action
 from kustomize.apply.errors import ApplyError
+from kustomize.apply.ignore import compile_ignore_rules
 from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ObjectDiff, ResourceManager
 from weir.cli.app import CliError, Exit, Session, cluster_command, console, main
 from weir.cli.kinds import group_of
@@ -171,6 +174,10 @@ async def diff_kustomization(
             "(spec.kubeConfig): weir diff compares with the cluster of your kubeconfig only",
             Exit.USAGE,
         )
+    try:
+        ignore = compile_ignore_rules(spec.ignore)
+    except InvalidRule as err:
+        raise CliError(f"invalid ignore rule: {err}", Exit.USAGE) from None
     manager = ResourceManager(
         client,
         RestMapper(client),
@@ -178,9 +185,10 @@ async def diff_kustomization(
         owner_namespace=session.namespace,
         field_manager=FIELD_MANAGER,
     )
+    options = ApplyOptions(force=bool(spec.force), ignore=ignore)
     try:
         async with session.within_timeout():
-            changes = await manager.diff(local.objects, ApplyOptions(force=bool(spec.force)))
+            changes = await manager.diff(local.objects, options)
     except ApplyError as err:
         raise CliError(err.message, Exit.USAGE) from None
 
