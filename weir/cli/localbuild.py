@@ -107,9 +107,11 @@ async def build_locally(
     *,
     strict: bool,
     timeout: float,
+    root: Path | None = None,
 ) -> LocalBuild:
     """Build ``path`` as Kustomization ``namespace/name`` (from the cluster, or from
-    ``kustomization_file``) would be built; ``CliError`` when it cannot be."""
+    ``kustomization_file``) would be built; ``CliError`` when it cannot be. The build may read
+    ``root`` (an unpacked artifact holding ``path``), by default the Git checkout holding it."""
     live = await client.get_or_none(KS, namespace, name)
     if kustomization_file is not None:
         manifest = _from_file(kustomization_file, name, namespace)
@@ -127,7 +129,7 @@ async def build_locally(
         binary = find_build_worker()
     except FileNotFoundError as err:
         raise CliError(str(err), Exit.USAGE) from None
-    root, relative = checkout_of(path)
+    root, relative = checkout_of(path) if root is None else _within(root, path)
     # One build: one worker; remote bases allowed, as the controller allows them by default.
     workers = BuildWorkers(binary, allow_remote_bases=True, max_workers=1)
     try:
@@ -150,6 +152,12 @@ async def build_locally(
         metadata = obj.setdefault("metadata", {})
         metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
     return LocalBuild(kustomization, live, objects)
+
+
+def _within(root: Path, path: Path) -> tuple[Path, str]:
+    """``root`` and ``path`` relative to it (``path`` is inside ``root``)."""
+    root = root.resolve()
+    return root, path.resolve().relative_to(root).as_posix()
 
 
 def _from_file(file: Path, name: str, namespace: str) -> dict[str, Any]:
