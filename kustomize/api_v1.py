@@ -35,6 +35,8 @@ __all__ = [
     "Decryption",
     "DeletionPolicy",
     "DependencyReference",
+    "DriftDetection",
+    "DriftDetectionMode",
     "IgnoreRule",
     "Image",
     "KubeConfigReference",
@@ -61,6 +63,8 @@ SourceKind = Literal["OCIRepository", "GitRepository", "Bucket", "ExternalArtifa
 DeletionPolicy = Literal["MirrorPrune", "Delete", "WaitForTermination", "Orphan"]
 SubstituteStrategy = Literal["WithVariables", "Always"]
 BuildMetadataOption = Literal["originAnnotations", "transformerAnnotations"]
+# A weir extension: Flux's Kustomization always corrects drift ("enabled").
+DriftDetectionMode = Literal["enabled", "warn"]
 
 # Flux floors the timeout of a run at 30s, and derives it from the interval when unset.
 _MIN_TIMEOUT_SECONDS = 30.0
@@ -151,6 +155,18 @@ class IgnoreRule(KubeModel):
     paths: list[str] = Field(description="JSON Pointers (RFC 6901) of the fields to ignore.")
     target: Selector | None = Field(
         default=None, description="Objects the rule applies to; every object when unset."
+    )
+
+
+class DriftDetection(KubeModel):
+    """What is done about changes made in the cluster to the applied objects (a weir
+    extension, shaped as HelmRelease's driftDetection; its ignore rules are spec.ignore)."""
+
+    mode: DriftDetectionMode | None = Field(
+        default=None,
+        description="'enabled' (the default, as in Flux) detects and corrects drift; 'warn' "
+        "only reports it (the Drifted condition and a Warning event) and writes nothing while "
+        "the revision stays the one last applied. A new revision is applied in both modes.",
     )
 
 
@@ -317,6 +333,11 @@ class KustomizationSpec(KubeModel):
     ignore: list[IgnoreRule] | None = Field(
         default=None, description="Fields left out of drift detection and apply."
     )
+    drift_detection: DriftDetection | None = Field(
+        default=None,
+        description="Detection, and correction, of changes made in the cluster to the "
+        "applied objects (weir extension); corrected as in Flux when unset.",
+    )
 
 
 class ResourceRef(KubeModel):
@@ -421,6 +442,12 @@ class Kustomization(CustomResource):
     def deletion_policy(self) -> DeletionPolicy:
         """``spec.deletionPolicy``, ``MirrorPrune`` when unset."""
         return self.spec.deletion_policy or "MirrorPrune"
+
+    @property
+    def drift_mode(self) -> DriftDetectionMode:
+        """``spec.driftDetection.mode``, ``enabled`` (Flux's behaviour) when unset."""
+        drift = self.spec.drift_detection
+        return (drift.mode if drift else None) or "enabled"
 
     @property
     def substitute_strategy(self) -> SubstituteStrategy:

@@ -4,6 +4,11 @@ Steps, as in Flux's kustomize-controller: source (the referenced source's artifa
 dependencies, then the artifact fetched and digest-checked), build (decrypt, kustomize build,
 decrypt, substitute, commonMetadata) and apply (staged server-side apply, inventory, prune,
 health checks, history).
+
+``spec.driftDetection.mode: warn`` (a weir extension, :mod:`kustomize.drift`): once the
+desired state is applied, later runs of the same state only report drift (``Drifted`` and a
+``DriftDetected`` Warning event, once per distinct drift) and write nothing; a new revision,
+or a spec change that changes the objects, is applied as usual.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from controllers.reconcile import (
 )
 from controllers.target import TargetCluster, TargetOptions, Targets
 from controllers.wait import wait_until
-from kustomize import history
+from kustomize import drift, history
 from kustomize.api_v1 import Kustomization, ResourceInventory, ResourceRef
+from kustomize.apply.changeset import Action
 from kustomize.apply.errors import PruneError
 from kustomize.apply.ignore import compile_ignore_rules
 from kustomize.apply.manager import FIELD_MANAGER, ApplyOptions, ResourceManager
@@ -93,7 +99,7 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
     """Reconciles Kustomization objects against the cluster the client talks to."""
 
     model = Kustomization
-    owned_conditions: tuple[str, ...] = (HEALTHY,)
+    owned_conditions: tuple[str, ...] = (HEALTHY, drift.DRIFTED)
 
     def __init__(
         self,
@@ -310,11 +316,21 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
     async def reconcile_apply(
         self, ctx: RunContext[KustomizeRunState], obj: Kustomization
     ) -> Result:
-        """Apply, prune and check health; every outcome is counted in the history."""
+        """Apply, prune and check health; every outcome is counted in the history. In
+        ``warn`` drift mode, a desired state already applied is only compared, not applied."""
         run = ctx.state
+        report_only = obj.drift_mode == "warn" and _applied_already(obj, run)
         try:
             async with self.targets.open(ctx.client, obj) as target:
-                await self._apply_and_prune(ctx, obj, target)
+                if report_only:
+                    await self._report_drift(ctx, obj, target)
+                else:
+                    await self._apply_and_prune(ctx, obj, target)
+                    if obj.drift_mode == "warn":
+                        message = drift.NO_DRIFT_MESSAGE
+                        ctx.mark(drift.DRIFTED, "False", drift.NO_DRIFT_DETECTED, message)
+                    else:
+                        ctx.clear(drift.DRIFTED)  # Flux's Kustomization has none
                 await self._check_health(ctx, obj, target)
         except ReconcileError as err:
             self._record(obj, run, err.reason)
@@ -328,7 +344,9 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
                 revision=run.revision,
             )
         # As Flux's: a successful run's events update the commit status of its revision.
-        ctx.event_metadata[COMMIT_STATUS_KEY] = "update"
+        # A run that only reports drift applied nothing, so says nothing about the commit.
+        if not report_only:
+            ctx.event_metadata[COMMIT_STATUS_KEY] = "update"
         obj.status.last_applied_revision = run.revision
         obj.status.last_applied_origin_revision = run.origin_revision or None
         self._record(obj, run, "ReconciliationSucceeded")
@@ -339,14 +357,8 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
     ) -> None:
         """Apply in stages, record the inventory, prune what left it."""
         run = ctx.state
-        try:
-            ignore = compile_ignore_rules(obj.spec.ignore)
-        except InvalidRule as err:
-            # Flux retries this apply failure; it cannot succeed until the spec changes.
-            raise Stalling(f"invalid ignore rule: {err}", reason=cond.FAILED) from None
         manager = self._manager(target, obj)
-        options = ApplyOptions(force=obj.spec.force, ignore=ignore)
-        applied = await manager.apply_all_staged(run.objects, options)
+        applied = await manager.apply_all_staged(run.objects, _apply_options(obj))
         run.applied = applied.refs()
         old = _entries(obj)
         new = inventory.entries_for(run.applied)
@@ -364,6 +376,29 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
         text = "\n".join(c for c in changes if c)
         if text:
             ctx.notify("ReconciliationSucceeded", text, revision=run.revision)
+
+    async def _report_drift(
+        self, ctx: RunContext[KustomizeRunState], obj: Kustomization, target: TargetCluster
+    ) -> None:
+        """Compare the objects with the cluster and report what drifted; write nothing. The
+        Warning event is emitted once per distinct drift (objects and fields, never values):
+        the same drift found again leaves the condition, and the event stream, as they are."""
+        run = ctx.state
+        manager = self._manager(target, obj)
+        diffs = await manager.drift(run.objects, _apply_options(obj))
+        # What the health checks (spec.wait) look at: the objects that are there.
+        run.applied = [d.ref for d in diffs if d.action in (Action.UNCHANGED, Action.CONFIGURED)]
+        drifts = drift.drifts_of(diffs)
+        if not drifts:
+            ctx.mark(drift.DRIFTED, "False", drift.NO_DRIFT_DETECTED, drift.NO_DRIFT_MESSAGE)
+            return
+        message = drift.drift_message(run.revision, drifts)
+        before = cond.find(ctx.conditions, drift.DRIFTED)
+        ctx.mark(drift.DRIFTED, "True", drift.DRIFT_DETECTED, message)
+        if before is not None and (before.status, before.message) == ("True", message):
+            return
+        ctx.log.warning("drift detected", objects=[d.ref.subject for d in drifts])
+        ctx.warn(drift.DRIFT_DETECTED, message)
 
     async def _check_health(
         self, ctx: RunContext[KustomizeRunState], obj: Kustomization, target: TargetCluster
@@ -408,6 +443,24 @@ class KustomizationReconciler(Reconciler[Kustomization, KustomizeRunState]):
         obj.status.history = history.upsert(
             obj.status.history, run.digest, status, time.monotonic() - run.started, metadata
         )
+
+
+def _apply_options(obj: Kustomization) -> ApplyOptions:
+    try:
+        ignore = compile_ignore_rules(obj.spec.ignore)
+    except InvalidRule as err:
+        # Flux retries this apply failure; it cannot succeed until the spec changes.
+        raise Stalling(f"invalid ignore rule: {err}", reason=cond.FAILED) from None
+    return ApplyOptions(force=obj.spec.force, ignore=ignore)
+
+
+def _applied_already(obj: Kustomization, run: KustomizeRunState) -> bool:
+    """Whether the run's desired state is the one last applied: the same revision and, when
+    the history knows it, the same objects (a spec change such as a new patch is no drift)."""
+    if obj.status.last_applied_revision != run.revision:
+        return False
+    succeeded = [s for s in obj.status.history or () if s.last_reconciled_status == cond.SUCCEEDED]
+    return not succeeded or succeeded[0].digest == run.digest
 
 
 async def _terminated(

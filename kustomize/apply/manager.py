@@ -31,6 +31,8 @@ propagation), but only those still labelled as belonging to this Kustomization.
 
 ``ResourceManager.diff`` plans the same way and writes nothing: what applying would do to each
 object, with the live object and the dry-run result (``weir diff``).
+``ResourceManager.drift`` does the same for a set already applied, to report drift without
+correcting it (``spec.driftDetection.mode: warn``).
 """
 
 from __future__ import annotations
@@ -282,11 +284,23 @@ class ResourceManager:
         options = options or ApplyOptions()
         items = [self._item(i, obj) for i, obj in enumerate(objects)]
         planned = await self._preflight(items, options)
-        diffs = [
-            _as_diff(item, plan, options.ignore) for item, plan in zip(items, planned, strict=True)
-        ]
-        diffs.sort(key=lambda diff: (_STAGES.index(stage_of(diff.desired)), sort_key(diff.ref)))
-        return diffs
+        return _as_diffs(items, planned, options.ignore)
+
+    async def drift(
+        self, objects: Sequence[Mapping[str, Any]], options: ApplyOptions | None = None
+    ) -> list[ObjectDiff]:
+        """As ``diff``, for objects already applied (``spec.driftDetection.mode: warn``):
+        every object is dry-run now, as the definitions and Namespaces of the set exist
+        already, so ``created`` means the object is gone from the cluster. Nothing is
+        written. Raises ``ApplyError`` naming every object whose dry-run failed."""
+        options = options or ApplyOptions()
+        items = [self._item(i, obj) for i, obj in enumerate(objects)]
+
+        async def plan(item: _Item) -> _Plan:
+            return await self._plan(item, options, frozenset())
+
+        planned = await self._plan_all(items, plan, ChangeSet())
+        return _as_diffs(items, planned, options.ignore)
 
     async def prune(self, stale: Sequence[ObjectRef]) -> ChangeSet:
         """Delete ``stale`` objects (background propagation), in reverse apply order.
@@ -522,6 +536,15 @@ class ResourceManager:
         except ApiError as err:
             raise ObjectFailure(ref, f"delete failed: {err.message}") from err
         return Action.DELETED
+
+
+def _as_diffs(
+    items: Sequence[_Item], planned: Sequence[_Plan | None], ignore: IgnoreRules
+) -> list[ObjectDiff]:
+    """The plans as diffs, in Flux's apply order."""
+    diffs = [_as_diff(item, plan, ignore) for item, plan in zip(items, planned, strict=True)]
+    diffs.sort(key=lambda diff: (_STAGES.index(stage_of(diff.desired)), sort_key(diff.ref)))
+    return diffs
 
 
 def _as_diff(item: _Item, plan: _Plan | None, ignore: IgnoreRules) -> ObjectDiff:
