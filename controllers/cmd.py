@@ -79,6 +79,13 @@ _FLAGS = (
         help="ConfigMaps and Secrets whose changes requeue the objects referring to them",
     ),
     _Flag("--graceful-shutdown-timeout", "graceful_shutdown_timeout", duration_arg, "DURATION"),
+    _Flag(
+        "--suspended-reminder-interval",
+        "suspended_reminder_interval",
+        duration_arg,
+        "DURATION",
+        help="how often a suspended object gets a StillSuspended Warning event (0s: never)",
+    ),
 )
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
 

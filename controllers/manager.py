@@ -75,6 +75,8 @@ class Options:
     # Flux's default: only ConfigMaps and Secrets labelled to be watched; empty watches all.
     watch_configs_label_selector: str = "reconcile.fluxcd.io/watch=Enabled"
     graceful_shutdown_timeout: float = 30.0
+    # A weir extension: how often a suspended object gets a reminder event.
+    suspended_reminder_interval: float = 3600.0
 
 
 async def _use_flow_control(client: KubeClient) -> None:
@@ -265,6 +267,7 @@ class Manager:
                 recorder=recorder,
                 metrics=self.metrics,
                 jitter_fraction=opts.interval_jitter_percentage / 100,
+                suspended_reminder_interval=opts.suspended_reminder_interval,
             )
             queue = WorkQueue(ExponentialBackoff(opts.min_retry_delay, opts.max_retry_delay))
             queues.append(queue)

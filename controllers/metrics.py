@@ -1,4 +1,5 @@
-"""Flux's Prometheus metrics: reconcile duration, condition status and suspend status."""
+"""Flux's Prometheus metrics: reconcile duration, condition status and suspend status; and
+weir's own: since when each suspended object has been suspended."""
 
 from __future__ import annotations
 
@@ -42,12 +43,28 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        # A weir extension, hence not gotk_: Prometheus' advice for "time since" is the time
+        # it happened, so the series needs no update between runs; age = time() - value.
+        self.suspended_since = Gauge(
+            "weir_suspended_since_timestamp_seconds",
+            "Since when a resource has been suspended, as a Unix time: the time weir suspend "
+            "recorded, else when this controller first saw it suspended.",
+            labels,
+            registry=self.registry,
+        )
 
     def record_duration(self, obj: CustomResource, seconds: float) -> None:
         self.duration.labels(*_labels(obj)).observe(seconds)
 
-    def record_suspend(self, obj: CustomResource, suspended: bool) -> None:
+    def record_suspend(
+        self, obj: CustomResource, suspended: bool, *, since: float | None = None
+    ) -> None:
+        """The suspend status and, while suspended, since when (a Unix time)."""
         self.suspend.labels(*_labels(obj)).set(1 if suspended else 0)
+        if suspended and since is not None:
+            self.suspended_since.labels(*_labels(obj)).set(since)
+        else:
+            _remove(self.suspended_since, *_labels(obj))
 
     def record_conditions(self, obj: CustomResource, conditions: Iterable[Condition]) -> None:
         by_type = {c.type: c.status for c in conditions}
@@ -59,7 +76,7 @@ class Metrics:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Drop every series of a deleted object."""
-        for metric in (self.duration, self.suspend):
+        for metric in (self.duration, self.suspend, self.suspended_since):
             _remove(metric, kind, name, namespace)
         for type_ in CONDITION_TYPES:
             for status in STATUSES:

@@ -11,6 +11,7 @@ fetch by key, deletion and finalizer, suspend, run the steps, then one summarize
 from __future__ import annotations
 
 import copy
+import datetime
 import shutil
 import tempfile
 import time
@@ -40,6 +41,7 @@ from controllers.kube import KubeClient
 from controllers.metrics import Metrics
 from controllers.patch import StatusPatcher, patch_finalizers
 from controllers.queue import jitter
+from controllers.suspension import Suspension, describe_age
 
 __all__ = [
     "FINALIZER",
@@ -71,6 +73,12 @@ MAX_PROBLEMS = 5
 MAX_SHOWN_VALUE = 64
 DEFAULT_INTERVAL_SECONDS = 600.0
 """How often an object of a kind without ``spec.interval`` is reconciled."""
+DEFAULT_SUSPENDED_REMINDER_SECONDS = 3600.0
+"""How often a suspended object gets a reminder (``--suspended-reminder-interval``)."""
+STILL_SUSPENDED = "StillSuspended"
+"""The reason of the reminder events of a suspended object."""
+# The shortest wait for a reminder's due time: a clock a little behind never makes a tight loop.
+_MIN_REMINDER_DELAY_SECONDS = 0.05
 
 T = TypeVar("T", bound=CustomResource)
 T_contra = TypeVar("T_contra", bound=CustomResource, contravariant=True)
@@ -313,6 +321,7 @@ class Controller(Generic[T, S]):
         recorder: EventRecorder,
         metrics: Metrics,
         jitter_fraction: float = 0.05,
+        suspended_reminder_interval: float = DEFAULT_SUSPENDED_REMINDER_SECONDS,
     ) -> None:
         self.reconciler = reconciler
         self.info = reconciler.model.info
@@ -325,6 +334,10 @@ class Controller(Generic[T, S]):
         self.informers: Mapping[ResourceInfo, Informer] = {}
         # Keys written to whose informer copy is older than the write: resourceVersion written.
         self._unseen_writes: dict[str, str] = {}
+        self.suspended_reminder_interval = suspended_reminder_interval
+        # Per suspended key: since when (the record's time, else when this process first saw
+        # it suspended) and how many reminders are done for that suspension.
+        self._suspensions: dict[str, tuple[datetime.datetime, int]] = {}
 
     def observe(self, key: str, new: dict[str, Any] | None) -> None:
         """The primary informer saw ``key`` change: it is current again once it has our write
@@ -363,6 +376,7 @@ class Controller(Generic[T, S]):
             raw = await _read_through(self.client, informer, self.info, namespace or None, name)
         if raw is None:
             self.metrics.forget(self.info.kind, namespace, name)
+            self._suspensions.pop(key, None)
             return RunSummary(Outcome.DELETED)
         invalid: ValidationError | None = None
         try:
@@ -405,13 +419,43 @@ class Controller(Generic[T, S]):
             if FINALIZER not in (obj.metadata.finalizers or []):
                 raw = await patch_finalizers(self.client, self.info, raw, add=FINALIZER)
                 self._wrote(raw)
-            self.metrics.record_suspend(obj, obj.suspended)
             if obj.suspended:
-                ctx.log.info("reconciliation is suspended")
-                return RunSummary(Outcome.SUSPENDED)
+                return await self._remind_suspended(ctx, obj)
+            self._suspensions.pop(_key_of(obj), None)
+            self.metrics.record_suspend(obj, False)
             return await self._run_steps(ctx, obj, raw)
         finally:
             self.metrics.record_duration(obj, time.monotonic() - started)
+
+    async def _remind_suspended(self, ctx: RunContext[S], obj: T) -> RunSummary:
+        """Nothing is reconciled; every ``suspended_reminder_interval`` of the suspension a
+        Warning event says for how long, by whom and why (``weir suspend``'s record), and the
+        run comes back for the next one. Without a record, the age counts from when this
+        process first saw the object suspended."""
+        key = _key_of(obj)
+        now = datetime.datetime.now(datetime.UTC)
+        record = Suspension.from_annotations(obj.metadata.annotations)
+        known = self._suspensions.get(key)
+        since = record.at or (known[0] if known else now)
+        done = known[1] if known is not None and known[0] == since else 0
+        self.metrics.record_suspend(obj, True, since=since.timestamp())
+        ctx.log.info("reconciliation is suspended")
+        interval = self.suspended_reminder_interval
+        if interval <= 0:
+            self._suspensions[key] = (since, done)
+            return RunSummary(Outcome.SUSPENDED)
+        age = max(0.0, (now - since).total_seconds())
+        due = int(age // interval)
+        if due > done:
+            # After a restart, one reminder for all that were missed, not one for each.
+            known_age = describe_age(age) if record.at else f"at least {describe_age(age)}"
+            message = f"reconciliation suspended for {known_age} {record.who_and_why()}"
+            ctx.log.warning("still suspended", age_seconds=round(age))
+            await self.recorder.record(obj, "Warning", STILL_SUSPENDED, message)
+            done = due
+        self._suspensions[key] = (since, done)
+        next_due = (done + 1) * interval - age
+        return RunSummary(Outcome.SUSPENDED, max(next_due, _MIN_REMINDER_DELAY_SECONDS))
 
     async def _make_static(self, ctx: RunContext[S], obj: T, raw: dict[str, Any]) -> RunSummary:
         """Undo what earlier runs left on an object that became static (a HelmRepository
@@ -478,6 +522,7 @@ class Controller(Generic[T, S]):
     async def _finalize(self, ctx: RunContext[S], obj: T, raw: dict[str, Any]) -> RunSummary:
         # Series go first: once the object is gone from the API, it is gone from /metrics.
         self.metrics.forget(self.info.kind, obj.metadata.namespace or "", obj.metadata.name)
+        self._suspensions.pop(_key_of(obj), None)
         if FINALIZER in (obj.metadata.finalizers or []):
             await self.reconciler.finalize(ctx, obj)
             await patch_finalizers(self.client, self.info, raw, remove=FINALIZER)
@@ -569,6 +614,11 @@ class Controller(Generic[T, S]):
             await self.recorder.record(
                 obj, type_, reason, message, revision=revision, metadata=metadata
             )
+
+
+def _key_of(obj: CustomResource) -> str:
+    namespace = obj.metadata.namespace
+    return f"{namespace}/{obj.metadata.name}" if namespace else obj.metadata.name
 
 
 def _log_outcome(ctx: RunContext[S], run: RunSummary, error: ReconcileError | None) -> None:

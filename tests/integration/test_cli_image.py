@@ -88,8 +88,10 @@ async def test_create_get_reconcile_suspend_resume_and_export_images(
 
     suspended = await cli("suspend", "image", "repository", "app")
     assert suspended.code == 0, suspended.err
-    (_, (_, _, now_suspended, _, _)) = table((await cli("get", "image", "repository")).out)
-    assert now_suspended == "True"
+    (_, (_, _, now_suspended, suspended_by, _, _)) = table(
+        (await cli("get", "image", "repository")).out
+    )
+    assert (now_suspended, suspended_by) == ("True", "weir-admin, <1m ago")
     refused = await cli("reconcile", "image", "repository", "app")
     assert refused.code == 1
     resumed = await cli("resume", "image", "repository", "app")

@@ -67,6 +67,7 @@ __all__ = [
     "drift",
     "hand_changes",
     "json6902_ops",
+    "kustomization_drift",
     "source_identity",
     "strategic_merge_patch",
 ]
@@ -487,29 +488,9 @@ async def export_drift(
             Exit.USAGE,
         )
     client = await session.client()
-    namespace = session.namespace
-    live = await client.get(KS, namespace, name)
-    title = f"Kustomization {namespace}/{name}"
-    try:
-        kustomization = Kustomization.from_dict(live)
-    except ValidationError as err:
-        raise CliError(f"{title} is not valid: {err.errors()[0]['msg']}", Exit.USAGE) from None
-    if kustomization.spec.kube_config is not None:
-        raise CliError(
-            f"{title} applies to another cluster (spec.kubeConfig): weir drift export reads "
-            "the cluster of your kubeconfig only",
-            Exit.USAGE,
-        )
-    try:
-        ignore = IgnoreRules.compile(
-            (rule.paths, rule.target) for rule in kustomization.spec.ignore or ()
-        )
-    except InvalidRule as err:
-        raise CliError(f"{title}: spec.ignore: {err}", Exit.USAGE) from None
-
     async with session.within_timeout():
-        drifted, secrets = await _drift_of(
-            session, client, kustomization, live, ignore, source_addr
+        drifted, secrets = await kustomization_drift(
+            session, client, session.namespace, name, source_addr
         )
     for secret in secrets:
         note(f"! {secret.subject} drifted: not exported (Secret values are never written)")
@@ -522,6 +503,33 @@ async def export_drift(
         + (f", {len(secrets)} Secrets not exported" if secrets else "")
         + ", exiting with non-zero exit code"
     )
+
+
+async def kustomization_drift(
+    session: Session, client: KubeClient, namespace: str, name: str, source_addr: str | None
+) -> tuple[list[ObjectDrift], list[ObjectRef]]:
+    """The hand changes of each object of Kustomization ``namespace/name`` (what its next
+    reconcile would undo), and its drifted Secrets (named only); ``CliError`` when they
+    cannot be told. ``weir drift export`` writes them; ``weir resume`` lists them."""
+    live = await client.get(KS, namespace, name)
+    title = f"Kustomization {namespace}/{name}"
+    try:
+        kustomization = Kustomization.from_dict(live)
+    except ValidationError as err:
+        raise CliError(f"{title} is not valid: {err.errors()[0]['msg']}", Exit.USAGE) from None
+    if kustomization.spec.kube_config is not None:
+        raise CliError(
+            f"{title} applies to another cluster (spec.kubeConfig): weir reads the drift in "
+            "the cluster of your kubeconfig only",
+            Exit.USAGE,
+        )
+    try:
+        ignore = IgnoreRules.compile(
+            (rule.paths, rule.target) for rule in kustomization.spec.ignore or ()
+        )
+    except InvalidRule as err:
+        raise CliError(f"{title}: spec.ignore: {err}", Exit.USAGE) from None
+    return await _drift_of(session, client, kustomization, live, ignore, source_addr)
 
 
 async def _drift_of(
