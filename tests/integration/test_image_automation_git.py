@@ -14,6 +14,7 @@ import pytest
 from controllers.git.signing import sign
 from image_automation.git import (
     Author,
+    Cloned,
     GitError,
     PushRejected,
     clone,
@@ -48,6 +49,19 @@ class Remote:
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return run(["git", *args], cwd=repo, env=env).stdout.strip()
+
+
+async def clone_main(remote: Remote, dest: Path) -> Cloned:
+    """``main`` of ``remote`` cloned into ``dest``, to be pushed back to ``main``."""
+    return await clone(
+        remote.url,
+        remote.auth,
+        proxy=None,
+        ref=Branch("main"),
+        branch="main",
+        dest=dest,
+        timeout=TIMEOUT,
+    )
 
 
 def run(
@@ -117,15 +131,7 @@ async def test_clone_edit_commit_push(
 ) -> None:
     remote = remote_of(repo)
     before = git_repos.resolve(repo, "main")
-    cloned = await clone(
-        remote.url,
-        remote.auth,
-        proxy=None,
-        ref=Branch("main"),
-        branch="main",
-        dest=tmp_path / "work",
-        timeout=TIMEOUT,
-    )
+    cloned = await clone_main(remote, tmp_path / "work")
     assert (cloned.commit, cloned.head, cloned.revision) == (before, before, f"main@sha1:{before}")
     (cloned.path / "deploy.yaml").write_text("image: app:1.1.0 # marker\n")
     (cloned.path / "old.txt").unlink()
@@ -156,15 +162,7 @@ async def test_nothing_changed_commits_and_pushes_nothing(
 ) -> None:
     remote = https(repo)
     before = git_repos.resolve(repo, "main")
-    cloned = await clone(
-        remote.url,
-        remote.auth,
-        proxy=None,
-        ref=Branch("main"),
-        branch="main",
-        dest=tmp_path / "work",
-        timeout=TIMEOUT,
-    )
+    cloned = await clone_main(remote, tmp_path / "work")
     # Rewritten with the same bytes: no change.
     (cloned.path / "deploy.yaml").write_text("image: app:1.0.0 # marker\n")
 
@@ -250,15 +248,7 @@ async def test_a_rejected_push_writes_no_ref(
     git_repos: GitRepos, repo: str, https: Callable[[str], Remote], tmp_path: Path
 ) -> None:
     remote = https(repo)
-    cloned = await clone(
-        remote.url,
-        remote.auth,
-        proxy=None,
-        ref=Branch("main"),
-        branch="main",
-        dest=tmp_path / "work",
-        timeout=TIMEOUT,
-    )
+    cloned = await clone_main(remote, tmp_path / "work")
     (cloned.path / "deploy.yaml").write_text("image: app:3.0.0 # marker\n")
     git_repos.commit(repo, {"other.txt": "moved\n"}, "moved")
     moved = git_repos.resolve(repo, "main")
@@ -332,15 +322,7 @@ async def test_gpg_signed_commit_verifies(
         data["passphrase"] = passphrase
     signing = signing_key_from_secret(data, None, "apps/signing")
     remote = https(repo)
-    cloned = await clone(
-        remote.url,
-        remote.auth,
-        proxy=None,
-        ref=Branch("main"),
-        branch="main",
-        dest=tmp_path / "work",
-        timeout=TIMEOUT,
-    )
+    cloned = await clone_main(remote, tmp_path / "work")
     (cloned.path / "deploy.yaml").write_text("image: app:5.0.0 # marker\n")
 
     pushed = await commit_and_push(
@@ -369,15 +351,7 @@ async def test_ssh_signed_commit_verifies(
     pair = git_ssh.key("ed25519")
     signing = signing_key_from_secret(git_ssh.secret_data(), "ssh", "apps/deploy-key")
     remote = https(repo)
-    cloned = await clone(
-        remote.url,
-        remote.auth,
-        proxy=None,
-        ref=Branch("main"),
-        branch="main",
-        dest=tmp_path / "work",
-        timeout=TIMEOUT,
-    )
+    cloned = await clone_main(remote, tmp_path / "work")
     (cloned.path / "deploy.yaml").write_text("image: app:6.0.0 # marker\n")
 
     pushed = await commit_and_push(
