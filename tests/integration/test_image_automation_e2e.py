@@ -236,12 +236,10 @@ async def test_a_tag_becomes_a_pull_request_that_once_merged_is_applied(
     patch = {"metadata": {"annotations": {REQUESTED_AT: "after-merge"}}}
     await kube.patch(IUA, namespace, "staging", patch)
 
-    obj = await kube.get(IUA, namespace, "staging")
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while (obj.get("status") or {}).get("lastHandledReconcileAt") != "after-merge":
-        assert asyncio.get_running_loop().time() < deadline, "the automation did not run again"
-        await asyncio.sleep(0.5)
-        obj = await kube.get(IUA, namespace, "staging")
+    def ran_again(obj: dict[str, Any]) -> bool:
+        return (obj.get("status") or {}).get("lastHandledReconcileAt") == "after-merge"
+
+    await wait_for_object(kube, IUA, namespace, "staging", ran_again, timeout=WAIT)
     assert open_pulls() == []
 
 
